@@ -1,0 +1,83 @@
+"""Spec -> Gluon. The only module (with `blocks`) that imports MXNet, and it does so lazily."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+from .analysis import Limits, summarize
+from .errors import SpecError
+from .layers import Layer, Shape
+from .loader import problem
+from .schema import Spec
+
+_INITIALIZERS = {"xavier": ("Xavier", {}), "msra": ("MSRAPrelu", {}), "normal": ("Normal", {"sigma": 0.01}),
+                 "uniform": ("Uniform", {"scale": 0.07})}
+
+
+def _shape_only(layers, shape: Shape, name=None) -> Shape:
+    for layer in layers:
+        shape = layer.trace(shape, _shape_only)
+    return shape
+
+
+def _sequence(layers, shape: Shape):
+    """A HybridSequential of `layers`, whose first layer takes `shape`."""
+    from mxnet.gluon import nn
+
+    seq = nn.HybridSequential()
+    for layer in layers:
+        seq.add(_layer(layer, shape))
+        shape = layer.trace(shape, _shape_only)
+    return seq
+
+
+def _layer(layer: Layer, shape: Shape):
+    from mxnet.base import MXNetError
+
+    try:
+        return layer.gluon(shape, _sequence)
+    except SpecError:
+        raise
+    except (MXNetError, ValueError, AssertionError, TypeError) as e:  # shapes were checked; this is a bug
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SpecError([problem(layer._mark, layer._source, f"MXNet could not build this {layer.kind}: {first}")])
+
+
+def build_model(spec_or_path: Spec | str | os.PathLike, overrides: Mapping[str, Any] | None = None, *,
+                ctx=None, hybridize: bool = True, limits: Limits | None = Limits(), **kwargs):
+    """Build the Gluon network a spec describes, initialised as the spec says.
+
+    `spec_or_path` is a validated `Spec` or the path of a YAML spec. `overrides` (or keyword arguments)
+    change the spec first: `build_model(path, {"stages.b3.0.c1": 96})`. The result is a
+    `HybridSequential` whose children are the stages (`net.b3`, `net[2]`), hybridized unless
+    `hybridize=False`. MXNet's numpy mode (`npx.set_np()`) is switched on, as in the D2L book.
+    """
+    from mxnet import init, npx
+
+    from .blocks import Network
+
+    if isinstance(spec_or_path, Spec):
+        if overrides or kwargs:
+            raise TypeError("overrides apply to a spec file; pass its path instead of a loaded Spec")
+        spec = spec_or_path
+    else:
+        from . import load_spec
+
+        spec = load_spec(spec_or_path, {**(overrides or {}), **kwargs})
+    summarize(spec, limits=limits)  # every shape and the budget are checked before MXNet allocates anything
+    npx.set_np()
+    net = Network(spec)
+    shape = spec.input.shape
+    for name, layers in spec.layers():
+        if hasattr(Network, name):
+            first = layers[0] if layers else None
+            raise SpecError([problem(first._mark, ("stages", name), f"stage name {name!r} clashes with an "
+                                     "attribute of Gluon blocks; choose another")])
+        net.add_stage(name, _sequence(layers, shape))
+        shape = _shape_only(layers, shape)
+    cls, options = _INITIALIZERS[spec.init]
+    net.initialize(getattr(init, cls)(**options), ctx=ctx)
+    if hybridize:
+        net.hybridize(static_alloc=True)
+    return net

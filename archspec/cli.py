@@ -1,0 +1,183 @@
+"""The `archspec` command line. Wires the library together; prints; never shows a traceback for a
+user's mistake (set ARCHSPEC_DEBUG=1 to see one for an internal error)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from typing import Sequence
+
+from .analysis import Limits, format_table, summarize
+from .errors import Problem, SpecError
+from .schema import Spec
+
+
+def _shape(text: str) -> tuple[int, ...]:
+    parts = re.split(r"[x×,]", text.strip())
+    if not 1 <= len(parts) <= 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"expected CxHxW such as 1x96x96, got {text!r}")
+    return tuple(int(p) for p in parts)
+
+
+def _spec_options(p: argparse.ArgumentParser, many: bool = False) -> None:
+    p.add_argument("specs" if many else "spec", nargs="+" if many else None, metavar="SPEC",
+                   help="YAML spec file" + ("s" if many else ""))
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                   help="override a field, e.g. stages.b3.0.c1=96 or input.height=224 (repeatable)")
+    p.add_argument("--input", type=_shape, metavar="CxHxW", help="input shape instead of the spec's own")
+    p.add_argument("--max-params", type=int, default=Limits.max_params, metavar="N",
+                   help="refuse specs with more parameters (default %(default)s)")
+    p.add_argument("--max-memory", type=int, default=Limits.max_memory, metavar="BYTES",
+                   help="refuse specs with more activation bytes per example (default %(default)s)")
+
+
+def _load(path: str, args) -> tuple[Spec, "Summary"]:  # noqa: F821
+    from . import load_spec
+
+    spec = load_spec(path, args.overrides)
+    return spec, summarize(spec, args.input, Limits(args.max_params, args.max_memory))
+
+
+def cmd_validate(args) -> int:
+    show = Problem.github if args.format == "github" else Problem.__str__
+    failed = 0
+    for path in args.specs:
+        try:
+            _, summary = _load(path, args)
+        except SpecError as e:
+            failed += 1
+            for p in e.problems:
+                print(show(p))
+            continue
+        for w in summary.warnings:
+            print(show(w).replace(": ", ": warning: ", 1) if args.format != "github" else show(w))
+        if not args.quiet:
+            print(f"{path}: ok ({summary.params + summary.state:,} parameters, output {_fmt(summary.output)})",
+                  file=sys.stderr)
+    return 1 if failed else 0
+
+
+def cmd_summary(args) -> int:
+    spec, summary = _load(args.spec, args)
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+    else:
+        print(format_table(summary, args.depth))
+        for w in summary.warnings:
+            print(f"warning: {w}")
+    if args.build:
+        print(_check_with_mxnet(spec, summary))
+    return 0
+
+
+def _check_with_mxnet(spec: Spec, summary) -> str:
+    """Build the network, run one example through it stage by stage, and compare with the analysis."""
+    from mxnet import np
+
+    from .builder import build_model
+
+    net = build_model(spec, hybridize=False)
+    x = np.zeros((1,) + summary.input)
+    lines = ["built with MXNet:"]
+    for stage, row in zip(net._children.values(), summary.stages):
+        x = stage(x)
+        agree = "ok" if tuple(x.shape[1:]) == row.output else f"MISMATCH (analysis says {_fmt(row.output)})"
+        lines.append(f"  {row.path:<8} output {tuple(x.shape)}  {agree}")
+    count = sum(p.data().size for p in net.collect_params().values())
+    lines.append(f"  {count:,} parameters in collect_params() "
+                 + ("ok" if count == summary.params + summary.state else "MISMATCH"))
+    return "\n".join(lines)
+
+
+def cmd_compare(args) -> int:
+    rows, failed = [], 0
+    for path in args.specs:
+        try:
+            _, s = _load(path, args)
+        except SpecError as e:
+            failed += 1
+            print("\n".join(map(str, e.problems)), file=sys.stderr)
+            continue
+        rows.append({"spec": path, "name": s.name, "input": _fmt(s.input), "params": s.params + s.state,
+                     "macs": s.macs, "memory": s.memory, "output": _fmt(s.output)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif rows:
+        header = ["name", "input", "params", "MACs", "activations", "output"]
+        table = [[r["name"], r["input"], f"{r['params']:,}", f"{r['macs'] / 1e6:,.1f} M",
+                  f"{r['memory'] / 2**20:,.2f} MiB", r["output"]] for r in rows]
+        widths = [max(len(x[i]) for x in [header, *table]) for i in range(len(header))]
+        for line in [header, *table]:
+            print("  ".join(c.ljust(w) if i in (0, 1, 5) else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+    return 1 if failed else 0
+
+
+def cmd_schema(args) -> int:
+    from .jsonschema import spec_schema
+
+    text = json.dumps(spec_schema(), indent=2) + "\n"
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _fmt(shape) -> str:
+    return "x".join(map(str, shape))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="archspec", description="YAML specs for MXNet Gluon networks.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check specs (schema, shapes, budget); exit 1 if any is invalid")
+    _spec_options(v, many=True)
+    v.add_argument("--format", choices=["text", "github"], default="text",
+                   help="github: workflow commands that annotate the YAML line in a GitHub Actions log")
+    v.add_argument("-q", "--quiet", action="store_true", help="print problems only")
+    v.set_defaults(func=cmd_validate)
+
+    s = sub.add_parser("summary", help="layer table: shapes, parameters, MACs, memory (no MXNet needed)")
+    _spec_options(s)
+    s.add_argument("--depth", type=int, default=0, help="0: stages (default), 1: their layers, 2+: branches")
+    s.add_argument("--json", action="store_true", help="machine-readable output with every layer")
+    s.add_argument("--build", action="store_true", help="also build the network with MXNet and check the "
+                                                        "analysis against it")
+    s.set_defaults(func=cmd_summary)
+
+    c = sub.add_parser("compare", help="one row per spec: parameters, MACs, activation memory, output")
+    _spec_options(c, many=True)
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compare)
+
+    j = sub.add_parser("schema", help="print the JSON Schema of a spec file (for editors)")
+    j.add_argument("-o", "--output", help="write to this file instead of standard output")
+    j.set_defaults(func=cmd_schema)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("archspec: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug in archspec, not the user's mistake
+        if os.environ.get("ARCHSPEC_DEBUG"):
+            raise
+        print(f"archspec: internal error: {type(e).__name__}: {e} (set ARCHSPEC_DEBUG=1 for a traceback, "
+              "and please report it)", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""The JSON Schema of a spec file as a user writes it, generated from the same Pydantic models that
+validate it, so that editors (yaml-language-server) complete and check specs while they are typed."""
+from __future__ import annotations
+
+from .layers import REGISTRY
+from .schema import MAX_REPEAT, Spec
+
+SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
+
+
+def _kind_schemas(defs: dict) -> dict[str, dict]:
+    out = {}
+    for kind, cls in sorted(REGISTRY.items()):
+        schema = cls.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(schema.pop("$defs", {}))
+        schema.pop("title", None)
+        schema["description"] = (cls.__doc__ or kind).strip().splitlines()[0]
+        body = [schema]
+        if cls.shorthand:  # `- dropout: 0.5`
+            body.append(schema["properties"][cls.shorthand])
+        if not schema.get("required"):  # `- flatten:` or `- flatten`
+            body.append({"type": "null"})
+        out[kind] = body[0] if len(body) == 1 else {"anyOf": body, "description": schema["description"]}
+    return out
+
+
+def spec_schema() -> dict:
+    """JSON Schema (draft 2020-12) of a spec file."""
+    defs: dict = {}
+    kinds = _kind_schemas(defs)
+    entries = [{"type": "object", "properties": {kind: body, "repeat": {"type": "integer", "minimum": 1,
+                                                                          "maximum": MAX_REPEAT}},
+                "required": [kind], "additionalProperties": False} for kind, body in kinds.items()]
+    defs["LayerEntry"] = {"description": "A layer: a mapping with one kind key (and an optional `repeat`), "
+                                         "or a bare kind name.",
+                          "anyOf": [*entries, {"enum": sorted(kinds)}]}
+    spec = Spec.model_json_schema(ref_template="#/$defs/{model}")
+    defs.update(spec.pop("$defs", {}))
+    props = spec["properties"]
+    props["stages"]["additionalProperties"] = {"type": "array", "items": {"x-layer-entry": True}}
+    props["stages"]["propertyNames"] = {"pattern": r"^[A-Za-z][A-Za-z0-9_]*$"}
+    props["stages"].pop("patternProperties", None)
+    props["base"] = {"type": "string", "description": "Path of a spec to start from (relative to this file); "
+                                                      "this file's fields override it, mapping by mapping."}
+    props["defaults"] = {
+        "type": "object", "description": "Field values applied to every layer of a kind unless the layer sets "
+                                         "them, e.g. {conv: {activation: relu}}.",
+        "properties": {kind: {"type": "object", "properties": {f: s for f, s in
+                                                               _object(body)["properties"].items()
+                                                               if f not in REGISTRY[kind].children},
+                              "additionalProperties": False} for kind, body in kinds.items()},
+        "additionalProperties": False}
+    return _link({"$schema": SCHEMA_URL, "title": "archspec network spec", **spec, "$defs": dict(sorted(defs.items()))})
+
+
+def _link(node):
+    """Replace the placeholder that `layers.Layers` puts in the JSON Schema by a reference to LayerEntry."""
+    if isinstance(node, dict):
+        return {"$ref": "#/$defs/LayerEntry"} if node.get("x-layer-entry") else {k: _link(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_link(v) for v in node]
+    return node
+
+
+def _object(body: dict) -> dict:
+    return next(b for b in body["anyOf"] if b.get("type") == "object") if "anyOf" in body else body

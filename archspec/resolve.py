@@ -1,0 +1,124 @@
+"""Resolution: from the file a user wrote to one plain tree. A spec may start from another
+(`base: googlenet.yaml`) and be overridden from the command line or Python (`stages.b3.0.c1=96`).
+Every value keeps the mark of where it was written - the base file, the child file, or the override.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from .loader import Map, Mark, Seq, fail, load_yaml, parse_yaml
+
+MAX_BASE_DEPTH = 8
+
+
+def merge(base: Any, child: Any) -> Any:
+    """Child wins. Mappings merge key by key (a `null` value deletes the key); anything else is replaced."""
+    if not (isinstance(base, Map) and isinstance(child, Map)):
+        return child
+    out = Map(mark=child.mark)
+    for source in (base, child):
+        for key, value in source.items():
+            if source is child and value is None and key in base:
+                out.pop(key, None)
+                continue
+            merged = merge(out[key], value) if (source is child and key in out) else value
+            out.set(key, merged, source.value_mark(key), source.key_mark(key))
+    return out
+
+
+def load_resolved(path: str | Path, overrides: Mapping[str, Any] | Iterable[str] | None = None) -> Map:
+    """Load `path`, follow its `base:` chain, then apply `overrides`."""
+    raw = _with_bases(Path(path), [])
+    for key, value, mark in _parse_overrides(overrides):
+        _apply_override(raw, key, value, mark)
+    return raw
+
+
+def _with_bases(path: Path, chain: list[Path]) -> Map:
+    raw = load_yaml(path)
+    base = raw.get("base")
+    if base is None:
+        return raw
+    mark = raw.value_mark("base")
+    if not isinstance(base, str):
+        raise fail(mark, ("base",), f"base must be a path to another spec, got {base!r}")
+    base_path = (path.parent / base).resolve()
+    if base_path in chain or base_path == path.resolve():
+        raise fail(mark, ("base",), f"circular base: {base} is already being loaded")
+    if len(chain) >= MAX_BASE_DEPTH:
+        raise fail(mark, ("base",), f"base chain longer than {MAX_BASE_DEPTH}")
+    if not base_path.is_file():
+        raise fail(mark, ("base",), f"base spec {base!r} not found (looked for {base_path})")
+    parent = _with_bases(base_path, chain + [path.resolve()])
+    child = Map(mark=raw.mark)
+    for key, value in raw.items():
+        if key != "base":
+            child.set(key, value, raw.value_mark(key), raw.key_mark(key))
+    return merge(parent, child)
+
+
+def _parse_overrides(overrides) -> list[tuple[str, Any, Mark]]:
+    """`{"stages.b3.0.c1": 96}` or `["stages.b3.0.c1=96"]` (values parsed as YAML)."""
+    if not overrides:
+        return []
+    out = []
+    if isinstance(overrides, Mapping):
+        for key, value in overrides.items():
+            name = f"override {key}={value!r}"
+            out.append((str(key), _plain_to_marked(value, Mark(name, 1, 1)), Mark(name, 1, 1)))
+        return out
+    for text in overrides:
+        name = f"--set {text}"
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise fail(Mark(name, 1, 1), (), "an override is written path=value, e.g. stages.b3.0.c1=96")
+        parsed = parse_yaml(value, name) if value.strip() else None
+        out.append((key.strip(), parsed, Mark(name, 1, len(key) + 2)))
+    return out
+
+
+def _plain_to_marked(value: Any, mark: Mark) -> Any:
+    if isinstance(value, Mapping):
+        out = Map(mark=mark)
+        for k, v in value.items():
+            out.set(k, _plain_to_marked(v, mark), mark)
+        return out
+    if isinstance(value, (list, tuple)):
+        return Seq([_plain_to_marked(v, mark) for v in value], mark=mark)
+    return value
+
+
+def _apply_override(raw: Map, key: str, value: Any, mark: Mark) -> None:
+    parts = [int(p) if p.lstrip("-").isdigit() else p for p in key.split(".")]
+    node, path = raw, ()
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        # `stages.b3.0.c1` may skip the kind key of a layer entry: descend into its single body.
+        if isinstance(node, Map) and part not in node and part != "repeat" and _is_layer_entry(node):
+            kind = next(k for k in node if k != "repeat")
+            if isinstance(node[kind], Map):
+                node, path = node[kind], path + (kind,)
+        if isinstance(node, Map) and isinstance(part, str):
+            if last:
+                node.set(part, value, mark, mark)
+                return
+            if part not in node:
+                raise fail(mark, path + (part,), f"override {key}: no field {part!r} here "
+                           f"(has: {', '.join(map(str, node)) or 'nothing'})")
+            node, path = node[part], path + (part,)
+        elif isinstance(node, Seq) and isinstance(part, int):
+            if not -len(node) <= part < len(node):
+                raise fail(mark, path + (part,), f"override {key}: index {part} is out of range "
+                           f"(the list has {len(node)} items)")
+            if last:
+                node[part], node.item_marks[part] = value, mark
+                return
+            node, path = node[part], path + (part,)
+        else:
+            raise fail(mark, path + (part,), f"override {key}: cannot go into {type(node).__name__} "
+                       f"with {part!r}")
+
+
+def _is_layer_entry(node: Map) -> bool:
+    return len([k for k in node if k != "repeat"]) == 1

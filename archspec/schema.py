@@ -1,0 +1,283 @@
+"""The validated spec, and the walk that validates a resolved YAML tree into it.
+
+Every layer entry is validated by its own kind's Pydantic model (found in the registry by the
+entry's single key); `defaults` are merged in first, macros expand, `repeat` copies. Problems are
+collected over the whole file and reported together, each at its YAML line.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+
+from .errors import Problem, SpecError
+from .layers import REGISTRY, Layer, Layers, Macro, Shape, Size
+from .loader import Map, Mark, Seq, problem
+
+StageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+MAX_REPEAT = 1000
+
+
+class Input(BaseModel):
+    """Shape of one input example."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    channels: Size = Field(description="Input channels (1 for Fashion-MNIST, 3 for RGB).")
+    height: Size = Field(description="Input height in pixels.")
+    width: Size = Field(description="Input width in pixels.")
+
+    @property
+    def shape(self) -> Shape:
+        return (self.channels, self.height, self.width)
+
+
+class Spec(BaseModel):
+    """A validated network: named stages of layers, every macro expanded and every default applied."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = Field(
+        description="Name of the network.")
+    description: str = Field("", description="One line about the network: what it is and where it comes from.")
+    input: Input = Field(description="Shape of one input example: {channels, height, width}.")
+    init: Literal["xavier", "msra", "normal", "uniform"] = Field(
+        "xavier", description="Weight initialiser (`mxnet.init`); biases start at zero. D2L uses Xavier.")
+    stages: dict[StageName, Layers] = Field(
+        min_length=1, description="Named stages in order; each is a list of layers. Stage names become the "
+                                  "names of the network's child blocks (`net.b3`).")
+
+    def layers(self):
+        """(stage name, layers) pairs, in order."""
+        return self.stages.items()
+
+
+# Top-level keys that the validator consumes itself instead of storing on `Spec`.
+SPEC_KEYS = set(Spec.model_fields) | {"defaults", "base"}
+
+
+def hint(word: str, choices) -> str:
+    """`; did you mean 'kernel'?` for a near miss, else the empty string."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def mark_of(node: Any, loc: tuple, key: bool = False) -> tuple[Mark, tuple, tuple]:
+    """Follow `loc` into a marked tree. Returns the mark of the deepest node reached, the part of
+    `loc` that exists in the data, and the part that does not (a missing field, a union member)."""
+    mark = getattr(node, "mark", Mark("<unknown>", 1, 1))
+    for i, part in enumerate(loc):
+        if isinstance(node, Map) and part in node:
+            last = i == len(loc) - 1
+            mark = node.key_mark(part) if (key and last) else node.value_mark(part)
+            node = node[part]
+        elif isinstance(node, Seq) and isinstance(part, int) and 0 <= part < len(node):
+            mark, node = node.value_mark(part), node[part]
+        else:
+            return mark, loc[:i], loc[i:]
+    return mark, loc, ()
+
+
+_EXPECTED = {"int_type": "an integer", "int_parsing": "an integer", "float_type": "a number",
+             "float_parsing": "a number", "bool_type": "true or false", "string_type": "a string",
+             "tuple_type": "a list", "list_type": "a list", "dict_type": "a mapping",
+             "model_type": "a mapping", "model_attributes_type": "a mapping", "none_required": "null"}
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def pydantic_problems(err: ValidationError, node: Any, prefix: tuple, fields=None) -> list[Problem]:
+    """Turn a Pydantic error into located problems, one per field, with a did-you-mean for typos."""
+    grouped: dict[tuple, list[dict]] = {}
+    for e in err.errors():
+        _, found, rest = mark_of(node, e["loc"])
+        path = found + rest[:1] if e["type"] in ("missing", "extra_forbidden") else found
+        grouped.setdefault(path, []).append(e)
+    problems = []
+    for path, errors in grouped.items():
+        e = errors[0]
+        mark, _, _ = mark_of(node, path, key=e["type"] == "extra_forbidden")
+        if e["type"] == "extra_forbidden":
+            allowed = sorted(fields or ())
+            message = f"unknown field {path[-1]!r}{hint(str(path[-1]), allowed)}"
+            if allowed:
+                message += f" (fields: {', '.join(allowed)})"
+        elif e["type"] == "missing":
+            message = f"missing required field {path[-1]!r}"
+        else:
+            specific = [x for x in errors if x["type"] not in _EXPECTED]
+            if specific:
+                message = "; ".join(dict.fromkeys(x["msg"].removeprefix("Value error, ") for x in specific))
+            else:
+                message = "expected " + " or ".join(dict.fromkeys(_EXPECTED[x["type"]] for x in errors))
+            message = message[0].lower() + message[1:] + f", got {_short(e['input'])}"
+        problems.append(problem(mark, prefix + path, message))
+    return problems
+
+
+def _field_adapter(cls: type[BaseModel], name: str) -> TypeAdapter:
+    info = cls.model_fields[name]
+    return TypeAdapter(Annotated[info.annotation, info])
+
+
+class _Walk:
+    """Validates layer entries recursively, collecting problems instead of stopping at the first."""
+
+    def __init__(self, defaults: dict[str, Map]):
+        self.defaults = defaults
+        self.problems: list[Problem] = []
+
+    def entries(self, seq: Any, path: tuple, mark: Mark) -> tuple[Layer, ...]:
+        if not isinstance(seq, Seq):
+            self.problems.append(problem(mark, path, f"expected a list of layers, got {_short(seq)}"))
+            return ()
+        out: list[Layer] = []
+        for i, item in enumerate(seq):
+            out.extend(self.entry(item, path + (i,), seq.value_mark(i)))
+        return tuple(out)
+
+    def entry(self, item: Any, path: tuple, mark: Mark) -> list[Layer]:
+        """One list item: `{kind: body}` (plus an optional `repeat: n`), or a bare kind name."""
+        if isinstance(item, str):
+            item = Map({item: None}, mark=mark)
+            item.set(next(iter(item)), None, mark)
+        if not isinstance(item, Map):
+            self.problems.append(problem(mark, path, f"expected a layer such as `conv: {{...}}`, got {_short(item)}"))
+            return []
+        repeat = item.get("repeat", 1)
+        kinds = [k for k in item if k != "repeat"]
+        if len(kinds) != 1:
+            what = "no layer kind" if not kinds else f"several layer kinds ({', '.join(kinds)})"
+            self.problems.append(problem(mark, path, f"a layer entry has exactly one kind, found {what}; "
+                                         "start a new list item (-) for each layer"))
+            return []
+        kind = kinds[0]
+        if type(repeat) is not int or not 1 <= repeat <= MAX_REPEAT:
+            self.problems.append(problem(item.value_mark("repeat"), path + ("repeat",),
+                                         f"repeat must be an integer from 1 to {MAX_REPEAT}, got {_short(repeat)}"))
+            return []
+        if kind not in REGISTRY:
+            self.problems.append(problem(item.key_mark(kind), path + (kind,), f"unknown layer kind {kind!r}"
+                                         f"{hint(kind, REGISTRY)} (kinds: {', '.join(sorted(REGISTRY))})"))
+            return []
+        layer = self.layer(kind, item[kind], path + (kind,), item.value_mark(kind))
+        return [] if layer is None else [layer] * repeat
+
+    def layer(self, kind: str, body: Any, path: tuple, mark: Mark) -> Layer | None:
+        cls = REGISTRY[kind]
+        body = self._with_defaults(kind, cls, body, path, mark)
+        if body is None:
+            return None
+        for field, depth in cls.children.items():
+            if field in body:
+                body[field] = self._children(body[field], depth, path + (field,), body.value_mark(field))
+        if any(body.get(f) is None for f in cls.children if f in body):
+            return None  # a child failed; its problem is already recorded
+        try:
+            obj = cls.model_validate(dict(body))
+        except ValidationError as err:
+            self.problems.extend(pydantic_problems(err, body, path, cls.model_fields))
+            return None
+        if isinstance(obj, Macro):
+            expanded = _marked(obj.expand(), mark)
+            (inner,) = expanded  # a macro expands into exactly one entry
+            return self.layer(inner, expanded[inner], path, mark)
+        obj._mark, obj._source = mark, path
+        return obj
+
+    def _with_defaults(self, kind: str, cls, body: Any, path: tuple, mark: Mark) -> Map | None:
+        if body is None:
+            body = Map(mark=mark)
+        elif not isinstance(body, Map):
+            if cls.shorthand is None:
+                self.problems.append(problem(mark, path, f"{kind} takes a mapping of fields, got {_short(body)}"))
+                return None
+            body = _marked({cls.shorthand: body}, mark)
+        merged = Map(mark=body.mark)
+        for source in (self.defaults.get(kind, Map()), body):
+            for key, value in source.items():
+                merged.set(key, value, source.value_mark(key), source.key_mark(key))
+        return merged
+
+    def _children(self, value: Any, depth: int, path: tuple, mark: Mark):
+        if depth == 1:
+            before = len(self.problems)
+            layers = self.entries(value, path, mark)
+            return None if len(self.problems) > before else layers
+        if not isinstance(value, Seq):
+            self.problems.append(problem(mark, path, f"expected a list of branches, got {_short(value)}"))
+            return None
+        out = [self._children(v, depth - 1, path + (i,), value.value_mark(i)) for i, v in enumerate(value)]
+        return None if any(o is None for o in out) else tuple(out)
+
+
+def _marked(value: Any, mark: Mark) -> Any:
+    """Plain data (from a macro's expansion) as a marked tree, every node at `mark`."""
+    if isinstance(value, dict):
+        out = Map(mark=mark)
+        for k, v in value.items():
+            out.set(k, _marked(v, mark), mark)
+        return out
+    if isinstance(value, (list, tuple)):
+        return Seq([_marked(v, mark) for v in value], mark=mark)
+    return value
+
+
+def _check_defaults(raw: Any, mark: Mark) -> tuple[dict[str, Map], list[Problem]]:
+    """`defaults: {kind: {field: value}}`: every kind and field must exist and every value fit."""
+    if raw is None:
+        return {}, []
+    if not isinstance(raw, Map):
+        return {}, [problem(mark, ("defaults",), f"expected a mapping of layer kinds, got {_short(raw)}")]
+    problems, out = [], {}
+    for kind, fields in raw.items():
+        path = ("defaults", kind)
+        if kind not in REGISTRY:
+            problems.append(problem(raw.key_mark(kind), path, f"unknown layer kind {kind!r}{hint(kind, REGISTRY)}"))
+            continue
+        if not isinstance(fields, Map):
+            problems.append(problem(raw.value_mark(kind), path, f"expected a mapping of fields, got {_short(fields)}"))
+            continue
+        cls = REGISTRY[kind]
+        for name, value in fields.items():
+            if name not in cls.model_fields or name in cls.children:
+                problems.append(problem(fields.key_mark(name), path + (name,), f"{kind} has no field {name!r}"
+                                        f"{hint(name, cls.model_fields)}"))
+                continue
+            try:
+                _field_adapter(cls, name).validate_python(value)
+            except ValidationError as err:
+                problems.extend(pydantic_problems(err, value, path + (name,)))
+        out[kind] = fields
+    return out, problems
+
+
+def validate(raw: Map) -> Spec:
+    """Validate a resolved spec tree. Raises `SpecError` listing every problem with its place."""
+    problems: list[Problem] = []
+    for key in raw:
+        if key not in SPEC_KEYS:
+            problems.append(problem(raw.key_mark(key), (key,), f"unknown top-level field {key!r}"
+                                    f"{hint(key, SPEC_KEYS)} (fields: {', '.join(sorted(SPEC_KEYS))})"))
+    defaults, bad = _check_defaults(raw.get("defaults"), raw.value_mark("defaults"))
+    problems += bad
+    walk = _Walk(defaults)
+    stages = raw.get("stages")
+    if isinstance(stages, Map):
+        stages = {name: walk.entries(layers, ("stages", name), stages.value_mark(name))
+                  for name, layers in stages.items()}
+        problems += walk.problems
+    fields = {k: v for k, v in raw.items() if k in Spec.model_fields}
+    if stages is not None:
+        fields["stages"] = stages
+    try:
+        spec = Spec.model_validate(fields)
+    except ValidationError as err:
+        # Layer problems were reported by the walk; keep Pydantic's only for the rest.
+        problems += [p for p in pydantic_problems(err, raw, (), Spec.model_fields)
+                     if not (isinstance(stages, dict) and p.path[:1] == ("stages",) and len(p.path) > 2)]
+    if problems:
+        raise SpecError(sorted(problems, key=lambda p: (p.file, p.line, p.col)))
+    return spec

@@ -1,0 +1,63 @@
+"""The spec-built GoogLeNet is the seed's GoogLeNet: same layers, shapes, parameters and outputs."""
+import numpy as onp
+import pytest
+from mxnet import np, npx
+from reference import copy_params, googlenet, materialise
+
+from archspec import build_model, load_spec
+from conftest import ROOT
+
+GOOGLENET = ROOT / "specs" / "googlenet.yaml"
+# The D2L chapter's layer summary on a 1x96x96 input.
+STAGE_SHAPES = [(64, 24, 24), (192, 12, 12), (480, 6, 6), (832, 3, 3), (1024, 1, 1), (10,)]
+
+
+@pytest.fixture(scope="module")
+def pair():
+    npx.set_np()
+    ref = materialise(googlenet(10), (1, 1, 96, 96))
+    net = build_model(GOOGLENET, hybridize=False)
+    copy_params(ref, net)
+    return ref, net
+
+
+def test_stage_names_and_shapes_match_the_book(pair):
+    _, net = pair
+    x = np.zeros((1, 1, 96, 96))
+    assert list(net._children) == ["b1", "b2", "b3", "b4", "b5", "head"]
+    for stage, shape in zip(net, STAGE_SHAPES):
+        x = stage(x)
+        assert x.shape == (1,) + shape
+    assert net.b3 is net[2]
+
+
+def test_parameter_count_and_shapes_in_order(pair):
+    ref, net = pair
+    count = sum(p.data().size for p in net.collect_params().values())
+    assert count == 5_977_530  # D2L's GoogLeNet for 10 classes
+    assert [p.shape for p in net.collect_params().values()] == [p.shape for p in ref.collect_params().values()]
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_outputs_equal_with_the_same_weights(pair, hybridize):
+    ref, net = pair
+    x = np.random.uniform(size=(4, 1, 96, 96))
+    if hybridize:
+        net.hybridize()
+    diff = onp.abs(ref(x).asnumpy() - net(x).asnumpy()).max()
+    assert diff < 1e-4
+
+
+def test_overrides_change_the_built_network(tmp_path):
+    net = build_model(GOOGLENET, {"stages.head.0.units": 100, "input.height": 64, "input.width": 64})
+    assert net(np.zeros((2, 1, 64, 64))).shape == (2, 100)
+
+
+def test_default_build_is_hybridized_and_xavier_initialised():
+    net = build_model(GOOGLENET)
+    assert net._active  # hybridized
+    w = net.b1[0].weight.data().asnumpy()
+    # mxnet.init.Xavier(): uniform on +-sqrt(3 / mean(fan_in, fan_out)), as D2L initialises GoogLeNet
+    bound = (3 / ((1 * 49 + 64 * 49) / 2)) ** 0.5
+    assert bound * 0.95 < onp.abs(w).max() <= bound
+    assert not net.b1[0].bias.data().asnumpy().any()  # biases start at zero
