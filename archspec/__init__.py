@@ -19,10 +19,11 @@ from .schema import Spec, validate
 __version__ = "0.1.0"
 
 
-def load_spec(path: str | os.PathLike, overrides: Mapping[str, Any] | Iterable[str] | None = None) -> Spec:
-    """Load, resolve (`base:`, overrides) and validate a YAML spec. Raises `SpecError` with the place
-    of every problem. Does not import MXNet."""
-    return validate(load_resolved(path, overrides))
+def load_spec(source: str | os.PathLike | Mapping[str, Any],
+              overrides: Mapping[str, Any] | Iterable[str] | None = None) -> Spec:
+    """Load, resolve (`base:`, overrides) and validate a spec: the path of a YAML file, or the same
+    data as a Python mapping. Raises `SpecError` with the place of every problem. Does not import MXNet."""
+    return validate(load_resolved(source, overrides))
 
 
 def build_model(spec_or_path, overrides=None, **kwargs):

@@ -115,9 +115,9 @@ def cmd_compare(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from .jsonschema import spec_schema
+    from .jsonschema import field_reference, spec_schema
 
-    text = json.dumps(spec_schema(), indent=2) + "\n"
+    text = field_reference() if args.markdown else json.dumps(spec_schema(), indent=2) + "\n"
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(text)
@@ -156,6 +156,7 @@ def parser() -> argparse.ArgumentParser:
 
     j = sub.add_parser("schema", help="print the JSON Schema of a spec file (for editors)")
     j.add_argument("-o", "--output", help="write to this file instead of standard output")
+    j.add_argument("--markdown", action="store_true", help="the field reference of every layer kind, in Markdown")
     j.set_defaults(func=cmd_schema)
     return p
 

@@ -64,3 +64,32 @@ def _link(node):
 
 def _object(body: dict) -> dict:
     return next(b for b in body["anyOf"] if b.get("type") == "object") if "anyOf" in body else body
+
+
+def field_reference() -> str:
+    """The README's reference of every layer kind and field, from the same Pydantic descriptions."""
+    lines = []
+    for kind, cls in sorted(REGISTRY.items()):
+        doc = " ".join((cls.__doc__ or "").split())
+        short = f" A scalar sets `{cls.shorthand}`: `- {kind}: ...`." if cls.shorthand else ""
+        lines += [f"#### `{kind}`", "", doc + short, "", "| field | default | description |", "|---|---|---|"]
+        properties = cls.model_json_schema()["properties"]
+        for name, info in cls.model_fields.items():
+            default = "required" if info.is_required() else f"`{_yaml(info.default)}`"
+            choices = _enum(properties[name])
+            more = f" One of {', '.join(f'`{_yaml(c)}`' for c in choices)}." if choices else ""
+            lines.append(f"| `{name}` | {default} | {info.description or ''}{more} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _enum(schema: dict) -> list:
+    """The allowed values of a field whose JSON Schema is an enum (possibly or null)."""
+    if "enum" in schema:
+        return schema["enum"]
+    return next((s["enum"] for s in schema.get("anyOf", []) if "enum" in s), [])
+
+
+def _yaml(value) -> str:
+    return {True: "true", False: "false", None: "null"}.get(value, value) if not isinstance(value, (int, float)) \
+        or isinstance(value, bool) else str(value)

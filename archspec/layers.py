@@ -222,6 +222,13 @@ class _Pool(Layer):
     padding: PairOrZero = Field(0, description="Padding on each side: an integer or [height, width].")
     ceil_mode: Flag = Field(False, description="Round the output size up instead of down.")
 
+    @model_validator(mode="after")
+    def _padding_within_window(self):
+        if any(p >= k for p, k in zip(pair(self.padding), pair(self.kernel))):
+            raise ValueError(f"padding {self.padding} must be smaller than the window {self.kernel} "
+                             "(MXNet pools only windows that overlap the input)")
+        return self
+
     def infer(self, shape):
         c, h, w = _need_image(self.kind, shape)
         (kh, kw), (ph, pw) = pair(self.kernel), pair(self.padding)

@@ -78,6 +78,18 @@ class Seq(list):
     key_mark = value_mark
 
 
+def marked(value: Any, mark: Mark) -> Any:
+    """Plain Python data (from Python overrides, a macro's expansion) as a marked tree, every node at `mark`."""
+    if isinstance(value, dict):
+        out = Map(mark=mark)
+        for k, v in value.items():
+            out.set(k, marked(v, mark), mark)
+        return out
+    if isinstance(value, (list, tuple)):
+        return Seq([marked(v, mark) for v in value], mark=mark)
+    return value
+
+
 def problem(mark: Mark, path, message: str, severity: str = "error") -> Problem:
     return Problem(mark.file, mark.line, mark.col, tuple(path), message, severity)
 
@@ -162,7 +174,12 @@ def _convert(loader: _Loader, node, path: tuple):
 
 def parse_yaml(text: str, name: str) -> Any:
     """Parse YAML text into marked data; raises SpecError for malformed or hostile input."""
-    loader = _Loader(text, name)
+    try:
+        loader = _Loader(text, name)
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        raise fail(Mark(name, line, col), (), f"invalid YAML: control character 0x{e.character:02x}") from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -172,7 +189,7 @@ def parse_yaml(text: str, name: str) -> Any:
         m = e.problem_mark or e.context_mark
         where = Mark(name, m.line + 1, m.column + 1) if m else Mark(name, 1, 1)
         raise fail(where, (), f"invalid YAML: {e.problem or e.context}") from None
-    except yaml.YAMLError as e:  # reader errors (control characters) carry no mark of this kind
+    except yaml.YAMLError as e:
         raise fail(Mark(name, 1, 1), (), f"invalid YAML: {e}") from None
     finally:
         loader.dispose()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .loader import Map, Mark, Seq, fail, load_yaml, parse_yaml
+from .loader import Map, Mark, Seq, fail, load_yaml, marked, parse_yaml
 
 MAX_BASE_DEPTH = 8
 
@@ -27,9 +27,14 @@ def merge(base: Any, child: Any) -> Any:
     return out
 
 
-def load_resolved(path: str | Path, overrides: Mapping[str, Any] | Iterable[str] | None = None) -> Map:
-    """Load `path`, follow its `base:` chain, then apply `overrides`."""
-    raw = _with_bases(Path(path), [])
+def load_resolved(source: str | Path | Mapping, overrides: Mapping[str, Any] | Iterable[str] | None = None) -> Map:
+    """Load a spec file (or take a mapping of the same data), follow its `base:` chain, apply `overrides`."""
+    if isinstance(source, Mapping):
+        raw = marked(dict(source), Mark("<dict>", 1, 1))
+        if "base" in raw:
+            raise fail(raw.mark, ("base",), "`base:` needs a spec file; load the file instead of a dict")
+    else:
+        raw = _with_bases(Path(source), [])
     for key, value, mark in _parse_overrides(overrides):
         _apply_override(raw, key, value, mark)
     return raw
@@ -66,7 +71,7 @@ def _parse_overrides(overrides) -> list[tuple[str, Any, Mark]]:
     if isinstance(overrides, Mapping):
         for key, value in overrides.items():
             name = f"override {key}={value!r}"
-            out.append((str(key), _plain_to_marked(value, Mark(name, 1, 1)), Mark(name, 1, 1)))
+            out.append((str(key), marked(value, Mark(name, 1, 1)), Mark(name, 1, 1)))
         return out
     for text in overrides:
         name = f"--set {text}"
@@ -76,17 +81,6 @@ def _parse_overrides(overrides) -> list[tuple[str, Any, Mark]]:
         parsed = parse_yaml(value, name) if value.strip() else None
         out.append((key.strip(), parsed, Mark(name, 1, len(key) + 2)))
     return out
-
-
-def _plain_to_marked(value: Any, mark: Mark) -> Any:
-    if isinstance(value, Mapping):
-        out = Map(mark=mark)
-        for k, v in value.items():
-            out.set(k, _plain_to_marked(v, mark), mark)
-        return out
-    if isinstance(value, (list, tuple)):
-        return Seq([_plain_to_marked(v, mark) for v in value], mark=mark)
-    return value
 
 
 def _apply_override(raw: Map, key: str, value: Any, mark: Mark) -> None:

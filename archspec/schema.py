@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapte
 
 from .errors import Problem, SpecError
 from .layers import REGISTRY, Layer, Layers, Macro, Shape, Size
-from .loader import Map, Mark, Seq, problem
+from .loader import Map, Mark, Seq, marked, problem
 
 StageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
 MAX_REPEAT = 1000
@@ -95,6 +95,11 @@ def pydantic_problems(err: ValidationError, node: Any, prefix: tuple, fields=Non
         _, found, rest = mark_of(node, e["loc"])
         path = found + rest[:1] if e["type"] in ("missing", "extra_forbidden") else found
         grouped.setdefault(path, []).append(e)
+    # `kernal: 3` makes `kernel` missing too; the typo is the one problem worth reporting.
+    extras = [p[-1] for p, errs in grouped.items() if errs[0]["type"] == "extra_forbidden"]
+    for path in [p for p, errs in grouped.items() if errs[0]["type"] == "missing"]:
+        if difflib.get_close_matches(str(path[-1]), [str(x) for x in extras], n=1, cutoff=0.6):
+            del grouped[path]
     problems = []
     for path, errors in grouped.items():
         e = errors[0]
@@ -162,7 +167,7 @@ class _Walk:
             self.problems.append(problem(item.key_mark(kind), path + (kind,), f"unknown layer kind {kind!r}"
                                          f"{hint(kind, REGISTRY)} (kinds: {', '.join(sorted(REGISTRY))})"))
             return []
-        layer = self.layer(kind, item[kind], path + (kind,), item.value_mark(kind))
+        layer = self.layer(kind, item[kind], path + (kind,), item.key_mark(kind))
         return [] if layer is None else [layer] * repeat
 
     def layer(self, kind: str, body: Any, path: tuple, mark: Mark) -> Layer | None:
@@ -181,7 +186,7 @@ class _Walk:
             self.problems.extend(pydantic_problems(err, body, path, cls.model_fields))
             return None
         if isinstance(obj, Macro):
-            expanded = _marked(obj.expand(), mark)
+            expanded = marked(obj.expand(), mark)
             (inner,) = expanded  # a macro expands into exactly one entry
             return self.layer(inner, expanded[inner], path, mark)
         obj._mark, obj._source = mark, path
@@ -194,7 +199,7 @@ class _Walk:
             if cls.shorthand is None:
                 self.problems.append(problem(mark, path, f"{kind} takes a mapping of fields, got {_short(body)}"))
                 return None
-            body = _marked({cls.shorthand: body}, mark)
+            body = marked({cls.shorthand: body}, mark)
         merged = Map(mark=body.mark)
         for source in (self.defaults.get(kind, Map()), body):
             for key, value in source.items():
@@ -211,18 +216,6 @@ class _Walk:
             return None
         out = [self._children(v, depth - 1, path + (i,), value.value_mark(i)) for i, v in enumerate(value)]
         return None if any(o is None for o in out) else tuple(out)
-
-
-def _marked(value: Any, mark: Mark) -> Any:
-    """Plain data (from a macro's expansion) as a marked tree, every node at `mark`."""
-    if isinstance(value, dict):
-        out = Map(mark=mark)
-        for k, v in value.items():
-            out.set(k, _marked(v, mark), mark)
-        return out
-    if isinstance(value, (list, tuple)):
-        return Seq([_marked(v, mark) for v in value], mark=mark)
-    return value
 
 
 def _check_defaults(raw: Any, mark: Mark) -> tuple[dict[str, Map], list[Problem]]:

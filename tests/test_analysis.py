@@ -1,0 +1,159 @@
+"""The static analyser agrees with MXNet exactly: shapes and parameter counts of every spec in
+`specs/` and of hundreds of random specs; what it rejects, MXNet cannot run either."""
+import subprocess
+import sys
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from mxnet import np, npx
+from mxnet.base import MXNetError
+from mxnet.gluon import nn
+
+from archspec import Limits, SpecError, build_model, load_spec, summarize
+from conftest import ROOT, SPECS
+
+
+def measured(net, input_shape):
+    """Stage output shapes and parameter count, as MXNet sees them."""
+    x, shapes = np.zeros((1,) + tuple(input_shape)), []
+    for stage in net:
+        x = stage(x)
+        shapes.append(tuple(x.shape[1:]))
+    return shapes, sum(p.data().size for p in net.collect_params().values())
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_every_spec_agrees_with_mxnet(path):
+    spec = load_spec(path)
+    summary = summarize(spec)
+    shapes, count = measured(build_model(spec, hybridize=False), spec.input.shape)
+    assert [r.output for r in summary.stages] == shapes
+    assert summary.params + summary.state == count
+
+
+def test_analysis_does_not_import_mxnet():
+    code = ("import sys, archspec, glob\n"
+            "for p in glob.glob(%r):\n    archspec.summarize(archspec.load_spec(p))\n"
+            "from archspec.cli import main\nmain(['summary', %r, '--depth', '3'])\n"
+            "main(['validate', '-q', *glob.glob(%r)])\n"
+            "assert 'mxnet' not in sys.modules, 'mxnet was imported'\n"
+            ) % (str(ROOT / "specs/*.yaml"), str(ROOT / "specs/googlenet.yaml"), str(ROOT / "specs/*.yaml"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_googlenet_totals_match_the_published_figures():
+    summary = summarize(load_spec(ROOT / "specs/googlenet.yaml"))
+    assert summary.params == 5_977_530  # D2L's GoogLeNet
+    assert round(summary.macs / 1e6, 1) == 276.1  # the figure the benchmark issue quotes
+    assert summary.row("b3.0.branch2.1").output == (128, 12, 12)
+
+
+# ---------------------------------------------------------------------------------------------
+# Random specs, and an independent translation of them to Gluon (not archspec's builder).
+
+sizes = st.integers(1, 4)
+convs = st.builds(lambda c, k, s, p, d, g: {"conv": {"channels": c * g, "kernel": k, "stride": s, "padding": p,
+                                                    "dilation": d, "groups": g}},
+                  st.integers(1, 6), st.integers(1, 5), st.integers(1, 3), st.integers(0, 2), st.integers(1, 2),
+                  st.sampled_from([1, 1, 1, 2]))
+pools = st.builds(lambda kind, k, s, p, ceil: {kind: {"kernel": k, "stride": s, "padding": p, "ceil_mode": ceil}},
+                  st.sampled_from(["maxpool", "avgpool"]), st.integers(1, 4), st.integers(1, 3),
+                  st.integers(0, 1), st.booleans())
+simple = st.one_of(convs, pools, st.just({"batchnorm": {}}), st.just({"activation": "relu"}),
+                   st.just({"global_avg_pool": None}), st.just({"dropout": 0.5}))
+
+
+def parallels(inner):
+    return st.builds(lambda branches, merge: {"parallel": {"branches": branches, "merge": merge}},
+                     st.lists(st.lists(inner, max_size=2), min_size=1, max_size=3),
+                     st.sampled_from(["concat", "add", "mul"]))
+
+
+layers = st.recursive(simple, parallels, max_leaves=6)
+random_specs = st.builds(
+    lambda c, h, w, body, head: {"name": "random", "input": {"channels": c, "height": h, "width": w},
+                                 "stages": {"body": body, "head": head}},
+    sizes, st.integers(1, 24), st.integers(1, 24), st.lists(layers, min_size=1, max_size=5),
+    st.sampled_from([[], [{"dense": {"units": 3}}], [{"flatten": None}, {"dense": 5}]]))
+
+
+class RefParallel(nn.HybridBlock):
+    def __init__(self, branches, merge):
+        super().__init__()
+        self.merge, self.branches = merge, nn.HybridSequential()
+        for b in branches:
+            self.branches.add(b)
+
+    def hybrid_forward(self, F, x):
+        outs = [b(x) for b in self.branches]
+        if self.merge == "concat":
+            return F.np.concatenate(outs, axis=1)
+        out = outs[0]
+        for o in outs[1:]:
+            out = out + o if self.merge == "add" else out * o
+        return out
+
+
+def reference(entry):
+    """Gluon layers for a random entry, with deferred shapes, written from Gluon's documentation."""
+    (kind, body), = entry.items()
+    if kind == "conv":
+        return nn.Conv2D(body["channels"], body["kernel"], body["stride"], body["padding"], body["dilation"],
+                         body["groups"])
+    if kind in ("maxpool", "avgpool"):
+        cls = nn.MaxPool2D if kind == "maxpool" else nn.AvgPool2D
+        return cls(body["kernel"], body["stride"], body["padding"], ceil_mode=body["ceil_mode"])
+    if kind == "parallel":
+        seqs = []
+        for branch in body["branches"]:
+            seq = nn.HybridSequential()
+            for e in branch:
+                seq.add(reference(e))
+            seqs.append(seq)
+        return RefParallel(seqs, body["merge"])
+    return {"batchnorm": lambda: nn.BatchNorm(), "activation": lambda: nn.Activation("relu"),
+            "global_avg_pool": nn.GlobalAvgPool2D, "dropout": lambda: nn.Dropout(0.5),
+            "dense": lambda: nn.Dense(body if isinstance(body, int) else body["units"]),
+            "flatten": nn.Flatten}[kind]()
+
+
+def run_reference(spec):
+    net = nn.HybridSequential()
+    for entry in spec["stages"]["body"] + spec["stages"]["head"]:
+        net.add(reference(entry))
+    net.initialize()
+    i = spec["input"]
+    out = net(np.zeros((1, i["channels"], i["height"], i["width"])))
+    npx.waitall()
+    return out, sum(p.data().size for p in net.collect_params().values())
+
+
+@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_specs)
+def test_random_specs_agree_with_mxnet(data):
+    npx.set_np()
+    try:
+        spec = load_spec(data)
+        summary = summarize(spec, limits=Limits())
+    except SpecError as e:
+        # Rejected statically: MXNet must not be able to run it either (or only to a meaningless result).
+        if "must be smaller than the window" in str(e):
+            # A pool window that can lie wholly in the padding. MXNet's oneDNN kernels refuse it
+            # (pad < kernel), its reference kernels compute it; either way it pools nothing.
+            event("rejected: pool padding >= window")
+            return
+        try:
+            out, _ = run_reference(data)
+        except (MXNetError, ValueError, AssertionError, IndexError):
+            event("rejected by both")
+            return
+        assert 0 in out.shape, f"the analyser rejected a spec that MXNet runs: {data}"
+        return
+    event("accepted")
+    out, count = run_reference(data)
+    assert tuple(out.shape[1:]) == summary.output
+    assert summary.params + summary.state == count
+    shapes, built_count = measured(build_model(spec, hybridize=False), spec.input.shape)
+    assert shapes[-1] == summary.output and built_count == count

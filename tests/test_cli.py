@@ -1,0 +1,86 @@
+"""The command line: summary, compare, schema, overrides, and the generated files kept in sync."""
+import json
+import subprocess
+import sys
+
+import jsonschema
+import yaml
+
+from archspec.cli import main
+from archspec.jsonschema import field_reference, spec_schema
+from conftest import ROOT, SPECS
+
+GOOGLENET = str(ROOT / "specs/googlenet.yaml")
+
+
+def test_summary_json_has_the_figures_of_the_table(capsys):
+    assert main(["summary", GOOGLENET, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["params"] == 5_977_530 and data["output"] == [10]
+    stages = [(l["path"], l["output"]) for l in data["layers"] if l["depth"] == 0]
+    assert stages == [("b1", [64, 24, 24]), ("b2", [192, 12, 12]), ("b3", [480, 6, 6]), ("b4", [832, 3, 3]),
+                      ("b5", [1024, 1, 1]), ("head", [10])]
+    assert sum(l["params"] for l in data["layers"] if l["kind"] == "conv") + 10_250 == data["params"]
+
+
+def test_summary_depth_shows_branches(capsys):
+    assert main(["summary", GOOGLENET, "--depth", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "branch2.1  conv" in out and "inception" in out
+
+
+def test_summary_build_checks_against_mxnet(capsys):
+    assert main(["summary", GOOGLENET, "--build"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" ok") == 7 and "MISMATCH" not in out
+
+
+def test_compare_one_row_per_spec(capsys):
+    assert main(["compare", *map(str, SPECS), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["spec"] for r in rows] == list(map(str, SPECS))
+    googlenet = next(r for r in rows if r["name"] == "googlenet")
+    assert googlenet["params"] == 5_977_530 and googlenet["output"] == "10"
+
+
+def test_set_overrides_a_field_and_a_bad_override_names_itself(capsys):
+    assert main(["summary", GOOGLENET, "--json", "--set", "stages.b3.0.c1=96", "--set", "stages.head.0.units=100"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["output"] == [100]
+    assert next(l for l in data["layers"] if l["path"] == "b3.0")["output"] == [288, 12, 12]  # 96+128+32+32
+    assert main(["validate", GOOGLENET, "--set", "stages.b3.0.c1=-1"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("--set stages.b3.0.c1=-1:1:") and "greater than or equal to 1" in out
+    assert main(["validate", GOOGLENET, "--set", "stages.b9.0.c1=1"]) == 1
+    assert "no field 'b9'" in capsys.readouterr().out
+
+
+def test_github_format_annotates_the_line(write_spec, capsys):
+    path = write_spec("name: t\ninput: {channels: 1, height: 8, width: 8}\nstages:\n  s:\n    - conv: {channels: 0, kernel: 1}\n")
+    assert main(["validate", "--format", "github", str(path)]) == 1
+    assert capsys.readouterr().out.startswith(f"::error file={path},line=5,col=")
+
+
+def test_python_dash_m_is_the_script():
+    proc = subprocess.run([sys.executable, "-m", "archspec", "summary", GOOGLENET], capture_output=True, text=True)
+    assert proc.returncode == 0 and "5,977,530" in proc.stdout
+
+
+def test_committed_json_schema_is_current_and_accepts_every_spec():
+    committed = json.loads((ROOT / "archspec.schema.json").read_text())
+    assert committed == spec_schema(), "run `archspec schema -o archspec.schema.json`"
+    jsonschema.Draft202012Validator.check_schema(committed)
+    for path in SPECS:
+        jsonschema.validate(yaml.safe_load(path.read_text()), committed)
+        assert path.read_text().startswith("# yaml-language-server: $schema=../archspec.schema.json")
+
+
+def test_json_schema_catches_what_the_validator_catches():
+    schema = spec_schema()
+    bad = {"name": "t", "input": {"channels": 1, "height": 8, "width": 8},
+           "stages": {"s": [{"conv": {"channels": 8, "kernal": 3}}]}}
+    assert not jsonschema.Draft202012Validator(schema).is_valid(bad)
+
+
+def test_readme_field_reference_is_current():
+    assert field_reference() in (ROOT / "README.md").read_text(), "regenerate with `archspec schema --markdown`"
