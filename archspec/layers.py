@@ -61,6 +61,8 @@ class _Kind(BaseModel):
     shorthand: ClassVar[str | None] = None
     #: fields that hold layer entries, and how deeply nested: 1 = a list of entries, 2 = a list of lists
     children: ClassVar[dict[str, int]] = {}
+    #: channel counts that a spec's `width` multiplier scales
+    width_fields: ClassVar[tuple[str, ...]] = ()
 
     # Where the entry was written; set by the validator, read by the analyser for error messages.
     _mark: Any = PrivateAttr(default=None)
@@ -151,6 +153,7 @@ class Conv(Layer):
     """2-D convolution (`nn.Conv2D`), optionally followed by batch norm and an activation."""
 
     kind: ClassVar[str] = "conv"
+    width_fields: ClassVar[tuple[str, ...]] = ("channels",)
     channels: Size = Field(description="Output channels.")
     kernel: Pair = Field(description="Kernel size: an integer or [height, width].")
     stride: Pair = Field(1, description="Stride: an integer or [height, width].")
@@ -510,6 +513,7 @@ class Inception(Macro):
     """The D2L Inception block: four branches concatenated on channels. Expands to a `parallel`."""
 
     kind: ClassVar[str] = "inception"
+    width_fields: ClassVar[tuple[str, ...]] = ("c1", "c2", "c3", "c4")
     c1: Size = Field(description="Branch 1: 1x1 convolution channels.")
     c2: Branch = Field(description="Branch 2: [1x1 reduce channels, 3x3 convolution channels].")
     c3: Branch = Field(description="Branch 3: [1x1 reduce channels, 5x5 convolution channels].")

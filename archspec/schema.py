@@ -7,12 +7,13 @@ collected over the whole file and reported together, each at its YAML line.
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from .errors import Problem, SpecError
-from .layers import REGISTRY, Layer, Layers, Macro, Shape, Size
+from .layers import REGISTRY, Layer, Layers, Macro, Sequential, Shape, Size
 from .loader import Map, Mark, Seq, marked, problem
 
 StageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
@@ -52,7 +53,8 @@ class Spec(BaseModel):
 
 
 # Top-level keys that the validator consumes itself instead of storing on `Spec`.
-SPEC_KEYS = set(Spec.model_fields) | {"defaults", "base"}
+SPEC_KEYS = set(Spec.model_fields) | {"defaults", "base", "args", "blocks", "width", "depth", "width_divisor"}
+MAX_BLOCK_DEPTH = 16
 
 
 def hint(word: str, choices) -> str:
@@ -127,12 +129,69 @@ def _field_adapter(cls: type[BaseModel], name: str) -> TypeAdapter:
     return TypeAdapter(Annotated[info.annotation, info])
 
 
+class Scaling(BaseModel):
+    """Whole-spec multipliers, as in scaled model families."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    width: float = Field(1.0, gt=0, le=64, description="Multiplies every channel count (conv channels, "
+                                                      "inception c1..c4), rounded to `width_divisor`.")
+    depth: float = Field(1.0, gt=0, le=64, description="Multiplies every explicit `repeat`, rounded up.")
+    width_divisor: Size = Field(1, description="Scaled channel counts are rounded to a multiple of this "
+                                              "(MobileNet uses 8).")
+
+    def channels(self, value: Any) -> Any:
+        if self.width == 1 or type(value) is not int:
+            return value
+        d = self.width_divisor
+        return max(d, int(value * self.width / d + 0.5) * d)
+
+
+class _Block(BaseModel):
+    """A reusable, parameterised block: `blocks: {name: {args: {...}, layers: [...]}}`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    args: dict[Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], Any] = Field(
+        {}, description="Arguments and their defaults; null means required. Use them as `$name` in layers.")
+    layers: list[Any] = Field(min_length=1, description="The block's layers; `$name` is replaced by an argument.")
+
+
 class _Walk:
     """Validates layer entries recursively, collecting problems instead of stopping at the first."""
 
-    def __init__(self, defaults: dict[str, Map]):
-        self.defaults = defaults
+    def __init__(self, defaults: dict[str, Map], blocks: dict[str, Map], args: dict, scaling: Scaling):
+        self.defaults, self.blocks, self.scaling = defaults, blocks, scaling
+        self.scope: dict[str, tuple[Any, Mark]] = args  # `$name` -> (value, where it was written)
+        self.active: list[str] = []  # blocks being expanded, to refuse recursion
         self.problems: list[Problem] = []
+
+    def substitute(self, value: Any, path: tuple, mark: Mark) -> Any:
+        """Replace every `$name` string in `value` by the argument's value (which keeps its own mark)."""
+        if isinstance(value, str) and value.startswith("$"):
+            name = value[1:]
+            if name not in self.scope:
+                known = ", ".join(f"${k}" for k in self.scope) or "none"
+                self.problems.append(problem(mark, path, f"unknown argument {value!r}{hint(name, self.scope)} "
+                                             f"(arguments here: {known})"))
+                return None
+            return self.scope[name][0]
+        if isinstance(value, Map):
+            out = Map(mark=value.mark)
+            for k, v in value.items():
+                vmark = value.value_mark(k)
+                replaced = self.substitute(v, path + (k,), vmark)
+                if isinstance(v, str) and v.startswith("$") and v[1:] in self.scope:
+                    vmark = self.scope[v[1:]][1]
+                out.set(k, replaced, vmark, value.key_mark(k))
+            return out
+        if isinstance(value, Seq):
+            out = Seq(mark=value.mark)
+            for i, v in enumerate(value):
+                vmark = value.value_mark(i)
+                if isinstance(v, str) and v.startswith("$") and v[1:] in self.scope:
+                    vmark = self.scope[v[1:]][1]
+                out.append_marked(self.substitute(v, path + (i,), value.value_mark(i)), vmark)
+            return out
+        return value
 
     def entries(self, seq: Any, path: tuple, mark: Mark) -> tuple[Layer, ...]:
         if not isinstance(seq, Seq):
@@ -151,6 +210,11 @@ class _Walk:
         if not isinstance(item, Map):
             self.problems.append(problem(mark, path, f"expected a layer such as `conv: {{...}}`, got {_short(item)}"))
             return []
+        if self.active or self.scope:
+            before = len(self.problems)
+            item = self.substitute(item, path, mark)
+            if len(self.problems) > before:
+                return []
         repeat = item.get("repeat", 1)
         kinds = [k for k in item if k != "repeat"]
         if len(kinds) != 1:
@@ -163,18 +227,72 @@ class _Walk:
             self.problems.append(problem(item.value_mark("repeat"), path + ("repeat",),
                                          f"repeat must be an integer from 1 to {MAX_REPEAT}, got {_short(repeat)}"))
             return []
+        if "repeat" in item:
+            repeat = min(MAX_REPEAT, math.ceil(repeat * self.scaling.depth))
+        if kind in self.blocks:
+            layer = self.block(kind, item[kind], path + (kind,), item.key_mark(kind))
+            return [] if layer is None else [layer] * repeat
         if kind not in REGISTRY:
+            known = sorted(set(REGISTRY) | set(self.blocks))
             self.problems.append(problem(item.key_mark(kind), path + (kind,), f"unknown layer kind {kind!r}"
-                                         f"{hint(kind, REGISTRY)} (kinds: {', '.join(sorted(REGISTRY))})"))
+                                         f"{hint(kind, known)} (kinds: {', '.join(known)})"))
             return []
         layer = self.layer(kind, item[kind], path + (kind,), item.key_mark(kind))
         return [] if layer is None else [layer] * repeat
+
+    def block(self, name: str, body: Any, path: tuple, mark: Mark) -> Layer | None:
+        """Expand a use of a reusable block: its layers with `$args` replaced, as one `sequential`."""
+        definition = self.blocks[name]
+        if name in self.active or len(self.active) >= MAX_BLOCK_DEPTH:
+            self.problems.append(problem(mark, path, f"block {name!r} uses itself ({' -> '.join(self.active + [name])})"))
+            return None
+        if body is None:
+            body = Map(mark=mark)
+        if not isinstance(body, Map):
+            self.problems.append(problem(mark, path, f"block {name} takes a mapping of arguments, got {_short(body)}"))
+            return None
+        args: Map = definition.get("args") or Map()
+        scope = dict(self.scope)
+        for arg, default in args.items():
+            if default is not None:
+                scope[arg] = (default, args.value_mark(arg))
+        before = len(self.problems)
+        for arg, value in body.items():
+            if arg not in args:
+                self.problems.append(problem(body.key_mark(arg), path + (arg,), f"block {name} has no argument "
+                                             f"{arg!r}{hint(arg, args)} (arguments: {', '.join(args) or 'none'})"))
+            scope[arg] = (value, body.value_mark(arg))
+        for arg in args:
+            if arg not in scope or (args[arg] is None and arg not in body):
+                self.problems.append(problem(mark, path, f"block {name} needs argument {arg!r}"))
+        if len(self.problems) > before:
+            return None
+        outer, self.scope = self.scope, scope
+        self.active.append(name)
+        try:
+            layers = self._children(definition["layers"], 1, path, mark)
+        finally:
+            self.scope = outer
+            self.active.pop()
+        if layers is None:
+            return None
+        if len(layers) == 1:
+            return layers[0]
+        seq = Sequential(layers=layers, label=name)
+        seq._mark, seq._source = mark, path
+        return seq
 
     def layer(self, kind: str, body: Any, path: tuple, mark: Mark) -> Layer | None:
         cls = REGISTRY[kind]
         body = self._with_defaults(kind, cls, body, path, mark)
         if body is None:
             return None
+        for field in cls.width_fields:
+            if field in body:
+                value = body[field]
+                scaled = ([self.scaling.channels(v) for v in value] if isinstance(value, list)
+                          else self.scaling.channels(value))
+                body.set(field, scaled, body.value_mark(field), body.key_mark(field))
         for field, depth in cls.children.items():
             if field in body:
                 body[field] = self._children(body[field], depth, path + (field,), body.value_mark(field))
@@ -247,6 +365,31 @@ def _check_defaults(raw: Any, mark: Mark) -> tuple[dict[str, Map], list[Problem]
     return out, problems
 
 
+def _check_model(model: type[BaseModel], raw: Any, path: tuple, mark: Mark, problems: list) -> BaseModel | None:
+    try:
+        return model.model_validate(dict(raw) if isinstance(raw, Map) else raw)
+    except ValidationError as err:
+        problems.extend(pydantic_problems(err, raw, path, model.model_fields))
+        return None
+
+
+def _check_blocks(raw: Any, mark: Mark, problems: list) -> dict[str, Map]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Map):
+        problems.append(problem(mark, ("blocks",), f"expected a mapping of block definitions, got {_short(raw)}"))
+        return {}
+    blocks = {}
+    for name, definition in raw.items():
+        path = ("blocks", name)
+        if name in REGISTRY or not name.isidentifier():
+            why = "is a built-in layer kind" if name in REGISTRY else "is not an identifier"
+            problems.append(problem(raw.key_mark(name), path, f"block name {name!r} {why}"))
+        elif _check_model(_Block, definition, path, raw.value_mark(name), problems) is not None:
+            blocks[name] = definition
+    return blocks
+
+
 def validate(raw: Map) -> Spec:
     """Validate a resolved spec tree. Raises `SpecError` listing every problem with its place."""
     problems: list[Problem] = []
@@ -256,7 +399,14 @@ def validate(raw: Map) -> Spec:
                                     f"{hint(key, SPEC_KEYS)} (fields: {', '.join(sorted(SPEC_KEYS))})"))
     defaults, bad = _check_defaults(raw.get("defaults"), raw.value_mark("defaults"))
     problems += bad
-    walk = _Walk(defaults)
+    scaling = _check_model(Scaling, {k: raw[k] for k in ("width", "depth", "width_divisor") if k in raw}, (),
+                           raw.mark, problems) or Scaling()
+    args = raw.get("args") or Map()
+    if not isinstance(args, Map):
+        problems.append(problem(raw.value_mark("args"), ("args",), f"expected a mapping, got {_short(args)}"))
+        args = Map()
+    walk = _Walk(defaults, _check_blocks(raw.get("blocks"), raw.value_mark("blocks"), problems),
+                 {k: (v, args.value_mark(k)) for k, v in args.items()}, scaling)
     stages = raw.get("stages")
     if isinstance(stages, Map):
         stages = {name: walk.entries(layers, ("stages", name), stages.value_mark(name))
