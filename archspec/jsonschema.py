@@ -3,9 +3,10 @@ validate it, so that editors (yaml-language-server) complete and check specs whi
 from __future__ import annotations
 
 from .layers import REGISTRY
-from .schema import MAX_REPEAT, Spec
+from .schema import MAX_REPEAT, Scaling, Spec
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
+ARGUMENT = {"type": "string", "pattern": r"^\$[A-Za-z_][A-Za-z0-9_]*$", "description": "A spec or block argument."}
 
 
 def _kind_schemas(defs: dict) -> dict[str, dict]:
@@ -15,9 +16,12 @@ def _kind_schemas(defs: dict) -> dict[str, dict]:
         defs.update(schema.pop("$defs", {}))
         schema.pop("title", None)
         schema["description"] = (cls.__doc__ or kind).strip().splitlines()[0]
+        for name, prop in schema["properties"].items():  # any value may be a `$argument`
+            if name not in cls.children:
+                schema["properties"][name] = {"anyOf": [prop, ARGUMENT], "description": prop.get("description", "")}
         body = [schema]
         if cls.shorthand:  # `- dropout: 0.5`
-            body.append(schema["properties"][cls.shorthand])
+            body.extend(schema["properties"][cls.shorthand]["anyOf"])
         if not schema.get("required"):  # `- flatten:` or `- flatten`
             body.append({"type": "null"})
         out[kind] = body[0] if len(body) == 1 else {"anyOf": body, "description": schema["description"]}
@@ -28,20 +32,36 @@ def spec_schema() -> dict:
     """JSON Schema (draft 2020-12) of a spec file."""
     defs: dict = {}
     kinds = _kind_schemas(defs)
-    entries = [{"type": "object", "properties": {kind: body, "repeat": {"type": "integer", "minimum": 1,
-                                                                          "maximum": MAX_REPEAT}},
+    repeat = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_REPEAT}, ARGUMENT]}
+    entries = [{"type": "object", "properties": {kind: body, "repeat": repeat},
                 "required": [kind], "additionalProperties": False} for kind, body in kinds.items()]
     defs["LayerEntry"] = {"description": "A layer: a mapping with one kind key (and an optional `repeat`), "
-                                         "or a bare kind name.",
-                          "anyOf": [*entries, {"enum": sorted(kinds)}]}
+                                         "or a bare kind name. A spec's own blocks are used the same way.",
+                          "anyOf": [*entries, {"enum": sorted(kinds)},
+                                    {"type": "object", "minProperties": 1, "maxProperties": 2,
+                                     "propertyNames": {"not": {"enum": sorted(kinds)}},
+                                     "description": "A use of one of the spec's blocks."},
+                                    {"type": "string", "not": {"enum": sorted(kinds)}}]}
     spec = Spec.model_json_schema(ref_template="#/$defs/{model}")
     defs.update(spec.pop("$defs", {}))
     props = spec["properties"]
+    # A spec that starts from a base may leave out everything the base already has.
+    spec["if"], spec["else"] = {"required": ["base"]}, {"required": spec.pop("required", [])}
     props["stages"]["additionalProperties"] = {"type": "array", "items": {"x-layer-entry": True}}
     props["stages"]["propertyNames"] = {"pattern": r"^[A-Za-z][A-Za-z0-9_]*$"}
     props["stages"].pop("patternProperties", None)
     props["base"] = {"type": "string", "description": "Path of a spec to start from (relative to this file); "
                                                       "this file's fields override it, mapping by mapping."}
+    props["args"] = {"type": "object", "description": "Spec arguments and their values, used as `$name` anywhere "
+                                                      "in the stages: build_model(path, num_classes=100) sets one."}
+    props["blocks"] = {"type": "object", "description": "Reusable, parameterised blocks; use one as a layer kind.",
+                       "additionalProperties": {
+                           "type": "object", "additionalProperties": False, "required": ["layers"], "properties": {
+                               "args": {"type": "object", "description": "Arguments and their defaults (null: "
+                                                                         "required); `$name` in the layers."},
+                               "layers": {"type": "array", "items": {"x-layer-entry": True}, "minItems": 1}}}}
+    for name, info in Scaling.model_fields.items():
+        props[name] = Scaling.model_json_schema()["properties"][name]
     props["defaults"] = {
         "type": "object", "description": "Field values applied to every layer of a kind unless the layer sets "
                                          "them, e.g. {conv: {activation: relu}}.",

@@ -408,7 +408,7 @@ class ActivationLayer(Layer):
 
 @register
 class LRN(Layer):
-    """Local response normalisation across channels, as in the original GoogLeNet and AlexNet."""
+    """Local response normalisation across channels (Krizhevsky et al., 2012), as the original GoogLeNet uses."""
 
     kind: ClassVar[str] = "lrn"
     size: Size = Field(5, description="Number of neighbouring channels (odd).")
@@ -513,7 +513,6 @@ class Inception(Macro):
     """The D2L Inception block: four branches concatenated on channels. Expands to a `parallel`."""
 
     kind: ClassVar[str] = "inception"
-    width_fields: ClassVar[tuple[str, ...]] = ("c1", "c2", "c3", "c4")
     c1: Size = Field(description="Branch 1: 1x1 convolution channels.")
     c2: Branch = Field(description="Branch 2: [1x1 reduce channels, 3x3 convolution channels].")
     c3: Branch = Field(description="Branch 3: [1x1 reduce channels, 5x5 convolution channels].")

@@ -85,6 +85,8 @@ def _parse_overrides(overrides) -> list[tuple[str, Any, Mark]]:
 
 def _apply_override(raw: Map, key: str, value: Any, mark: Mark) -> None:
     parts = [int(p) if p.lstrip("-").isdigit() else p for p in key.split(".")]
+    if len(parts) == 1 and isinstance(raw.get("args"), Map) and key in raw["args"]:
+        parts = ["args", key]  # build_model(path, num_classes=100) sets the spec's argument
     node, path = raw, ()
     for i, part in enumerate(parts):
         last = i == len(parts) - 1

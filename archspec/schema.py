@@ -133,8 +133,8 @@ class Scaling(BaseModel):
     """Whole-spec multipliers, as in scaled model families."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    width: float = Field(1.0, gt=0, le=64, description="Multiplies every channel count (conv channels, "
-                                                      "inception c1..c4), rounded to `width_divisor`.")
+    width: float = Field(1.0, gt=0, le=64, description="Multiplies every convolution's channels (inside "
+                                                      "Inception blocks too), rounded to `width_divisor`.")
     depth: float = Field(1.0, gt=0, le=64, description="Multiplies every explicit `repeat`, rounded up.")
     width_divisor: Size = Field(1, description="Scaled channel counts are rounded to a multiple of this "
                                               "(MobileNet uses 8).")
@@ -254,8 +254,8 @@ class _Walk:
         args: Map = definition.get("args") or Map()
         scope = dict(self.scope)
         for arg, default in args.items():
-            if default is not None:
-                scope[arg] = (default, args.value_mark(arg))
+            if default is not None:  # a default may itself name an outer argument (`$growth_rate`)
+                scope[arg] = (self.substitute(default, path, args.value_mark(arg)), args.value_mark(arg))
         before = len(self.problems)
         for arg, value in body.items():
             if arg not in args:

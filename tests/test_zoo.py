@@ -1,0 +1,203 @@
+"""Every network of the zoo against an outside reference: d2l's own models, the D2L chapters' code
+written in `reference.py`, or a published parameter count. All are built by the same `build_model`."""
+import numpy as onp
+import pytest
+from d2l import mxnet as d2l
+from mxnet import init, np, npx
+from mxnet.gluon import nn
+from reference import alexnet, copy_params, densenet, googlenet, materialise, nin, vgg
+
+from archspec import SpecError, build_model, load_spec, summarize
+from conftest import ROOT
+
+
+def spec_path(name):
+    return ROOT / "specs" / f"{name}.yaml"
+
+
+def counts(net):
+    return sum(p.data().size for p in net.collect_params().values())
+
+
+def assert_same_network(reference, name, batch=2):
+    """Same parameter shapes in order, and the same outputs once the reference's weights are copied in."""
+    spec = load_spec(spec_path(name))
+    shape = (batch,) + spec.input.shape
+    reference = materialise(reference, shape)
+    net = build_model(spec, hybridize=False)
+    copy_params(reference, net)
+    x = np.random.uniform(size=shape)
+    assert onp.abs(reference(x).asnumpy() - net(x).asnumpy()).max() < 1e-4
+    return net
+
+
+@pytest.mark.parametrize("name,make", [
+    ("lenet", lambda: d2l.LeNet().net),
+    ("alexnet", alexnet),
+    ("nin", nin),
+    ("densenet", densenet),
+    ("vgg11", vgg),
+], ids=["lenet", "alexnet", "nin", "densenet", "vgg11"])
+def test_d2l_chapter_networks(name, make):
+    npx.set_np()
+    assert_same_network(make(), name, batch=1 if name == "vgg11" else 2)
+
+
+def test_resnet18_is_d2l_resnet18():
+    npx.set_np()
+    ref = d2l.resnet18(10)
+    ref.initialize(init.Xavier())
+    ref = materialise(ref, (2, 1, 28, 28))
+    net = build_model(spec_path("resnet18"), hybridize=False)
+    # d2l.Residual creates conv1, conv2, conv3, bn1, bn2; the spec's residual reads conv1+bn1, conv2+bn2, conv3.
+    ordered = []
+    for block in ref:
+        residuals = [b for b in block if isinstance(b, d2l.Residual)] if isinstance(block, nn.Sequential) else []
+        if not residuals:
+            ordered += list(block.collect_params().values())
+        for r in residuals:
+            for part in (r.conv1, r.bn1, r.conv2, r.bn2, r.conv3):
+                ordered += list(part.collect_params().values()) if part is not None else []
+    mine = list(net.collect_params().values())
+    assert [p.shape for p in ordered] == [p.shape for p in mine]
+    for s, d in zip(ordered, mine):
+        d.set_data(s.data())
+    x = np.random.uniform(size=(2, 1, 28, 28))
+    assert onp.abs(ref(x).asnumpy() - net(x).asnumpy()).max() < 1e-4
+
+
+def reference_convs():
+    """(in_channels, out_channels) of every convolution of the seed's GoogLeNet."""
+    ref = materialise(googlenet(10), (1, 1, 96, 96))
+    return [(p.shape[1], p.shape[0]) for name, p in ref.collect_params().items()
+            if name.endswith("weight") and len(p.shape) == 4]
+
+
+def test_googlenet_bn_adds_batch_norm_to_every_convolution():
+    s = summarize(load_spec(spec_path("googlenet-bn")))
+    channels = sum(out for _, out in reference_convs())
+    assert (s.params, s.state) == (5_977_530 + 2 * channels, 2 * channels)
+    assert counts(build_model(spec_path("googlenet-bn"))) == s.params + s.state
+
+
+def test_googlenet_28_runs_on_native_fashion_mnist():
+    s = summarize(load_spec(spec_path("googlenet-28")))
+    assert [r.output for r in s.stages] == [(64, 28, 28), (192, 14, 14), (480, 7, 7), (832, 7, 7), (1024, 1, 1),
+                                            (10,)]
+    assert s.params == 5_977_530 - 64 * 7 * 7 + 64 * 3 * 3  # the seed's, with a 3x3 stem
+    assert build_model(spec_path("googlenet-28"))(np.zeros((2, 1, 28, 28))).shape == (2, 10)
+
+
+def test_original_googlenet_for_imagenet():
+    s = summarize(load_spec(spec_path("googlenet-imagenet")))
+    assert s.params == 6_998_552  # Szegedy et al. 2014 / Caffe bvlc_googlenet without auxiliary heads
+    assert [r.output for r in s.stages][:4] == [(64, 56, 56), (192, 28, 28), (480, 14, 14), (832, 7, 7)]
+    assert {r.kind for r in s.rows} >= {"lrn", "dropout"}
+    net = build_model(spec_path("googlenet-imagenet"))
+    assert net(np.zeros((1, 3, 224, 224))).shape == (1, 1000)
+
+
+def test_googlenet_in_the_torchvision_layout():
+    s = summarize(load_spec(spec_path("googlenet-torchvision")))
+    assert s.params == 6_624_904  # torchvision.models.googlenet(aux_logits=False): trainable parameters
+    assert [r.output for r in s.stages] == [(64, 56, 56), (192, 28, 28), (480, 14, 14), (832, 7, 7),
+                                            (1024, 1, 1), (1000,)]
+    net = build_model(spec_path("googlenet-torchvision"))
+    bn = net.b1[0][1]
+    assert bn._kwargs["eps"] == 1e-3 and net.b1[0][0].bias is None
+    assert counts(net) == s.params + s.state
+
+
+def test_squeeze_and_excitation_exercise():
+    s = summarize(load_spec(spec_path("googlenet-se")))
+    gates = [(256, 16), (480, 30), (512, 32), (512, 32), (512, 32), (528, 33), (832, 52), (832, 52), (1024, 64)]
+    assert s.params == 5_977_530 + sum(c * r + r + r * c + c for c, r in gates)
+    assert s.row("b3.0").kind == "inception_se" and s.row("b3.0.1").kind == "se_gate"
+    assert [r.output for r in s.stages] == [r.output for r in summarize(load_spec(spec_path("googlenet"))).stages]
+
+
+def test_depthwise_exercise():
+    s = summarize(load_spec(spec_path("googlenet-depthwise")))
+    inception_params = 5_977_530 - 3_200 - 114_944 - 10_250  # stem, b2 and head stay
+    blocks = [(192, 256), (256, 480), (480, 512), (512, 512), (512, 512), (512, 528), (528, 832), (832, 832),
+              (832, 1024)]
+    assert s.params == 3_200 + 114_944 + 10_250 + sum(c * 49 + c + c * o + o for c, o in blocks)
+    assert s.params < inception_params
+    net = build_model(spec_path("googlenet-depthwise"))
+    assert net.b3[0][0]._kwargs["num_group"] == 192
+
+
+def test_inception_block_in_yaml_equals_the_builtin(write_spec):
+    npx.set_np()
+    text = (ROOT / "specs/googlenet.yaml").read_text()
+    head, _, _ = text.partition("stages:")
+    block_text = head.replace("name: googlenet\n", "name: inception-block\n") + """blocks:
+  my_inception:          # the D2L Inception, written in YAML
+    args: {c1: null, c2_reduce: null, c2: null, c3_reduce: null, c3: null, c4: null}
+    layers:
+      - parallel:
+          merge: concat
+          branches:
+            - [conv: {channels: $c1, kernel: 1}]
+            - [conv: {channels: $c2_reduce, kernel: 1}, conv: {channels: $c2, kernel: 3, padding: 1}]
+            - [conv: {channels: $c3_reduce, kernel: 1}, conv: {channels: $c3, kernel: 5, padding: 2}]
+            - [maxpool: {kernel: 3, stride: 1, padding: 1}, conv: {channels: $c4, kernel: 1}]
+stages:
+  body:
+    - conv: {channels: 192, kernel: 3, padding: 1}
+    - my_inception: {c1: 64, c2_reduce: 96, c2: 128, c3_reduce: 16, c3: 32, c4: 32}
+  head: [global_avg_pool, dense: $num_classes]
+"""
+    builtin_text = block_text.replace(
+        "- my_inception: {c1: 64, c2_reduce: 96, c2: 128, c3_reduce: 16, c3: 32, c4: 32}",
+        "- inception: {c1: 64, c2: [96, 128], c3: [16, 32], c4: 32}")
+    block_net = build_model(write_spec(block_text, "block.yaml"), hybridize=False)
+    builtin_net = build_model(write_spec(builtin_text, "builtin.yaml"), hybridize=False)
+    copy_params(builtin_net, block_net)
+    x = np.random.uniform(size=(2, 1, 96, 96))
+    assert onp.abs(block_net(x).asnumpy() - builtin_net(x).asnumpy()).max() == 0
+    assert repr(block_net.body[1]).replace("my_inception", "inception") == repr(builtin_net.body[1])
+
+
+def test_width_and_depth_multipliers():
+    half = summarize(load_spec(spec_path("googlenet"), ["width=0.5"]))
+    assert [r.output[0] for r in half.stages] == [32, 96, 240, 416, 512, 10]
+    deep = summarize(load_spec(spec_path("resnet18"), ["depth=2"]))
+    assert [r.path for r in deep.rows if r.depth == 1 and r.path.startswith("b2.")] == ["b2.0", "b2.1", "b2.2", "b2.3"]
+    rounded = load_spec(spec_path("googlenet"), ["width=0.3", "width_divisor=8"])
+    assert summarize(rounded).row("b1").output[0] == 16  # 64 * 0.3 = 19.2 -> nearest multiple of 8
+
+
+def test_python_overrides_and_arguments():
+    net = build_model(spec_path("googlenet"), num_classes=100)
+    assert net(np.zeros((1, 1, 96, 96))).shape == (1, 100)
+    net = build_model(spec_path("googlenet"), {"stages.b3.0.c1": 96, "input.height": 64, "input.width": 64})
+    assert net.b3[0](np.zeros((1, 192, 8, 8))).shape == (1, 96 + 128 + 32 + 32, 8, 8)
+
+
+@pytest.mark.parametrize("block,usage,where,fragment", [
+    ("    args: {channels: null}\n    layers: [conv: {channels: $chanels, kernel: 1}]\n",
+     "    - b: {channels: 8}\n", "$chanels", "unknown argument '$chanels'; did you mean 'channels'?"),
+    ("    args: {channels: null}\n    layers: [conv: {channels: $channels, kernel: 1}]\n",
+     "    - b: {chanels: 8}\n", "chanels: 8", "block b has no argument 'chanels'; did you mean 'channels'?"),
+    ("    args: {channels: null}\n    layers: [conv: {channels: $channels, kernel: 1}]\n",
+     "    - b: {}\n", "- b: {}", "block b needs argument 'channels'"),
+    ("    args: {channels: null}\n    layers: [conv: {channels: $channels, kernel: 1}]\n",
+     "    - b: {channels: -8}\n", "channels: -8", "greater than or equal to 1"),
+    ("    layers: [b: {}]\n", "    - b\n", "b: {}", "block 'b' uses itself"),
+], ids=["typo in block", "unknown argument", "missing argument", "bad value at the use", "recursion"])
+def test_block_errors_point_at_the_yaml(write_spec, block, usage, where, fragment):
+    text = "name: t\ninput: {channels: 1, height: 8, width: 8}\nblocks:\n  b:\n" + block + "stages:\n  s:\n" + usage
+    line = text[:text.index(where)].count("\n") + 1
+    with pytest.raises(SpecError) as e:
+        load_spec(write_spec(text))
+    assert any(p.line == line and fragment in p.message for p in e.value.problems), (line, str(e.value))
+
+
+def test_no_zoo_specific_code_in_the_library():
+    import re
+    source = " ".join(p.read_text() for p in (ROOT / "archspec").glob("*.py")).lower()
+    zoo = [p.stem.replace("-", "_") for p in (ROOT / "specs").glob("*.yaml") if p.stem != "googlenet"]
+    assert len(zoo) >= 10
+    for name in zoo + ["vgg", "resnet", "vgg_block", "nin_block"]:
+        assert not re.search(rf"\b{name}\b", source), name
