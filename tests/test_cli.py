@@ -84,3 +84,11 @@ def test_json_schema_catches_what_the_validator_catches():
 
 def test_readme_field_reference_is_current():
     assert field_reference() in (ROOT / "README.md").read_text(), "regenerate with `archspec schema --markdown`"
+
+
+def test_analysis_benchmark_runs():
+    proc = subprocess.run([sys.executable, str(ROOT / "bench/analysis.py"), "--repeat", "1"], capture_output=True,
+                          text=True)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["specs"] == len(SPECS) and report["mxnet_imported"] is False
