@@ -8,7 +8,7 @@ from typing import Any, Mapping
 from .analysis import Limits, summarize
 from .errors import SpecError
 from .layers import Layer, Shape
-from .loader import problem
+from .loader import Mark, problem
 from .schema import Spec
 
 _INITIALIZERS = {"xavier": ("Xavier", {}), "msra": ("MSRAPrelu", {}), "normal": ("Normal", {"sigma": 0.01}),
@@ -71,8 +71,8 @@ def build_model(spec_or_path: Spec | str | os.PathLike, overrides: Mapping[str, 
     shape = spec.input.shape
     for name, layers in spec.layers():
         if hasattr(Network, name):
-            first = layers[0] if layers else None
-            raise SpecError([problem(first._mark, ("stages", name), f"stage name {name!r} clashes with an "
+            mark = layers[0]._mark if layers else Mark("<spec>", 1, 1)
+            raise SpecError([problem(mark, ("stages", name), f"stage name {name!r} clashes with an "
                                      "attribute of Gluon blocks; choose another")])
         net.add_stage(name, _sequence(layers, shape))
         shape = _shape_only(layers, shape)

@@ -114,6 +114,13 @@ def cmd_compare(args) -> int:
     return 1 if failed else 0
 
 
+def cmd_resolve(args) -> int:
+    from .resolve import annotated_yaml, load_resolved
+
+    print(annotated_yaml(load_resolved(args.spec, args.overrides)), end="")
+    return 0
+
+
 def cmd_schema(args) -> int:
     from .jsonschema import field_reference, spec_schema
 
@@ -153,6 +160,12 @@ def parser() -> argparse.ArgumentParser:
     _spec_options(c, many=True)
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_compare)
+
+    r = sub.add_parser("resolve", help="print the spec with its base and overrides applied, each value "
+                                       "annotated with the file and line it came from")
+    r.add_argument("spec", metavar="SPEC")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    r.set_defaults(func=cmd_resolve)
 
     j = sub.add_parser("schema", help="print the JSON Schema of a spec file (for editors)")
     j.add_argument("-o", "--output", help="write to this file instead of standard output")

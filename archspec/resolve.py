@@ -118,3 +118,33 @@ def _apply_override(raw: Map, key: str, value: Any, mark: Mark) -> None:
 
 def _is_layer_entry(node: Map) -> bool:
     return len([k for k in node if k != "repeat"]) == 1
+
+
+def annotated_yaml(raw: Any) -> str:
+    """The resolved tree as YAML, each value followed by `# file:line` of where it was written."""
+    import os
+
+    import yaml
+
+    def origin(mark: Mark) -> str:
+        name = mark.file if mark.file.startswith(("--set", "override", "<")) else os.path.basename(mark.file)
+        return f"  # {name}:{mark.line}"
+
+    def scalar(value) -> str:
+        return yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip().removesuffix("\n...").strip()
+
+    def emit(node, pad: str) -> list[str]:
+        lines = []
+        items = node.items() if isinstance(node, Map) else enumerate(node)
+        for key, value in items:
+            head = f"{pad}{key}:" if isinstance(node, Map) else f"{pad}-"
+            where = origin(node.value_mark(key))
+            if isinstance(value, (Map, Seq)) and value:
+                lines.append(head + where)
+                lines += emit(value, pad + "  ")
+            else:
+                empty = "{}" if isinstance(value, Map) else "[]" if isinstance(value, Seq) else scalar(value)
+                lines.append(f"{head} {empty}{where}")
+        return lines
+
+    return "\n".join(emit(raw, "")) + "\n"

@@ -61,3 +61,10 @@ def test_default_build_is_hybridized_and_xavier_initialised():
     bound = (3 / ((1 * 49 + 64 * 49) / 2)) ** 0.5
     assert bound * 0.95 < onp.abs(w).max() <= bound
     assert not net.b1[0].bias.data().asnumpy().any()  # biases start at zero
+
+
+def test_a_stage_name_that_clashes_with_gluon_is_a_spec_error(write_spec):
+    from archspec import SpecError
+    path = write_spec("name: t\ninput: {channels: 1, height: 8, width: 8}\nstages:\n  forward:\n    - flatten\n")
+    with pytest.raises(SpecError, match="stage name 'forward' clashes"):
+        build_model(path)
