@@ -177,21 +177,22 @@ class _Walk:
         if isinstance(value, Map):
             out = Map(mark=value.mark)
             for k, v in value.items():
-                vmark = value.value_mark(k)
-                replaced = self.substitute(v, path + (k,), vmark)
-                if isinstance(v, str) and v.startswith("$") and v[1:] in self.scope:
-                    vmark = self.scope[v[1:]][1]
-                out.set(k, replaced, vmark, value.key_mark(k))
+                out.set(k, self.substitute(v, path + (k,), value.value_mark(k)), self._origin(v, value.value_mark(k)),
+                        value.key_mark(k))
             return out
         if isinstance(value, Seq):
             out = Seq(mark=value.mark)
             for i, v in enumerate(value):
-                vmark = value.value_mark(i)
-                if isinstance(v, str) and v.startswith("$") and v[1:] in self.scope:
-                    vmark = self.scope[v[1:]][1]
-                out.append_marked(self.substitute(v, path + (i,), value.value_mark(i)), vmark)
+                out.append_marked(self.substitute(v, path + (i,), value.value_mark(i)),
+                                  self._origin(v, value.value_mark(i)))
             return out
         return value
+
+    def _origin(self, value: Any, mark: Mark) -> Mark:
+        """Where a substituted value was written: at the argument's value, not at the `$name`."""
+        if isinstance(value, str) and value.startswith("$") and value[1:] in self.scope:
+            return self.scope[value[1:]][1]
+        return mark
 
     def entries(self, seq: Any, path: tuple, mark: Mark) -> tuple[Layer, ...]:
         if not isinstance(seq, Seq):
@@ -204,9 +205,9 @@ class _Walk:
 
     def entry(self, item: Any, path: tuple, mark: Mark) -> list[Layer]:
         """One list item: `{kind: body}` (plus an optional `repeat: n`), or a bare kind name."""
-        if isinstance(item, str):
-            item = Map({item: None}, mark=mark)
-            item.set(next(iter(item)), None, mark)
+        if isinstance(item, str):  # a bare kind name: `- flatten`
+            kind, item = item, Map(mark=mark)
+            item.set(kind, None, mark)
         if not isinstance(item, Map):
             self.problems.append(problem(mark, path, f"expected a layer such as `conv: {{...}}`, got {_short(item)}"))
             return []
