@@ -38,6 +38,9 @@ class Row:
 
 @dataclass(frozen=True)
 class Summary:
+    """`params` and `state` count everything the network holds (auxiliary heads included, as
+    `collect_params()` does); `macs` and `memory` are the cost of one inference pass, which skips them."""
+
     name: str
     input: Shape
     output: Shape
@@ -46,15 +49,20 @@ class Summary:
 
     @property
     def stages(self) -> tuple[Row, ...]:
-        return tuple(r for r in self.rows if r.depth == 0)
+        return tuple(r for r in self.rows if r.depth == 0 and r.kind == "stage")
+
+    @property
+    def aux(self) -> tuple[Row, ...]:
+        """The auxiliary heads, which run only while training."""
+        return tuple(r for r in self.rows if r.depth == 0 and r.kind == "aux")
 
     @property
     def params(self) -> int:
-        return sum(r.params for r in self.stages)
+        return sum(r.params for r in self.stages + self.aux)
 
     @property
     def state(self) -> int:
-        return sum(r.state for r in self.stages)
+        return sum(r.state for r in self.stages + self.aux)
 
     @property
     def macs(self) -> int:
@@ -107,12 +115,12 @@ class _Tracer:
         self._lint(layer, shape)
         return out
 
-    def stage(self, name: str, layers, shape: Shape) -> Shape:
+    def stage(self, name: str, layers, shape: Shape, kind: str = "stage") -> Shape:
         index = len(self.rows)
         self.rows.append(None)
         out = self.sequence(layers, shape, (name,), 1)
         inner = [r for r in self.rows[index + 1:] if r.depth == 1]
-        self.rows[index] = Row(name, "stage", 0, shape, out, *(sum(getattr(r, f) for r in inner)
+        self.rows[index] = Row(name, kind, 0, shape, out, *(sum(getattr(r, f) for r in inner)
                                                                 for f in ("params", "state", "macs", "memory")))
         return out
 
@@ -135,6 +143,10 @@ def summarize(spec: Spec, input_shape: Shape | None = None, limits: Limits | Non
     tracer = _Tracer()
     for name, layers in spec.layers():
         shape = tracer.stage(name, layers, shape)
+    taps = {r.path: r.output for r in tracer.rows if r.depth <= 1}
+    for name, head in spec.aux.items():
+        stage, index = head.tap
+        tracer.stage(name, head.layers, taps[stage if index is None else f"{stage}.{index}"], "aux")
     summary = Summary(spec.name, tuple(input_shape or spec.input.shape), shape, tuple(tracer.rows),
                       tuple(tracer.warnings))
     if limits is not None:
@@ -177,7 +189,9 @@ def format_table(summary: Summary, depth: int = 0) -> str:
 
     rule = "-" * len(fmt(header))
     title = f"{summary.name}: input {_fmt(summary.input)}"
+    aux = sum(r.params for r in summary.aux)
     counts = (f"{summary.params:,} trainable parameters"
+              + (f" ({aux:,} in auxiliary heads, used only in training)" if aux else "")
               + (f" + {summary.state:,} state" if summary.state else "")
               + f", {summary.macs / 1e6:,.1f} M multiply-accumulates per example")
     return "\n".join([title, rule, fmt(header), rule, *map(fmt, lines[:-1]), rule, fmt(lines[-1]), counts])

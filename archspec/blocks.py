@@ -4,8 +4,10 @@ Imported only by the builder, so importing archspec never imports MXNet.
 """
 from __future__ import annotations
 
+import warnings
 from functools import reduce
 
+from mxnet import autograd
 from mxnet.gluon import nn
 
 
@@ -45,12 +47,89 @@ class LRNBlock(nn.HybridBlock):
         return F.LRN(x.as_nd_ndarray(), **self._options).as_np_ndarray()
 
 
-class Network(nn.HybridSequential):
-    """The built network: a `HybridSequential` of named stages (`net.b3`, `net[2]`) that knows its spec."""
+class Network(nn.HybridBlock):
+    """The built network: named stages run in order (`net.b3`, `net[2]`, `for stage in net`), and the
+    spec it was built from (`net.spec`).
+
+    Auxiliary heads (`net.aux1`) run only while training: under `autograd.record()` the network
+    returns `(main, *aux)`, otherwise only the main output. Each mode is its own graph, so when
+    hybridized, inference never pays for the heads and training traces them once.
+    """
 
     def __init__(self, spec):
         super().__init__()
         self.spec = spec
+        self._stages: list[str] = []
+        self._taps: dict[tuple[str, int | None], list[str]] = {}  # (stage, layer or None) -> heads there
+        self._aux: list[str] = []
+        object.__setattr__(self, "_training_graph", None)  # not a child: it shares this block's children
 
     def add_stage(self, name: str, stage: nn.HybridSequential) -> None:
         setattr(self, name, stage)  # registers the child under the stage's name
+        self._stages.append(name)
+
+    def add_aux(self, name: str, head: nn.HybridSequential, stage: str, index: int | None) -> None:
+        """A head tapped after layer `index` of `stage` (after the whole stage if None)."""
+        setattr(self, name, head)
+        self._taps.setdefault((stage, index), []).append(name)
+        self._aux.append(name)
+        if self._training_graph is None:
+            object.__setattr__(self, "_training_graph", _WithAux(self))
+
+    def __getitem__(self, key):
+        return getattr(self, self._stages[key] if isinstance(key, int) else key)
+
+    def __len__(self) -> int:
+        return len(self._stages)
+
+    def __iter__(self):
+        return (getattr(self, name) for name in self._stages)
+
+    def hybridize(self, active=True, **kwargs):
+        super().hybridize(active, **kwargs)
+        if self._training_graph is not None:
+            self._training_graph.hybridize(active, **kwargs)
+
+    def forward(self, x, *args):
+        if self._training_graph is not None and autograd.is_training():
+            return self._training_graph(x)
+        return super().forward(x, *args)
+
+    def hybrid_forward(self, F, x):
+        return self.run(x, with_aux=False)
+
+    def _build_cache(self, *args):
+        # The inference graph leaves the auxiliary heads out on purpose; Gluon would warn about them.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Parameter .* is not used by any computation", UserWarning)
+            super()._build_cache(*args)
+
+    def run(self, x, with_aux: bool):
+        """The stages in order; with `with_aux`, also the auxiliary heads at their taps."""
+        outputs = {}
+        for name in self._stages:
+            stage = getattr(self, name)
+            if not with_aux or not any(s == name for s, _ in self._taps):
+                x = stage(x)
+                continue
+            for i, layer in enumerate(stage):
+                x = layer(x)
+                for head in self._taps.get((name, i), []):
+                    outputs[head] = getattr(self, head)(x)
+            for head in self._taps.get((name, None), []):
+                outputs[head] = getattr(self, head)(x)
+        return (x, *(outputs[h] for h in self._aux)) if with_aux else x
+
+
+class _WithAux(nn.HybridBlock):
+    """The training graph of a `Network` with auxiliary heads: the same blocks, more outputs."""
+
+    def __init__(self, net: Network):
+        super().__init__()
+        object.__setattr__(self, "_net", net)
+
+    def collect_params(self, select=None):
+        return self._net.collect_params(select)
+
+    def hybrid_forward(self, F, x):
+        return self._net.run(x, with_aux=True)

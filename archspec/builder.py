@@ -44,14 +44,24 @@ def _layer(layer: Layer, shape: Shape):
         raise SpecError([problem(layer._mark, layer._source, f"MXNet could not build this {layer.kind}: {first}")])
 
 
+def _check_name(name: str, layers, path: tuple) -> None:
+    from .blocks import Network
+
+    if hasattr(Network, name):
+        mark = layers[0]._mark if layers else Mark("<spec>", 1, 1)
+        what = "stage" if path[0] == "stages" else "auxiliary head"
+        raise SpecError([problem(mark, path, f"{what} name {name!r} clashes with an attribute of Gluon blocks; "
+                                 "choose another")])
+
+
 def build_model(spec_or_path: Spec | str | os.PathLike, overrides: Mapping[str, Any] | None = None, *,
                 ctx=None, hybridize: bool = True, limits: Limits | None = Limits(), **kwargs):
     """Build the Gluon network a spec describes, initialised as the spec says.
 
     `spec_or_path` is a validated `Spec` or the path of a YAML spec. `overrides` (or keyword arguments)
     change the spec first: `build_model(path, {"stages.b3.0.c1": 96})`. The result is a
-    `HybridSequential` whose children are the stages (`net.b3`, `net[2]`), hybridized unless
-    `hybridize=False`. MXNet's numpy mode (`npx.set_np()`) is switched on, as in the D2L book.
+    `blocks.Network` whose children are the stages (`net.b3`, `net[2]`) and any auxiliary heads,
+    hybridized unless `hybridize=False`. MXNet's numpy mode (`npx.set_np()`) is switched on, as in the D2L book.
     """
     from mxnet import init, npx
 
@@ -65,17 +75,15 @@ def build_model(spec_or_path: Spec | str | os.PathLike, overrides: Mapping[str, 
         from . import load_spec
 
         spec = load_spec(spec_or_path, {**(overrides or {}), **kwargs})
-    summarize(spec, limits=limits)  # every shape and the budget are checked before MXNet allocates anything
+    summary = summarize(spec, limits=limits)  # every shape and the budget are checked before MXNet allocates
     npx.set_np()
     net = Network(spec)
-    shape = spec.input.shape
     for name, layers in spec.layers():
-        if hasattr(Network, name):
-            mark = layers[0]._mark if layers else Mark("<spec>", 1, 1)
-            raise SpecError([problem(mark, ("stages", name), f"stage name {name!r} clashes with an "
-                                     "attribute of Gluon blocks; choose another")])
-        net.add_stage(name, _sequence(layers, shape))
-        shape = _shape_only(layers, shape)
+        _check_name(name, layers, ("stages", name))
+        net.add_stage(name, _sequence(layers, summary.row(name).input))
+    for name, head in spec.aux.items():
+        _check_name(name, head.layers, ("aux", name))
+        net.add_aux(name, _sequence(head.layers, summary.row(name).input), *head.tap)
     cls, options = _INITIALIZERS[spec.init]
     net.initialize(getattr(init, cls)(**options), ctx=ctx)
     if hybridize:

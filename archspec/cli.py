@@ -81,7 +81,7 @@ def _check_with_mxnet(spec: Spec, summary) -> str:
     net = build_model(spec, hybridize=False)
     x = np.zeros((1,) + summary.input)
     lines = ["built with MXNet:"]
-    for stage, row in zip(net._children.values(), summary.stages):
+    for stage, row in zip(net, summary.stages):
         x = stage(x)
         agree = "ok" if tuple(x.shape[1:]) == row.output else f"MISMATCH (analysis says {_fmt(row.output)})"
         lines.append(f"  {row.path:<8} output {tuple(x.shape)}  {agree}")

@@ -33,6 +33,25 @@ class Input(BaseModel):
         return (self.channels, self.height, self.width)
 
 
+class Aux(BaseModel):
+    """An auxiliary classifier: extra layers tapped from inside the network that run only while training
+    (GoogLeNet's two side heads). The built network returns `(main, *aux)` under `autograd.record()`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    after: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*(\.[0-9]+)?$")] = Field(
+        description="Where the head taps the network: after a stage (`b4`) or after one of its layers (`b4.0`, "
+                    "counted as in `archspec summary --depth 1`).")
+    weight: float = Field(0.3, ge=0, description="Weight of this head's loss in the training loss (0.3 in the "
+                                                "paper); the main output's weight is 1.")
+    layers: Layers = Field(min_length=1, description="The head's layers, ending in the classifier.")
+
+    @property
+    def tap(self) -> tuple[str, int | None]:
+        """(stage, index of the layer after which to tap, or None for the stage's output)."""
+        stage, _, index = self.after.partition(".")
+        return stage, int(index) if index else None
+
+
 class Spec(BaseModel):
     """A validated network: named stages of layers, every macro expanded and every default applied."""
 
@@ -46,6 +65,7 @@ class Spec(BaseModel):
     stages: dict[StageName, Layers] = Field(
         min_length=1, description="Named stages in order; each is a list of layers. Stage names become the "
                                   "names of the network's child blocks (`net.b3`).")
+    aux: dict[StageName, Aux] = Field({}, description="Auxiliary heads by name, run only while training.")
 
     def layers(self):
         """(stage name, layers) pairs, in order."""
@@ -391,6 +411,48 @@ def _check_blocks(raw: Any, mark: Mark, problems: list) -> dict[str, Map]:
     return blocks
 
 
+def _check_aux(raw: Any, walk: _Walk, stages: dict | None, problems: list) -> Any:
+    """`aux: {name: {after: b4.0, weight: 0.3, layers: [...]}}`: the layers are walked like a stage's,
+    and the tap point is checked against the stages."""
+    if not isinstance(raw, Map):
+        return raw  # Pydantic reports the type
+    heads = {}
+    for name, body in raw.items():
+        path = ("aux", name)
+        if not isinstance(body, Map):
+            problems.append(problem(raw.value_mark(name), path, f"expected a mapping of after, weight and layers, "
+                                    f"got {_short(body)}"))
+            continue
+        fields, layers_ok = Map(mark=body.mark), True
+        for key, value in body.items():
+            if key == "layers" and isinstance(value, Seq):
+                before = len(walk.problems)
+                value = walk.entries(value, path + (key,), body.value_mark(key))
+                if len(walk.problems) > before:
+                    problems += walk.problems[before:]
+                    layers_ok = False
+                    continue
+            fields.set(key, value, body.value_mark(key), body.key_mark(key))
+        found: list[Problem] = []
+        head = _check_model(Aux, fields, path, raw.value_mark(name), found)
+        problems += [p for p in found if layers_ok or p.path[:3] != path + ("layers",)]
+        if head is None or not isinstance(stages, dict):
+            continue
+        stage, index = head.tap
+        where = body.value_mark("after")
+        if name in stages:
+            problems.append(problem(raw.key_mark(name), path, f"auxiliary head {name!r} has the name of a stage"))
+        elif stage not in stages:
+            problems.append(problem(where, path + ("after",), f"no stage {stage!r} to tap{hint(stage, stages)} "
+                                    f"(stages: {', '.join(stages)})"))
+        elif index is not None and index >= len(stages[stage]):
+            problems.append(problem(where, path + ("after",), f"stage {stage} has {len(stages[stage])} layers "
+                                    f"(0 to {len(stages[stage]) - 1}); cannot tap after layer {index}"))
+        else:
+            heads[name] = head
+    return heads
+
+
 def validate(raw: Map) -> Spec:
     """Validate a resolved spec tree. Raises `SpecError` listing every problem with its place."""
     problems: list[Problem] = []
@@ -416,6 +478,8 @@ def validate(raw: Map) -> Spec:
     fields = {k: v for k, v in raw.items() if k in Spec.model_fields}
     if stages is not None:
         fields["stages"] = stages
+    if "aux" in raw:
+        fields["aux"] = _check_aux(raw["aux"], walk, stages, problems)
     try:
         spec = Spec.model_validate(fields)
     except ValidationError as err:

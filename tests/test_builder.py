@@ -68,3 +68,60 @@ def test_a_stage_name_that_clashes_with_gluon_is_a_spec_error(write_spec):
     path = write_spec("name: t\ninput: {channels: 1, height: 8, width: 8}\nstages:\n  forward:\n    - flatten\n")
     with pytest.raises(SpecError, match="stage name 'forward' clashes"):
         build_model(path)
+
+
+AUX = """name: tapped
+input: {channels: 1, height: 16, width: 16}
+stages:
+  body:
+    - conv: {channels: 4, kernel: 3, padding: 1, activation: relu}
+    - conv: {channels: 8, kernel: 3, stride: 2, padding: 1, activation: relu}
+  head: [global_avg_pool, {dense: 3}]
+aux:
+  side: {after: body.0, layers: [global_avg_pool, {dense: 3}]}
+  late: {after: body, weight: 0.5, layers: [flatten, {dense: 2}]}
+"""
+
+
+@pytest.mark.parametrize("hybridize", [True, False])
+def test_auxiliary_heads_run_only_while_training(write_spec, hybridize):
+    from mxnet import autograd
+
+    net = build_model(write_spec(AUX), hybridize=hybridize)
+    x = np.random.uniform(size=(2, 1, 16, 16))
+    main = net(x)
+    assert main.shape == (2, 3)
+    with autograd.record():
+        outputs = net(x)
+        loss = sum(o.sum() for o in outputs[1:])  # the heads' losses alone
+    loss.backward()
+    main_t, side, late = outputs
+    # each head sees the activation at its tap, and the main output is unchanged by the heads
+    assert onp.allclose(side.asnumpy(), net.side(net.body[0](x)).asnumpy(), atol=1e-6)
+    assert onp.allclose(late.asnumpy(), net.late(net.body(x)).asnumpy(), atol=1e-6)
+    assert onp.allclose(main_t.asnumpy(), main.asnumpy(), atol=1e-6)
+    assert net.body[0].weight.grad().asnumpy().any()  # the heads' gradients reach the trunk
+    assert not net.head[1].weight.grad().asnumpy().any()  # and only through the tapped layers
+    with autograd.record(train_mode=False):
+        assert net(x).shape == (2, 3)  # predict mode: main output only
+    assert net.spec.aux["late"].weight == 0.5
+
+
+def test_auxiliary_heads_are_saved_and_loaded_with_the_network(write_spec, tmp_path):
+    a, b = build_model(write_spec(AUX)), build_model(write_spec(AUX))
+    a.save_parameters(str(tmp_path / "a.params"))
+    b.load_parameters(str(tmp_path / "a.params"))
+    assert onp.array_equal(a.side[1].weight.data().asnumpy(), b.side[1].weight.data().asnumpy())
+
+
+@pytest.mark.parametrize("after, message", [
+    ("b9", "no stage 'b9' to tap"), ("body.2", "stage body has 2 layers (0 to 1); cannot tap after layer 2"),
+    ("body.x", "string should match pattern")])
+def test_an_auxiliary_head_must_tap_an_existing_layer(write_spec, after, message):
+    from archspec import SpecError, load_spec
+
+    path = write_spec(AUX.replace("after: body.0", f"after: {after}"))
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    (p,) = err.value.problems
+    assert (p.line, p.col, p.path) == (9, 17, ("aux", "side", "after")) and message in p.message.lower()

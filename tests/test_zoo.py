@@ -3,7 +3,7 @@ written in `reference.py`, or a published parameter count. All are built by the 
 import numpy as onp
 import pytest
 from d2l import mxnet as d2l
-from mxnet import init, np, npx
+from mxnet import autograd, init, np, npx
 from mxnet.gluon import nn
 from reference import alexnet, copy_params, densenet, googlenet, materialise, nin, vgg
 
@@ -95,6 +95,20 @@ def test_original_googlenet_for_imagenet():
     assert {r.kind for r in s.rows} >= {"lrn", "dropout"}
     net = build_model(spec_path("googlenet-imagenet"))
     assert net(np.zeros((1, 3, 224, 224))).shape == (1, 1000)
+
+
+def test_original_googlenet_with_its_auxiliary_classifiers():
+    s = summarize(load_spec(spec_path("googlenet-imagenet-aux")))
+    assert s.params == 13_378_280  # Caffe bvlc_googlenet train_val.prototxt, both side heads included
+    assert [(r.path, r.input, r.output) for r in s.aux] == [("aux1", (512, 14, 14), (1000,)),  # after 4a
+                                                            ("aux2", (528, 14, 14), (1000,))]  # after 4d
+    assert s.macs == summarize(load_spec(spec_path("googlenet-imagenet"))).macs  # inference skips them
+    net = build_model(spec_path("googlenet-imagenet-aux"))
+    assert counts(net) == 13_378_280
+    x = np.random.uniform(size=(1, 3, 224, 224))
+    assert net(x).shape == (1, 1000)
+    with autograd.record():
+        assert [o.shape for o in net(x)] == [(1, 1000)] * 3
 
 
 def test_googlenet_in_the_torchvision_layout():
