@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .analysis import Limits, summarize
-from .errors import SpecError
+from .errors import InputError, SpecError
 from .layers import Layer, Shape
 from .loader import Mark, problem
 from .schema import Spec
@@ -89,3 +89,33 @@ def build_model(spec_or_path: Spec | str | os.PathLike, overrides: Mapping[str, 
     if hybridize:
         net.hybridize(static_alloc=True)
     return net
+
+
+def load_parameters(net, path: str | os.PathLike, ctx=None) -> None:
+    """Load a `.params` file (from `save_parameters`, training or a checkpoint) into a built network.
+
+    A file for another network is refused with an `InputError` naming what differs, before anything
+    is loaded: no half-loaded network.
+    """
+    from mxnet import npx
+    from mxnet.base import MXNetError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such parameters file")
+    try:
+        saved = npx.load(str(path))
+    except MXNetError:
+        raise InputError(f"{path}: not an MXNet parameters file (corrupt or truncated?)") from None
+    expected = {name: p.shape for name, p in net._collect_params_with_prefix().items()}
+    if not isinstance(saved, dict):
+        raise InputError(f"{path}: not a parameters file of named arrays")
+    differences = [f"{n} has shape {tuple(saved[n].shape)}, {net.spec.name} needs {expected[n]}"
+                   for n in expected if n in saved and tuple(saved[n].shape) != tuple(expected[n])]
+    differences += [f"missing {n}" for n in expected if n not in saved]
+    differences += [f"unexpected {n}" for n in saved if n not in expected]
+    if differences:
+        more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
+        raise InputError(f"{path}: these parameters are not for {net.spec.name}: "
+                         + "; ".join(differences[:3]) + more)
+    net.load_parameters(str(path), ctx=ctx)

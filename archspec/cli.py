@@ -10,7 +10,7 @@ import sys
 from typing import Sequence
 
 from .analysis import Limits, format_table, summarize
-from .errors import Problem, SpecError
+from .errors import InputError, Problem, SpecError
 from .schema import Spec
 
 
@@ -133,6 +133,27 @@ def cmd_schema(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from .builder import build_model, load_parameters
+    from .export import export
+
+    spec, _ = _load(args.spec, args)
+    net = build_model(spec)
+    if args.params:
+        load_parameters(net, args.params)
+    for path in export(net, args.output, args.format):
+        print(path)
+    return 0
+
+
+def cmd_draw(args) -> int:
+    from .draw import draw
+
+    spec, _ = _load(args.spec, args)
+    print(draw(spec, args.output))
+    return 0
+
+
 def _fmt(shape) -> str:
     return "x".join(map(str, shape))
 
@@ -167,6 +188,20 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
     r.set_defaults(func=cmd_resolve)
 
+    e = sub.add_parser("export", help="write the network as MXNet symbol files or ONNX, with its weights")
+    _spec_options(e)
+    e.add_argument("--params", metavar="FILE", help="weights to export (from training or save_parameters); "
+                                                   "default: the initial weights")
+    e.add_argument("--format", choices=["mxnet", "onnx"], default="mxnet",
+                   help="mxnet: OUTPUT-symbol.json + OUTPUT-0000.params; onnx: the file OUTPUT")
+    e.add_argument("-o", "--output", required=True, metavar="PATH")
+    e.set_defaults(func=cmd_export)
+
+    d = sub.add_parser("draw", help="an architecture diagram (Graphviz): svg, png, pdf or dot")
+    _spec_options(d)
+    d.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.svg, .png, .pdf or .dot")
+    d.set_defaults(func=cmd_draw)
+
     j = sub.add_parser("schema", help="print the JSON Schema of a spec file (for editors)")
     j.add_argument("-o", "--output", help="write to this file instead of standard output")
     j.add_argument("--markdown", action="store_true", help="the field reference of every layer kind, in Markdown")
@@ -181,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SpecError as e:
         for problem in e.problems:
             print(problem, file=sys.stderr)
+        return 1
+    except InputError as e:
+        print(f"archspec: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("archspec: interrupted", file=sys.stderr)
