@@ -154,8 +154,55 @@ def cmd_draw(args) -> int:
     return 0
 
 
+def _config(args):
+    from .train import Config
+
+    return Config(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
+                  momentum=args.momentum, weight_decay=args.wd, resize=args.resize, seed=args.seed, data=args.data,
+                  data_dir=args.data_dir, checkpoint_every=args.checkpoint_every, keep=args.keep)
+
+
+def cmd_train(args) -> int:
+    from .train import TrainingInterrupted, train
+
+    out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.spec))[0])
+    try:
+        history = train(args.spec, out, _config(args), args.overrides, ctx=args.ctx, kvstore=args.kvstore,
+                        resume=args.resume, command=["archspec", *sys.argv[1:]])
+    except TrainingInterrupted as e:
+        print(f"archspec: {e}", file=sys.stderr)
+        return 130
+    last = history[-1] if history else {}
+    print(f"trained {len(history)} epoch(s): test accuracy {last.get('test_acc', float('nan')):.4f}; run folder {out}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from . import data
+    from .builder import build_model, load_parameters
+    from .train import evaluate, parse_contexts
+
+    contexts = parse_contexts(args.ctx)
+    spec, _ = _load(args.spec, args)
+    net = build_model(spec, ctx=contexts)
+    load_parameters(net, args.params, ctx=contexts)
+    split = data.load(args.data, args.split, args.data_dir)
+    loss, accuracy = evaluate(net, split, args.batch_size, contexts)
+    print(json.dumps({"spec": spec.name, "split": args.split, "examples": len(split), "loss": round(loss, 6),
+                      "accuracy": round(accuracy, 6)}))
+    return 0
+
+
 def _fmt(shape) -> str:
     return "x".join(map(str, shape))
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", default="fashion-mnist", help="dataset (default %(default)s, loaded as D2L does)")
+    p.add_argument("--data-dir", metavar="DIR", help="read the dataset's IDX files (train-images-idx3-ubyte[.gz], "
+                                                    "...) from DIR instead of downloading")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--ctx", default="cpu", help="cpu (default), gpu:0 or gpu:0,1 (batches split across them)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -202,6 +249,40 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.svg, .png, .pdf or .dot")
     d.set_defaults(func=cmd_draw)
 
+    t = sub.add_parser("train", help="train a spec (Fashion-MNIST, or IDX files with --data-dir); resumable")
+    _spec_options(t)
+    _data_options(t)
+    t.add_argument("--resize", type=int, metavar="N", help="set the spec's input to NxN (images are always "
+                                                           "resized to the spec's input, as D2L's resize=96)")
+    t.add_argument("--epochs", type=int, default=10)
+    t.add_argument("--lr", type=float, default=0.1, help="learning rate (default %(default)s, D2L's for GoogLeNet)")
+    t.add_argument("--optimizer", choices=["sgd", "nag", "adam"], default="sgd")
+    t.add_argument("--momentum", type=float, default=0.0, help="for sgd and nag (nag defaults to 0.9)")
+    t.add_argument("--wd", type=float, default=0.0, help="weight decay")
+    t.add_argument("--seed", type=int, default=0, help="data order, initial weights and dropout masks")
+    t.add_argument("--kvstore", default="device", help="device (default), local, dist_sync or dist_async "
+                                                       "(run under `archspec launch`)")
+    t.add_argument("--out", metavar="DIR", help="run folder (default runs/SPEC_NAME)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                   help="also checkpoint every STEPS steps (default: at the end of each epoch only)")
+    t.add_argument("--keep", type=int, default=3, metavar="K", help="checkpoints kept (default %(default)s)")
+    t.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="loss and accuracy of trained parameters on a dataset split")
+    _spec_options(ev)
+    _data_options(ev)
+    ev.add_argument("--params", required=True, metavar="FILE", help="parameters (final.params, a checkpoint's "
+                                                                    ".params, or save_parameters output)")
+    ev.add_argument("--split", choices=["train", "test"], default="test")
+    ev.set_defaults(func=cmd_evaluate)
+
+    la = sub.add_parser("launch", help="MXNet's distributed launcher (tools/launch.py), fixed for Python 3.9+: "
+                                       "archspec launch -n 2 -s 1 --launcher local -- archspec train ... "
+                                       "--kvstore dist_sync", add_help=False)
+    la.add_argument("launch_args", nargs=argparse.REMAINDER, help="-n WORKERS -s SERVERS --launcher local|ssh "
+                    "[-H HOSTFILE] -- COMMAND (see mxnet/tools/launch.py)")
+
     j = sub.add_parser("schema", help="print the JSON Schema of a spec file (for editors)")
     j.add_argument("-o", "--output", help="write to this file instead of standard output")
     j.add_argument("--markdown", action="store_true", help="the field reference of every layer kind, in Markdown")
@@ -210,6 +291,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["launch"] and argv[1:2] not in (["-h"], ["--help"]):  # every option is MXNet launch.py's
+        from .launch import main as launch
+
+        return launch(argv[1:])
     args = parser().parse_args(argv)
     try:
         return args.func(args)

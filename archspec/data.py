@@ -1,0 +1,130 @@
+"""Datasets for training: Fashion-MNIST as the D2L book loads it (`gluon.data.vision.FashionMNIST`), or any
+dataset in its IDX format from a local folder. Images stay uint8 in memory; batches are resized and
+scaled on the device with the same operators as Gluon's `transforms.Resize` and `ToTensor`."""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as onp
+
+from .errors import InputError
+
+# The four files of Fashion-MNIST (and MNIST), optionally gzipped.
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+FASHION_MNIST_LABELS = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                        "ankle boot")
+_IDX_TYPES = {0x08: onp.uint8, 0x09: onp.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+MAX_IDX_BYTES = 1 << 31
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images as uint8 N x H x W x C (Gluon's layout for vision datasets) and integer labels."""
+
+    images: onp.ndarray
+    labels: onp.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def read_idx(path: str | os.PathLike) -> onp.ndarray:
+    """An IDX file (LeCun's MNIST format), plain or gzipped, as a numpy array. Refuses anything else."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            header = f.read(4)
+            if len(header) != 4 or header[:2] != b"\0\0" or header[2] not in _IDX_TYPES or not 1 <= header[3] <= 4:
+                raise InputError(f"{path}: not an IDX file (bad magic number {header.hex() or 'empty'})")
+            dims = struct.unpack(f">{header[3]}I", f.read(4 * header[3]))
+            dtype = onp.dtype(_IDX_TYPES[header[2]])
+            size = int(onp.prod(dims)) * dtype.itemsize
+            if size > MAX_IDX_BYTES:
+                raise InputError(f"{path}: {size:,} bytes of data is more than archspec reads ({MAX_IDX_BYTES:,})")
+            data = f.read(size)
+    except (OSError, EOFError, struct.error) as e:
+        raise InputError(f"{path}: cannot read IDX data: {e}") from None
+    if len(data) != size:
+        raise InputError(f"{path}: truncated: dimensions {dims} need {size:,} bytes, found {len(data):,}")
+    return onp.frombuffer(data, dtype).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+def write_idx(path: str | os.PathLike, array: onp.ndarray) -> None:
+    """Write an array as an IDX file (gzipped if the name ends in .gz): uint8 images or labels."""
+    array = onp.ascontiguousarray(array)
+    code = {onp.dtype(onp.uint8): 0x08, onp.dtype(onp.int32): 0x0C}[array.dtype]
+    payload = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload += array.astype(array.dtype.newbyteorder(">")).tobytes()
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wb") as f:
+        f.write(payload)
+
+
+def _find(folder: Path, name: str) -> Path:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise InputError(f"{folder}: no {name} (or {name}.gz); an IDX dataset folder holds "
+                     + ", ".join(n for pair in IDX_FILES.values() for n in pair))
+
+
+def load_idx_folder(folder: str | os.PathLike, split: str) -> Split:
+    """One split ("train" or "test") of an IDX dataset folder."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such data directory")
+    images_file, labels_file = (_find(folder, n) for n in IDX_FILES[split])
+    images, labels = read_idx(images_file), read_idx(labels_file)
+    if images.ndim not in (3, 4) or images.dtype != onp.uint8:
+        raise InputError(f"{images_file}: expected uint8 images N x H x W (x C), got {images.dtype} {images.shape}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise InputError(f"{labels_file}: expected {len(images)} labels for {len(images)} images, got shape "
+                         f"{labels.shape}")
+    return Split(images if images.ndim == 4 else images[..., None], labels.astype(onp.int32))
+
+
+def load_fashion_mnist(split: str, root: str | os.PathLike | None = None) -> Split:
+    """Fashion-MNIST as D2L loads it: `gluon.data.vision.FashionMNIST`, downloaded once into `root`
+    (default `~/.mxnet/datasets/fashion-mnist`)."""
+    from mxnet.gluon.data.vision import FashionMNIST
+
+    kwargs = {"root": str(root)} if root else {}
+    try:
+        dataset = FashionMNIST(train=split == "train", **kwargs)
+    except Exception as e:  # no network, a proxy, a half-downloaded file
+        raise InputError(f"could not load Fashion-MNIST ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                         "download the four IDX files yourself and pass their folder with --data-dir") from None
+    images = dataset._data.asnumpy() if hasattr(dataset._data, "asnumpy") else onp.asarray(dataset._data)
+    return Split(images.astype(onp.uint8), onp.asarray(dataset._label).astype(onp.int32))
+
+
+def load(data: str, split: str, data_dir: str | os.PathLike | None = None) -> Split:
+    """`data` names the dataset (`fashion-mnist`); `data_dir` is a folder of IDX files to read instead."""
+    if data != "fashion-mnist":
+        raise InputError(f"unknown dataset {data!r}: archspec knows fashion-mnist, and reads any dataset in its "
+                         "IDX format with --data-dir")
+    return load_idx_folder(data_dir, split) if data_dir else load_fashion_mnist(split)
+
+
+def batches(split: Split, batch_size: int, order: onp.ndarray, start: int = 0):
+    """(images, labels) numpy batches in `order`, from batch number `start` on; the last may be short."""
+    for first in range(start * batch_size, len(order), batch_size):
+        index = order[first:first + batch_size]
+        yield split.images[index], split.labels[index]
+
+
+def to_input(images, size: tuple[int, int] | None, ctx):
+    """uint8 N x H x W x C numpy -> float32 N x C x H' x W' in [0, 1] on `ctx`, as D2L's
+    `transforms.Resize(size)` + `transforms.ToTensor()` do per image, but for a whole batch at once."""
+    from mxnet import np, npx
+
+    x = np.array(images, dtype="uint8", ctx=ctx)
+    if size is not None and tuple(images.shape[1:3]) != tuple(size):
+        x = npx.image.resize(x, (size[1], size[0]), interp=1)  # (width, height), bilinear
+    return npx.image.to_tensor(x)

@@ -1,0 +1,170 @@
+"""Training through the CLI on real data (scikit-learn's digits, written as IDX files like Fashion-MNIST's),
+checkpoints that survive SIGKILL, and MXNet's distributed kvstore under its own launcher."""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as onp
+import pytest
+from mxnet import npx
+
+from archspec.cli import main
+from archspec.data import IDX_FILES, read_idx, write_idx
+from archspec.train import latest_checkpoint
+from conftest import ROOT
+
+LENET = str(ROOT / "specs" / "lenet.yaml")
+ARCHSPEC = [sys.executable, "-m", "archspec"]
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """The 1,797 real 8x8 digits of scikit-learn, upsampled to 28x28 uint8 and split 1,437 / 360 into the
+    four Fashion-MNIST IDX files."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = onp.pad(onp.kron(d.images, onp.ones((3, 3))) * (255 / 16), ((0, 0), (2, 2), (2, 2)))
+    images, labels = images.round().astype(onp.uint8), d.target.astype(onp.uint8)
+    order = onp.random.default_rng(0).permutation(len(labels))
+    folder = tmp_path_factory.mktemp("digits")
+    for split, index in (("train", order[:1437]), ("test", order[1437:])):
+        images_file, labels_file = IDX_FILES[split]
+        write_idx(folder / f"{images_file}.gz", images[index])
+        write_idx(folder / labels_file, labels[index])  # plain and gzipped files both work
+    return folder
+
+
+def train_args(digits, out, *more, batch=32):
+    return ["train", LENET, "--data-dir", str(digits), "--batch-size", str(batch), "--optimizer", "adam",
+            "--lr", "0.005", "--out", str(out), *more]
+
+
+def params(path):
+    npx.set_np()
+    return {k: v.asnumpy() for k, v in npx.load(str(path)).items()}
+
+
+def test_idx_round_trip_and_refusals(tmp_path):
+    images = onp.arange(2 * 3 * 4, dtype=onp.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "a.gz", images)
+    assert onp.array_equal(read_idx(tmp_path / "a.gz"), images)
+    (tmp_path / "b").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05abc")
+    from archspec.errors import InputError
+    with pytest.raises(InputError, match="truncated"):
+        read_idx(tmp_path / "b")
+    (tmp_path / "c").write_bytes(b"GIF89a")
+    with pytest.raises(InputError, match="not an IDX file"):
+        read_idx(tmp_path / "c")
+
+
+def test_lenet_learns_real_digits_through_the_cli(digits, tmp_path, capsys):
+    started = time.perf_counter()
+    assert main(train_args(digits, tmp_path / "run", "--epochs", "8")) == 0
+    seconds = time.perf_counter() - started
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, 9))
+    accuracy = float(rows[-1]["test_acc"])
+    print(f"LeNet on digits: test accuracy {accuracy:.3f} after 8 epochs in {seconds:.1f} s")
+    assert accuracy >= 0.90
+    run = tmp_path / "run"
+    assert {"spec.yaml", "command.txt", "config.json", "metrics.json", "curves.png", "final.params",
+            "checkpoints"} <= {p.name for p in run.iterdir()}
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(list((run / "checkpoints").glob("*.json"))) == 3  # --keep 3
+    assert json.loads((run / "metrics.json").read_text())[-1]["test_acc"] == pytest.approx(accuracy, abs=1e-6)
+    capsys.readouterr()
+    assert main(["evaluate", LENET, "--params", str(run / "final.params"), "--data-dir", str(digits)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["examples"] == 360 and report["accuracy"] == pytest.approx(accuracy, abs=1e-6)
+
+
+def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(digits, tmp_path):
+    def command(out, *more):  # 180 steps per epoch, a checkpoint every 20 steps
+        return ARCHSPEC + train_args(digits, out, "--epochs", "2", "--checkpoint-every", "20", "--keep", "2", *more,
+                                     batch=8)
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(command(killed), env=env, stderr=subprocess.DEVNULL)
+    marker = killed / "checkpoints" / "step-00000200.json"  # in epoch 2
+    deadline = time.time() + 120
+    while not marker.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert marker.exists() and not (killed / "final.params").exists(), "the process was not killed mid-run"
+    last = latest_checkpoint(killed / "checkpoints")  # checks every file of the newest against its checksum
+    assert last["epoch"] == 1 and 0 < last["step_in_epoch"] < 180  # mid-epoch
+    for marker in (killed / "checkpoints").glob("*.json"):  # no checkpoint is half-written
+        assert latest_checkpoint(killed / "checkpoints")["path"] >= str(marker.with_suffix(""))
+        assert marker.with_suffix(".params").exists() and marker.with_suffix(".states").exists()
+
+    resumed = subprocess.run(command(killed, "--resume"), env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming {killed} at epoch 2" in resumed.stderr
+    straight = subprocess.run(command(tmp_path / "straight"), env=env, capture_output=True, text=True)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    a, b = params(killed / "final.params"), params(tmp_path / "straight" / "final.params")
+    assert a.keys() == b.keys() and all(onp.array_equal(a[k], b[k]) for k in a)  # bit for bit
+    assert (killed / "metrics.csv").read_text().splitlines()[0].startswith("epoch,train_loss")
+
+
+def test_resume_refuses_other_settings_another_network_or_a_corrupt_checkpoint(digits, tmp_path, capsys):
+    assert main(train_args(digits, tmp_path / "run", "--epochs", "1")) == 0
+    capsys.readouterr()
+    assert main(train_args(digits, tmp_path / "run", "--epochs", "1", "--resume", "--lr", "0.1")) == 1
+    assert "same settings" in capsys.readouterr().err
+    wider = train_args(digits, tmp_path / "run", "--epochs", "2", "--resume", "--set", "stages.features.0.channels=8")
+    assert main(wider) == 1
+    err = capsys.readouterr().err
+    assert "different shapes" in err and "features.0.weight" in err
+    (checkpoint,) = (tmp_path / "run" / "checkpoints").glob("*.params")
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    assert main(train_args(digits, tmp_path / "run", "--epochs", "2", "--resume")) == 1
+    assert "corrupt" in capsys.readouterr().err
+
+
+def test_an_existing_run_folder_is_not_overwritten(digits, tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    assert main(train_args(digits, tmp_path / "run", "--epochs", "1")) == 1
+    assert "not empty" in capsys.readouterr().err and os.listdir(tmp_path / "run") == ["notes.txt"]
+
+
+def test_dist_sync_with_mxnets_launcher_two_workers_one_server(digits, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = ARCHSPEC + ["launch", "-n", "2", "-s", "1", "--launcher", "local", "--",
+                          *ARCHSPEC, *train_args(digits, tmp_path / "dist", "--epochs", "1", "--kvstore", "dist_sync")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    a, b = (params(tmp_path / "dist" / f"worker-{rank}" / "final.params") for rank in (0, 1))
+    assert a.keys() == b.keys() and all(onp.array_equal(a[k], b[k]) for k in a)
+    before = params_of_initial(tmp_path)
+    assert any(not onp.array_equal(a[k], before[k]) for k in a)  # it did train
+
+
+def params_of_initial(tmp_path):
+    import mxnet as mx
+
+    from archspec import build_model
+    mx.random.seed(0)
+    build_model(LENET).save_parameters(str(tmp_path / "initial.params"))
+    return params(tmp_path / "initial.params")
+
+
+def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(digits, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(ARCHSPEC + train_args(digits, out, "--epochs", "50"), stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 60
+    while not list((out / "checkpoints").glob("*.json")) and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130
+    assert "interrupted in epoch" in err and "--resume" in err and "Traceback" not in err
