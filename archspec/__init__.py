@@ -8,10 +8,15 @@ Importing archspec does not import MXNet; only `build_model` (and training and e
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, Iterable, Mapping
 
+if "mxnet" not in sys.modules:  # MXNet reads it once, at import; unset, it computes on one core (half speed here)
+    os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                                                 else os.cpu_count() or 1))
+
 from .analysis import Limits, Row, Summary, format_table, summarize
-from .errors import Problem, SpecError
+from .errors import InputError, Problem, SpecError
 from .layers import REGISTRY, Layer, Macro, ShapeError, register
 from .resolve import load_resolved
 from .schema import Spec, validate
@@ -33,5 +38,5 @@ def build_model(spec_or_path, overrides=None, **kwargs):
     return _build(spec_or_path, overrides, **kwargs)
 
 
-__all__ = ["Layer", "Limits", "Macro", "Problem", "REGISTRY", "Row", "ShapeError", "Spec", "SpecError",
-           "Summary", "build_model", "format_table", "load_spec", "register", "summarize", "validate"]
+__all__ = ["InputError", "Layer", "Limits", "Macro", "Problem", "REGISTRY", "Row", "ShapeError", "Spec",
+           "SpecError", "Summary", "build_model", "format_table", "load_spec", "register", "summarize", "validate"]

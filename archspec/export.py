@@ -27,7 +27,9 @@ def export(net, output: str | os.PathLike, fmt: str = "mxnet") -> list[Path]:
         raise InputError(f"{output.parent}: no such directory")
     shape = (1,) + net.spec.input.shape
     if not net._active:
-        net.hybridize(static_alloc=True)
+        from .builder import HYBRIDIZE
+
+        net.hybridize(**HYBRIDIZE)
     net(np.zeros(shape))  # trace the graph that is exported
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".archspec-export-") as tmp:
         net.export(os.path.join(tmp, "model"))

@@ -265,7 +265,8 @@ class _Walk:
         """Expand a use of a reusable block: its layers with `$args` replaced, as one `sequential`."""
         definition = self.blocks[name]
         if name in self.active or len(self.active) >= MAX_BLOCK_DEPTH:
-            self.problems.append(problem(mark, path, f"block {name!r} uses itself ({' -> '.join(self.active + [name])})"))
+            chain = " -> ".join(self.active + [name])
+            self.problems.append(problem(mark, path, f"block {name!r} uses itself ({chain})"))
             return None
         if body is None:
             body = Map(mark=mark)

@@ -1,0 +1,77 @@
+"""Reduced-precision inference, opt-in: bfloat16 through MXNet's AMP and INT8 through its quantization
+(oneDNN kernels on CPUs with AVX-512 BF16 / VNNI).
+
+MXNet 1.9's Gluon entry points (`amp.convert_hybrid_block`, `quantization.quantize_net_v2`) fail on a
+numpy-mode network: the first returns a `SymbolBlock` over a classic symbol, whose outputs numpy mode
+refuses ("Block's output ndarrays/symbols must be of type mxnet.numpy.ndarray"); the second re-traces the
+network in classic mode, where numpy-mode Gluon layers call operators that `mxnet.symbol` lacks. Both work
+one level down: convert the traced graph with the symbol API, then turn the result back into a numpy
+symbol (`as_np_ndarray()`) for a `SymbolBlock` that takes and returns `mxnet.np` arrays.
+"""
+from __future__ import annotations
+
+from .builder import HYBRIDIZE
+
+PRECISIONS = ("float32", "bfloat16", "int8")
+
+
+def _graph(net, example):
+    """The traced inference graph of a built network and its weights, by parameter name."""
+    from mxnet import np
+
+    if not net._active:
+        net.hybridize(**HYBRIDIZE)
+    net(np.zeros((1,) + tuple(example.shape[1:]))).wait_to_read()
+    inputs, sym = net._cached_graph
+    params = {p.name: p.data() for is_arg, p in net._cached_op_args if not is_arg}
+    return inputs, sym, params
+
+
+def _block(sym, inputs, params: dict, ctx):
+    from mxnet import gluon
+
+    block = gluon.SymbolBlock(sym, inputs)
+    block.collect_params().load_dict(params, ctx=ctx, cast_dtype=True, dtype_source="saved")
+    block.hybridize(**HYBRIDIZE)
+    return block
+
+
+def to_bfloat16(net, example, ctx=None):
+    """An inference block computing in bfloat16 where AMP deems it safe (convolutions, dense layers),
+    in float32 elsewhere; it takes and returns float32 `mxnet.np` arrays."""
+    import mxnet as mx
+    from mxnet.contrib import amp
+
+    ctx = ctx or mx.cpu()
+    inputs, sym, params = _graph(net, example)
+    converted = amp.convert_symbol(sym, "bfloat16", data_names=[i.name for i in inputs], cast_optional_params=False)
+    return _block(converted.as_np_ndarray(), inputs, params, ctx)
+
+
+def to_int8(net, calibration, batch_size: int = 32, ctx=None):
+    """An inference block with INT8 convolutions and dense layers, calibrated on `calibration` (a few
+    hundred real images, N x C x H x W float32 `mxnet.np`): MXNet's oneDNN quantization flow, as its
+    `imagenet_gen_qsym_mkldnn.py` example runs it ('naive' calibration: min/max of each layer's output)."""
+    import mxnet as mx
+    from mxnet import npx
+    from mxnet.contrib import quantization
+
+    ctx = ctx or mx.cpu()
+    inputs, sym, params = _graph(net, calibration)
+    sym = sym.as_nd_ndarray()
+    arg_names, aux_names = set(sym.list_arguments()), set(sym.list_auxiliary_states())
+    args = {k: v.as_nd_ndarray() for k, v in params.items() if k in arg_names}
+    auxs = {k: v.as_nd_ndarray() for k, v in params.items() if k in aux_names}
+    data = mx.io.NDArrayIter(data=calibration.as_nd_ndarray(), batch_size=min(batch_size, len(calibration)),
+                             data_name=inputs[0].name)
+    npx.reset_np()  # the calibration runs a classic Module
+    try:
+        fused = sym.get_backend_symbol("MKLDNN_QUANTIZE")
+        qsym, qargs, qauxs = quantization.quantize_model(
+            fused, args, auxs, ctx=ctx, calib_mode="naive", calib_data=data, num_calib_examples=len(calibration),
+            quantized_dtype="auto", quantize_mode="full", data_names=(inputs[0].name,), label_names=None,
+            logger=None)
+        qsym = qsym.get_backend_symbol("MKLDNN_QUANTIZE")
+    finally:
+        npx.set_np()
+    return _block(qsym.as_np_ndarray(), inputs, {**qargs, **qauxs}, ctx)

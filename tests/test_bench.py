@@ -1,0 +1,22 @@
+"""The benchmark is not a test; this only runs it on one tiny batch of everything so that it cannot rot."""
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_benchmark_runs_on_a_tiny_batch(tmp_path):
+    out = tmp_path / "smoke.json"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--precision", "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r = json.loads(out.read_text())
+    for case, by_model in r["images_per_s"].items():
+        assert set(by_model) == {"built", "seed", "hand", "hand2"} and all(m["median"] > 0 for m in by_model.values())
+        assert set(r["ratios"][case]) == {"built/seed", "built/hand", "hand2/hand"}
+    assert round(r["macs_per_image"] / 1e5) == 2761  # 276.1 M multiply-accumulates per image (issue 5)
+    assert r["specs"]["mxnet_imported"] is False and r["specs"]["specs"] == len(list((ROOT / "specs").glob("*.yaml")))
+    assert r["profile_forward_32"] and r["profile_forward_32"][0]["share"] > 0
+    assert {"float32", "bfloat16", "int8"} <= set(r["precision"])
+    assert "built/seed" in done.stdout
