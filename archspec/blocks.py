@@ -85,10 +85,10 @@ class Network(nn.HybridBlock):
     def __iter__(self):
         return (getattr(self, name) for name in self._stages)
 
-    def hybridize(self, active=True, **kwargs):
-        super().hybridize(active, **kwargs)
+    def hybridize(self, active=True, *args, **kwargs):
+        super().hybridize(active, *args, **kwargs)
         if self._training_graph is not None:
-            self._training_graph.hybridize(active, **kwargs)
+            self._training_graph.hybridize(active, *args, **kwargs)
 
     def forward(self, x, *args):
         if self._training_graph is not None and autograd.is_training():
