@@ -240,14 +240,13 @@ def train(spec_path, out: str | os.PathLike, config: Config, overrides=None, ctx
         if diff or saved.get("spec") != spec.name:
             raise InputError(f"{out}: --resume continues a run with the same settings; these differ "
                              f"(saved, now): {diff or {'spec': (saved.get('spec'), spec.name)}}")
-    out.mkdir(parents=True, exist_ok=True)
-
-    train_split = datasets.load(config.data, "train", config.data_dir)
+    train_split = datasets.load(config.data, "train", config.data_dir)  # bad data: nothing written yet
     test_split = datasets.load(config.data, "test", config.data_dir)
     size = tuple(spec.input.shape[1:])
     if train_split.images.shape[-1] != spec.input.channels:
         raise InputError(f"the data has {train_split.images.shape[-1]} channel(s); {spec.name} takes "
                          f"{spec.input.channels} (set input.channels)")
+    out.mkdir(parents=True, exist_ok=True)
 
     mx.random.seed(config.seed)
     net = build_model(spec, ctx=contexts)
@@ -268,6 +267,8 @@ def train(spec_path, out: str | os.PathLike, config: Config, overrides=None, ctx
     history: list[dict] = []
     epoch, step, global_step, tally = 0, 0, 0, _Tally()
     meta = latest_checkpoint(out / "checkpoints") if resume else None
+    if resume and not meta:
+        print(f"{out}: no checkpoint to resume from; starting from the beginning", file=stream)
     if meta:
         _restore(meta, net, trainer)
         epoch, step, global_step = meta["epoch"], meta["step_in_epoch"], meta["step"]

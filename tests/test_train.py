@@ -168,3 +168,9 @@ def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(digits, tmp_path):
     err = proc.communicate(timeout=60)[1]
     assert proc.returncode == 130
     assert "interrupted in epoch" in err and "--resume" in err and "Traceback" not in err
+
+
+def test_a_missing_dataset_is_a_clear_error_and_creates_no_run_folder(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    assert main(["train", LENET, "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "run")]) == 1
+    assert "no train-images-idx3-ubyte" in capsys.readouterr().err and not (tmp_path / "run").exists()
