@@ -292,7 +292,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["launch"] and argv[1:2] not in (["-h"], ["--help"]):  # every option is MXNet launch.py's
+    if argv[:1] == ["launch"]:  # every option, --help included, is MXNet launch.py's
         from .launch import main as launch
 
         return launch(argv[1:])

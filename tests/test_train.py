@@ -160,7 +160,8 @@ def params_of_initial(tmp_path):
 def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(digits, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(ARCHSPEC + train_args(digits, out, "--epochs", "50"), stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"},  # a background CI job ignores SIGINT:
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
     deadline = time.time() + 60
     while not list((out / "checkpoints").glob("*.json")) and time.time() < deadline:
         time.sleep(0.01)
