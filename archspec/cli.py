@@ -9,7 +9,7 @@ import re
 import sys
 from typing import Sequence
 
-from .analysis import Limits, format_table, summarize
+from .analysis import Limits, Summary, format_table, summarize
 from .errors import InputError, Problem, SpecError
 from .schema import Spec
 
@@ -33,7 +33,7 @@ def _spec_options(p: argparse.ArgumentParser, many: bool = False) -> None:
                    help="refuse specs with more activation bytes per example (default %(default)s)")
 
 
-def _load(path: str, args) -> tuple[Spec, "Summary"]:  # noqa: F821
+def _load(path: str, args) -> tuple[Spec, Summary]:
     from . import load_spec
 
     spec = load_spec(path, args.overrides)

@@ -33,8 +33,6 @@ def digits_folder(folder: Path) -> Path:
 
 
 def reduced_precision(net=None, smoke: bool = False, epochs: int = 6) -> dict:
-    from mxnet import np
-
     from archspec import build_model
     from archspec.builder import load_parameters
     from archspec.data import load_idx_folder, to_input

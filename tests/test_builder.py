@@ -118,7 +118,7 @@ def test_auxiliary_heads_are_saved_and_loaded_with_the_network(write_spec, tmp_p
     ("b9", "no stage 'b9' to tap"), ("body.2", "stage body has 2 layers (0 to 1); cannot tap after layer 2"),
     ("body.x", "string should match pattern")])
 def test_an_auxiliary_head_must_tap_an_existing_layer(write_spec, after, message):
-    from archspec import SpecError, load_spec
+    from archspec import SpecError
 
     path = write_spec(AUX.replace("after: body.0", f"after: {after}"))
     with pytest.raises(SpecError) as err:

@@ -175,3 +175,29 @@ def test_a_missing_dataset_is_a_clear_error_and_creates_no_run_folder(tmp_path, 
     (tmp_path / "data").mkdir()
     assert main(["train", LENET, "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "run")]) == 1
     assert "no train-images-idx3-ubyte" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_a_spec_with_auxiliary_heads_trains_on_their_weighted_losses(digits, tmp_path, write_spec):
+    spec = write_spec("""name: tapped
+input: {channels: 1, height: 28, width: 28}
+stages:
+  body:
+    - conv: {channels: 8, kernel: 3, padding: 1, activation: relu}
+    - maxpool: {kernel: 2}
+    - conv: {channels: 16, kernel: 3, padding: 1, activation: relu}
+  head: [global_avg_pool, {dense: 10}]
+aux:
+  side: {after: body.1, weight: 0.3, layers: [global_avg_pool, {dense: 10}]}
+""")
+    args = train_args(digits, tmp_path / "run", "--epochs", "1")
+    args[1] = str(spec)
+    assert main(args) == 0
+    saved = params(tmp_path / "run" / "final.params")
+    assert "side.1.weight" in saved and saved["side.1.weight"].any()
+    import mxnet as mx
+
+    from archspec import build_model
+    mx.random.seed(0)  # as `train` does: the initial weights of the run
+    initial = build_model(spec)
+    # the head's loss reached it: without it its gradient would be zero and Adam would not move it
+    assert not onp.array_equal(saved["side.1.weight"], initial.side[1].weight.data().asnumpy())
