@@ -59,8 +59,11 @@ class _Graph:
             self.edge(prev, node, shape)
             return node, row.output
         ends: list[tuple[str, Shape]] = []
+        firsts: list[str] = []  # the first node of each branch, kept on one row in branch order
 
         def walk(children, s, name):  # each child sequence starts where this layer starts
+            if children:
+                firsts.append(f"n{self.count + 1}")
             ends.append(self.sequence(children, path + ((name,) if name else ()), prev, s))
             return ends[-1][1]
 
@@ -70,6 +73,8 @@ class _Graph:
         if max(layer.children.values()) == 1 and len(ends) == 1:
             self.end()
             return ends[0][0], out
+        if len(firsts) > 1:
+            self.lines.append("{rank=same; " + "; ".join(firsts) + "}")
         merge = self.node(getattr(layer, "merge", "merge"), shape="circle", width="0.3")
         for end, s in ends:
             self.edge(end, merge, s)
@@ -123,7 +128,7 @@ def to_dot(spec: Spec, summary: Summary | None = None) -> str:
         g.end()
         g.edge(end, g.node(f"{name}\n{_fmt(s)}", shape="box", style="rounded,dashed"), s)
     header = ["digraph archspec {", f"label={_quote(title)}; labelloc=t; fontname=Helvetica; compound=true;",
-              "rankdir=TB; nodesep=0.15; ranksep=0.25; ordering=out;",
+              "rankdir=TB; nodesep=0.15; ranksep=0.25; ordering=out; newrank=true;",
               'node [shape=box, fontname=Helvetica, fontsize=10, style="rounded,filled", fillcolor=white];',
               "edge [fontname=Helvetica, fontsize=8, color=\"#555555\"];"]
     return "\n".join(header + ["  " + line for line in g.lines + g.edges] + ["}"]) + "\n"
