@@ -167,8 +167,8 @@ def cmd_train(args) -> int:
 
     out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.spec))[0])
     try:
-        history = train(args.spec, out, _config(args), args.overrides, ctx=args.ctx, kvstore=args.kvstore,
-                        resume=args.resume, command=["archspec", *sys.argv[1:]])
+        history, out = train(args.spec, out, _config(args), args.overrides, ctx=args.ctx, kvstore=args.kvstore,
+                             resume=args.resume, command=["archspec", *sys.argv[1:]])
     except TrainingInterrupted as e:
         print(f"archspec: {e}", file=sys.stderr)
         return 130

@@ -211,8 +211,9 @@ def evaluate(net, split: datasets.Split, batch_size: int = 256, ctx=None) -> tup
 
 def train(spec_path, out: str | os.PathLike, config: Config, overrides=None, ctx: str | None = None,
           kvstore: str = "device", resume: bool = False, command: list[str] | None = None,
-          stream=None) -> list[dict]:
-    """Train a spec; returns the per-epoch metrics. See the module docstring for the run folder."""
+          stream=None) -> tuple[list[dict], Path]:
+    """Train a spec; returns the per-epoch metrics and the run folder (`out`, or `out/worker-K` for worker K of
+    a distributed run). See the module docstring and the README for what the folder holds."""
     import mxnet as mx
     from mxnet import autograd, gluon, np
 
@@ -329,7 +330,7 @@ def train(spec_path, out: str | os.PathLike, config: Config, overrides=None, ctx
     net.save_parameters(str(tmp))
     os.replace(tmp, out / "final.params")
     _plot(out, history)
-    return history
+    return history, out
 
 
 def _with_input(overrides, resize: int):
