@@ -209,13 +209,42 @@ def evaluate(net, split: datasets.Split, batch_size: int = 256, ctx=None) -> tup
     return tally.loss / max(tally.count, 1), tally.correct / max(tally.count, 1)
 
 
+def _check_run_folder(out: Path, config: Config, spec_name: str, resume: bool) -> None:
+    """A new run needs an empty folder; a resumed one the settings it was started with."""
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise InputError(f"{out}: the run folder is not empty; pass --resume to continue it, or choose another --out")
+    run_file = out / "config.json"
+    if resume and run_file.is_file():
+        saved = json.loads(run_file.read_text())
+        diff = {k: (saved.get("config", {}).get(k), v) for k, v in asdict(config).items()
+                if k not in Config.MAY_CHANGE and saved.get("config", {}).get(k) != v}
+        if diff or saved.get("spec") != spec_name:
+            raise InputError(f"{out}: --resume continues a run with the same settings; these differ "
+                             f"(saved, now): {diff or {'spec': (saved.get('spec'), spec_name)}}")
+
+
+def _step(net, trainer, loss_fn, x, labels, contexts) -> tuple[float, int]:
+    """One training step on a batch split across `contexts`; returns (summed loss, correct predictions)."""
+    from mxnet import autograd, gluon, np
+
+    xs = gluon.utils.split_and_load(x, contexts, even_split=False)
+    ys = gluon.utils.split_and_load(np.array(labels, ctx=contexts[0]), contexts, even_split=False)
+    with autograd.record():
+        results = [_loss_and_outputs(net, loss_fn, x, y) for x, y in zip(xs, ys)]
+    for loss, _ in results:
+        loss.backward()
+    trainer.step(len(labels))
+    return (sum(float(loss.sum()) for loss, _ in results),
+            sum(_correct(out, y) for (_, out), y in zip(results, ys)))
+
+
 def train(spec_path, out: str | os.PathLike, config: Config, overrides=None, ctx: str | None = None,
           kvstore: str = "device", resume: bool = False, command: list[str] | None = None,
           stream=None) -> tuple[list[dict], Path]:
     """Train a spec; returns the per-epoch metrics and the run folder (`out`, or `out/worker-K` for worker K of
     a distributed run). See the module docstring and the README for what the folder holds."""
     import mxnet as mx
-    from mxnet import autograd, gluon, np
+    from mxnet import gluon
 
     from . import load_spec
     from .builder import build_model
@@ -231,16 +260,7 @@ def train(spec_path, out: str | os.PathLike, config: Config, overrides=None, ctx
     out = Path(out)
     if distributed:
         out = out / f"worker-{kv.rank}"  # each worker keeps its own run folder
-    run_file = out / "config.json"
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise InputError(f"{out}: the run folder is not empty; pass --resume to continue it, or choose another --out")
-    if resume and run_file.is_file():
-        saved = json.loads(run_file.read_text())
-        diff = {k: (saved.get("config", {}).get(k), v) for k, v in asdict(config).items()
-                if k not in Config.MAY_CHANGE and saved.get("config", {}).get(k) != v}
-        if diff or saved.get("spec") != spec.name:
-            raise InputError(f"{out}: --resume continues a run with the same settings; these differ "
-                             f"(saved, now): {diff or {'spec': (saved.get('spec'), spec.name)}}")
+    _check_run_folder(out, config, spec.name, resume)
     train_split = datasets.load(config.data, "train", config.data_dir)  # bad data: nothing written yet
     test_split = datasets.load(config.data, "test", config.data_dir)
     size = tuple(spec.input.shape[1:])
@@ -278,7 +298,7 @@ def train(spec_path, out: str | os.PathLike, config: Config, overrides=None, ctx
         print(f"resuming {out} at epoch {epoch + 1}, step {step}/{steps}", file=stream)
     if not meta:
         (out / "spec.yaml").write_text(annotated_yaml(load_resolved(spec_path, overrides)))
-    write_atomically(run_file, json.dumps({"spec": spec.name, "config": asdict(config)}, indent=1).encode())
+    write_atomically(out / "config.json", json.dumps({"spec": spec.name, "config": asdict(config)}, indent=1).encode())
     with open(out / "command.txt", "a") as f:
         f.write(" ".join(command or sys.argv) + "\n")
 
@@ -295,17 +315,8 @@ def train(spec_path, out: str | os.PathLike, config: Config, overrides=None, ctx
             for images, labels in datasets.batches(train_split, config.batch_size, order, start=step):
                 started = time.perf_counter()
                 mx.random.seed(config.seed * 1_000_003 + global_step)  # dropout masks do not depend on history
-                xs = gluon.utils.split_and_load(datasets.to_input(images, size, contexts[0]), contexts,
-                                                even_split=False)
-                ys = gluon.utils.split_and_load(np.array(labels, ctx=contexts[0]), contexts, even_split=False)
-                with autograd.record():
-                    results = [_loss_and_outputs(net, loss_fn, x, y) for x, y in zip(xs, ys)]
-                for loss, _ in results:
-                    loss.backward()
-                trainer.step(len(labels))
-                loss_sum = sum(float(loss.sum()) for loss, _ in results)
-                correct = sum(_correct(o, y) for (_, o), y in zip(results, ys))
-                tally.add(loss_sum, correct, len(labels))
+                tally.add(*_step(net, trainer, loss_fn, datasets.to_input(images, size, contexts[0]), labels,
+                                 contexts), len(labels))
                 tally.seconds += time.perf_counter() - started
                 step, global_step = step + 1, global_step + 1
                 progress.update(step, tally)
