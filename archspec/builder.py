@@ -96,6 +96,18 @@ def build_model(spec_or_path: Spec | str | os.PathLike, overrides: Mapping[str, 
     return net
 
 
+def traced(net):
+    """The inference graph of a built network, traced on one example: `(inputs, symbol, weights)`, the
+    weights being the parameters the graph uses, by name. What export and reduced precision start from."""
+    from mxnet import np
+
+    if not net._active:
+        net.hybridize(**HYBRIDIZE)
+    net(np.zeros((1,) + net.spec.input.shape)).wait_to_read()
+    inputs, sym = net._cached_graph
+    return inputs, sym, {p.name: p.data() for is_arg, p in net._cached_op_args if not is_arg}
+
+
 def load_parameters(net, path: str | os.PathLike, ctx=None) -> None:
     """Load a `.params` file (from `save_parameters`, training or a checkpoint) into a built network.
 

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from .analysis import Summary, summarize
-from .errors import InputError, write_atomically
+from .errors import InputError
+from .files import write_atomically
 from .layers import Layer, Shape, _fmt
 from .schema import Spec
 
@@ -119,7 +120,6 @@ def to_dot(spec: Spec, summary: Summary | None = None) -> str:
     out = g.node(f"output\n{_fmt(summary.output)}", shape="box", style="rounded")
     g.edge(prev, out, shape)
     for name, head in spec.aux.items():
-        stage, index = head.tap
         start, s = taps[head.after]
         row = summary.row(name)
         g.cluster(f"{name} (training only, loss weight {head.weight:g}) · {_params(row.params + row.state)}",

@@ -66,20 +66,3 @@ class InputError(ValueError):
     """A file that is not a spec is unusable: a parameters file for another network, a corrupt
     checkpoint, a missing dataset. The message names the file and what was expected."""
 
-
-def write_atomically(path, data: bytes) -> None:
-    """Write a file whole or not at all: a temporary file beside it, then a rename."""
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".archspec-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

@@ -18,40 +18,36 @@ def export(net, output: str | os.PathLike, fmt: str = "mxnet") -> list[Path]:
     `gluon.SymbolBlock.imports(json, ["data"], params)`. `onnx`: the file `OUTPUT`, whose input `data`
     has a free batch dimension. Only the inference graph is exported: auxiliary heads are left out.
     """
-    from mxnet import np
+    from .builder import traced
 
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     output = Path(output)
     if not output.parent.is_dir():
         raise InputError(f"{output.parent}: no such directory")
-    shape = (1,) + net.spec.input.shape
-    if not net._active:
-        from .builder import HYBRIDIZE
-
-        net.hybridize(**HYBRIDIZE)
-    net(np.zeros(shape))  # trace the graph that is exported
+    graph = traced(net)  # the graph that is exported
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".archspec-export-") as tmp:
         net.export(os.path.join(tmp, "model"))
         if fmt == "mxnet":
             files = {Path(tmp, "model-symbol.json"): Path(f"{output}-symbol.json"),
                      Path(tmp, "model-0000.params"): Path(f"{output}-0000.params")}
         else:
-            _to_onnx(net, shape, Path(tmp, "model.onnx"))
+            _to_onnx(net, graph, Path(tmp, "model.onnx"))
             files = {Path(tmp, "model.onnx"): output}
         for src, dst in files.items():
             os.replace(src, dst)  # same file system: each file appears whole
     return list(files.values())
 
 
-def _to_onnx(net, shape: tuple, path: Path) -> None:
+def _to_onnx(net, graph, path: Path) -> None:
     import numpy as onp
     import onnx
     from mxnet import onnx as mx_onnx
 
     _register_converters()
-    sym = net._cached_graph[1]
-    params = {p.name: p.data().as_nd_ndarray() for is_arg, p in net._cached_op_args if not is_arg}
+    _, sym, weights = graph
+    params = {name: w.as_nd_ndarray() for name, w in weights.items()}
+    shape = (1,) + net.spec.input.shape
     try:
         mx_onnx.export_model(sym, params, in_shapes=[shape], in_types=[onp.float32], onnx_file_path=str(path),
                              dynamic=True, dynamic_input_shapes=[(None,) + shape[1:]])

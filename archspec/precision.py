@@ -10,21 +10,9 @@ symbol (`as_np_ndarray()`) for a `SymbolBlock` that takes and returns `mxnet.np`
 """
 from __future__ import annotations
 
-from .builder import HYBRIDIZE
+from .builder import HYBRIDIZE, traced
 
 PRECISIONS = ("float32", "bfloat16", "int8")
-
-
-def _graph(net, example):
-    """The traced inference graph of a built network and its weights, by parameter name."""
-    from mxnet import np
-
-    if not net._active:
-        net.hybridize(**HYBRIDIZE)
-    net(np.zeros((1,) + tuple(example.shape[1:]))).wait_to_read()
-    inputs, sym = net._cached_graph
-    params = {p.name: p.data() for is_arg, p in net._cached_op_args if not is_arg}
-    return inputs, sym, params
 
 
 def _block(sym, inputs, params: dict, ctx):
@@ -36,14 +24,14 @@ def _block(sym, inputs, params: dict, ctx):
     return block
 
 
-def to_bfloat16(net, example, ctx=None):
+def to_bfloat16(net, ctx=None):
     """An inference block computing in bfloat16 where AMP deems it safe (convolutions, dense layers),
     in float32 elsewhere; it takes and returns float32 `mxnet.np` arrays."""
     import mxnet as mx
     from mxnet.contrib import amp
 
     ctx = ctx or mx.cpu()
-    inputs, sym, params = _graph(net, example)
+    inputs, sym, params = traced(net)
     converted = amp.convert_symbol(sym, "bfloat16", data_names=[i.name for i in inputs], cast_optional_params=False)
     return _block(converted.as_np_ndarray(), inputs, params, ctx)
 
@@ -57,7 +45,7 @@ def to_int8(net, calibration, batch_size: int = 32, ctx=None):
     from mxnet.contrib import quantization
 
     ctx = ctx or mx.cpu()
-    inputs, sym, params = _graph(net, calibration)
+    inputs, sym, params = traced(net)
     sym = sym.as_nd_ndarray()
     arg_names, aux_names = set(sym.list_arguments()), set(sym.list_auxiliary_states())
     args = {k: v.as_nd_ndarray() for k, v in params.items() if k in arg_names}

@@ -22,7 +22,8 @@ from typing import ClassVar
 import numpy as onp
 
 from . import data as datasets
-from .errors import InputError, write_atomically
+from .errors import InputError
+from .files import save_atomically, write_atomically
 
 METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds")
 
@@ -107,9 +108,7 @@ def save_checkpoint(folder: Path, net, trainer, state: dict, keep: int) -> Path:
     if not (trainer._distributed and trainer._update_on_kvstore):  # else the servers hold the optimizer state
         savers[".states"] = trainer.save_states
     for suffix, save in savers.items():
-        tmp = folder / f".{name}{suffix}.tmp"
-        save(str(tmp))
-        os.replace(tmp, folder / f"{name}{suffix}")
+        save_atomically(folder / f"{name}{suffix}", save)
     meta = {**state, "fingerprint": _fingerprint(net),
             "sha256": {s: _sha256(folder / f"{name}{s}") for s in savers}}
     write_atomically(folder / f"{name}.json", json.dumps(meta, indent=1).encode())
@@ -337,9 +336,7 @@ def train(spec_path, out: str | os.PathLike, config: Config, overrides=None, ctx
         where = f"epoch {last['epoch'] + 1}, step {last['step_in_epoch']}" if last else "the start"
         raise TrainingInterrupted(f"interrupted in epoch {epoch + 1} at step {step}; the last checkpoint is at "
                                   f"{where}. Continue with the same command and --resume") from None
-    tmp = out / ".final.params.tmp"
-    net.save_parameters(str(tmp))
-    os.replace(tmp, out / "final.params")
+    save_atomically(out / "final.params", net.save_parameters)
     _plot(out, history)
     return history, out
 
@@ -384,7 +381,5 @@ def _plot(out: Path, history: list[dict]) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    tmp = out / ".curves.png.tmp"
-    fig.savefig(tmp, format="png")
+    save_atomically(out / "curves.png", lambda tmp: fig.savefig(tmp, format="png"))
     plt.close(fig)
-    os.replace(tmp, out / "curves.png")

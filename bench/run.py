@@ -33,6 +33,7 @@ from mxnet import autograd, gluon, np, npx  # noqa: E402
 
 from archspec import build_model, load_spec, summarize  # noqa: E402
 from googlenet_reference import googlenet  # noqa: E402
+from timing import images_per_second  # noqa: E402
 
 SPEC = ROOT / "specs" / "googlenet.yaml"
 CASES = [("forward", 1), ("forward", 32), ("forward", 128), ("train", 64)]
@@ -58,7 +59,7 @@ def models() -> dict:
 def rate(net, kind: str, batch: int, seconds: float, trainer=None) -> float:
     """Images per second, over at least `seconds` (after a warm-up step)."""
     x = np.random.uniform(size=(batch, 1, 96, 96))
-    y = np.array(onp_labels(batch))
+    y = np.arange(batch) % 10
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
 
     def step():
@@ -71,20 +72,7 @@ def rate(net, kind: str, batch: int, seconds: float, trainer=None) -> float:
             trainer.step(batch)
             npx.waitall()
 
-    step()
-    n, start = 0, time.perf_counter()
-    while True:
-        step()
-        n += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds and n >= 2:
-            return n * batch / elapsed
-
-
-def onp_labels(batch):
-    import numpy as onp
-
-    return onp.arange(batch) % 10
+    return images_per_second(step, batch, seconds)
 
 
 def summary(values: list[float]) -> dict:

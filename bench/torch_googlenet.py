@@ -7,11 +7,12 @@ import argparse
 import json
 import os
 import statistics
-import time
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from timing import images_per_second  # bench/, the script's own folder
 
 
 class Inception(nn.Module):
@@ -62,14 +63,7 @@ def rate(net, kind, batch, seconds, optimizer):
             F.cross_entropy(net(x), y).backward()
             optimizer.step()
 
-    step()
-    n, start = 0, time.perf_counter()
-    while True:
-        step()
-        n += 1
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds and n >= 2:
-            return n * batch / elapsed
+    return images_per_second(step, batch, seconds)
 
 
 def main():

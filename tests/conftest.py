@@ -1,4 +1,5 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -6,6 +7,7 @@ import pytest
 os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))  # MXNet uses one core otherwise
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))  # the seed's GoogLeNet and the digits dataset, shared with the benchmark
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 
 

@@ -3,14 +3,9 @@
 `googlenet()` is the seed's GoogLeNet (D2L, "Multi-Branch Networks"), an imperative `nn.Block`
 (in bench/googlenet_reference.py, which the benchmark uses too).
 """
-import sys
-from pathlib import Path
-
+from googlenet_reference import googlenet  # noqa: F401  the seed's code, in bench/ (conftest puts it on the path)
 from mxnet import init, np, npx
 from mxnet.gluon import nn
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from googlenet_reference import googlenet  # noqa: E402,F401  the seed's code, shared with the benchmark
 
 npx.set_np()
 

@@ -13,9 +13,10 @@ import pytest
 from mxnet import npx
 
 from archspec.cli import main
-from archspec.data import IDX_FILES, read_idx, write_idx
+from archspec.data import read_idx, write_idx
 from archspec.train import latest_checkpoint
 from conftest import ROOT
+from precision import digits_folder  # bench/precision.py
 
 LENET = str(ROOT / "specs" / "lenet.yaml")
 ARCHSPEC = [sys.executable, "-m", "archspec"]
@@ -23,20 +24,8 @@ ARCHSPEC = [sys.executable, "-m", "archspec"]
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    """The 1,797 real 8x8 digits of scikit-learn, upsampled to 28x28 uint8 and split 1,437 / 360 into the
-    four Fashion-MNIST IDX files."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    images = onp.pad(onp.kron(d.images, onp.ones((3, 3))) * (255 / 16), ((0, 0), (2, 2), (2, 2)))
-    images, labels = images.round().astype(onp.uint8), d.target.astype(onp.uint8)
-    order = onp.random.default_rng(0).permutation(len(labels))
-    folder = tmp_path_factory.mktemp("digits")
-    for split, index in (("train", order[:1437]), ("test", order[1437:])):
-        images_file, labels_file = IDX_FILES[split]
-        write_idx(folder / f"{images_file}.gz", images[index])
-        write_idx(folder / labels_file, labels[index])  # plain and gzipped files both work
-    return folder
+    """scikit-learn's real digits as the four Fashion-MNIST IDX files (bench/precision.py writes them)."""
+    return digits_folder(tmp_path_factory.mktemp("digits"))
 
 
 def train_args(digits, out, *more, batch=32):
