@@ -3,40 +3,48 @@
     from archspec import build_model
     net = build_model("specs/googlenet.yaml")
 
-Importing archspec does not import MXNet; only `build_model` (and training and export) do.
+Importing archspec defines names and does nothing else: no MXNet import, no environment change. The spec
+core (`archspec.spec`) never imports MXNet; `build_model` and `train` import the Gluon backend when called.
 """
 from __future__ import annotations
 
 import os
-import sys
-from typing import Any, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, TextIO, Union
 
-if "mxnet" not in sys.modules:  # MXNet reads it once, at import; unset, it computes on one core (half speed here)
-    os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                                                 else os.cpu_count() or 1))
+from .spec import Overrides, load_spec
+from .spec.analysis import Limits, Row, Summary, format_table, summarize
+from .spec.diagnostics import InputError, Problem, SpecError
+from .spec.kinds import REGISTRY, Layer, Macro, ShapeError, register
+from .spec.schema import Spec, validate
 
-from .analysis import Limits, Row, Summary, format_table, summarize
-from .errors import InputError, Problem, SpecError
-from .layers import REGISTRY, Layer, Macro, ShapeError, register
-from .resolve import load_resolved
-from .schema import Spec, validate
+if TYPE_CHECKING:
+    from .gluon.modules import Network
+    from .train.config import Config
 
 __version__ = "0.1.0"
 
 
-def load_spec(source: str | os.PathLike | Mapping[str, Any],
-              overrides: Mapping[str, Any] | Iterable[str] | None = None) -> Spec:
-    """Load, resolve (`base:`, overrides) and validate a spec: the path of a YAML file, or the same
-    data as a Python mapping. Raises `SpecError` with the place of every problem. Does not import MXNet."""
-    return validate(load_resolved(source, overrides))
+def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Overrides = None, *,
+                ctx: Any = None, hybridize: bool = True, limits: Optional[Limits] = Limits(),
+                **kwargs: Any) -> Network:
+    """Build the Gluon network of a spec (`archspec.gluon.build.build_model`): stages as named children
+    (`net.b3`), hybridized and initialised as the spec says. Imports MXNet."""
+    from .gluon.build import build_model as build
+
+    return build(spec_or_path, overrides, ctx=ctx, hybridize=hybridize, limits=limits, **kwargs)
 
 
-def build_model(spec_or_path, overrides=None, **kwargs):
-    """Build the Gluon network of a spec; see `archspec.builder.build_model`."""
-    from .builder import build_model as _build
+def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[str]],
+          config: Optional[Config] = None, overrides: Overrides = None, resume: bool = False,
+          stream: Optional[TextIO] = None) -> tuple[list[dict[str, Any]], Path]:
+    """Train a spec into the run folder `out` (`archspec.train.train`); returns the per-epoch metrics and the
+    run folder. Imports MXNet."""
+    from .train import Config, train as run
 
-    return _build(spec_or_path, overrides, **kwargs)
+    return run(spec_path, out, config or Config(), overrides, resume=resume, stream=stream)
 
 
 __all__ = ["InputError", "Layer", "Limits", "Macro", "Problem", "REGISTRY", "Row", "ShapeError", "Spec",
-           "SpecError", "Summary", "build_model", "format_table", "load_spec", "register", "summarize", "validate"]
+           "SpecError", "Summary", "build_model", "format_table", "load_spec", "register", "summarize", "train",
+           "validate"]

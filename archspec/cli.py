@@ -1,5 +1,11 @@
 """The `archspec` command line. Wires the library together; prints; never shows a traceback for a
-user's mistake (set ARCHSPEC_DEBUG=1 to see one for an internal error)."""
+user's mistake (set ARCHSPEC_DEBUG=1 to see one for an internal error).
+
+Streams: a command's result goes to standard output (a table, JSON, the files written, and `validate`'s
+findings, which are its result); everything about the run itself goes to standard error (progress, "ok",
+and the error that stopped a command). Exit codes: 0 done, 1 a spec, file or setting is unusable, 2 bad
+usage or an internal error, 130 interrupted.
+"""
 from __future__ import annotations
 
 import argparse
@@ -7,14 +13,22 @@ import json
 import os
 import re
 import sys
-from typing import Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence, TextIO
 
-from .analysis import Limits, Summary, format_table, summarize
-from .errors import InputError, Problem, SpecError
-from .schema import Spec
+from .spec import Spec, load_spec
+from .spec.analysis import Limits, Summary, format_table, summarize
+from .spec.diagnostics import InputError, Problem, SpecError
+from .spec.report import format_shape, table
+
+Args = argparse.Namespace
+# The options each command generates from `train.config.Config` (names of its fields).
+TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "resize", "seed", "data",
+                 "data_dir", "checkpoint_every", "keep", "ctx", "kvstore")
+DATA_OPTIONS = ("data", "data_dir", "batch_size", "ctx")
 
 
 def _shape(text: str) -> tuple[int, ...]:
+    """`--input 3x224x224`."""
     parts = re.split(r"[x×,]", text.strip())
     if not 1 <= len(parts) <= 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
         raise argparse.ArgumentTypeError(f"expected CxHxW such as 1x96x96, got {text!r}")
@@ -22,6 +36,7 @@ def _shape(text: str) -> tuple[int, ...]:
 
 
 def _spec_options(p: argparse.ArgumentParser, many: bool = False) -> None:
+    """SPEC (or SPEC...) and the options of every command that reads a spec."""
     p.add_argument("specs" if many else "spec", nargs="+" if many else None, metavar="SPEC",
                    help="YAML spec file" + ("s" if many else ""))
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
@@ -33,109 +48,111 @@ def _spec_options(p: argparse.ArgumentParser, many: bool = False) -> None:
                    help="refuse specs with more activation bytes per example (default %(default)s)")
 
 
-def _load(path: str, args) -> tuple[Spec, Summary]:
-    from . import load_spec
-
+def _load(path: str, args: Args) -> tuple[Spec, Summary]:
     spec = load_spec(path, args.overrides)
     return spec, summarize(spec, args.input, Limits(args.max_params, args.max_memory))
 
 
-def cmd_validate(args) -> int:
-    show = Problem.github if args.format == "github" else Problem.__str__
+def print_problems(problems: Iterable[Problem], stream: TextIO, github: bool = False) -> None:
+    """One line per problem: `file:line:col: [warning: ]path: message`, or a GitHub Actions workflow command."""
+    for p in problems:
+        print(p.github() if github else p, file=stream)
+
+
+def cmd_validate(args: Args) -> int:
     failed = 0
     for path in args.specs:
         try:
             _, summary = _load(path, args)
         except SpecError as e:
             failed += 1
-            for p in e.problems:
-                print(show(p))
+            print_problems(e.problems, sys.stdout, args.format == "github")
             continue
-        for w in summary.warnings:
-            print(show(w).replace(": ", ": warning: ", 1) if args.format != "github" else show(w))
+        print_problems(summary.warnings, sys.stdout, args.format == "github")
         if not args.quiet:
-            print(f"{path}: ok ({summary.params + summary.state:,} parameters, output {_fmt(summary.output)})",
-                  file=sys.stderr)
+            print(f"{path}: ok ({summary.params + summary.state:,} parameters, output "
+                  f"{format_shape(summary.output)})", file=sys.stderr)
     return 1 if failed else 0
 
 
-def cmd_summary(args) -> int:
+def cmd_summary(args: Args) -> int:
     spec, summary = _load(args.spec, args)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
     else:
         print(format_table(summary, args.depth))
-        for w in summary.warnings:
-            print(f"warning: {w}")
+        print_problems(summary.warnings, sys.stdout)
     if args.build:
-        print(_check_with_mxnet(spec, summary))
+        report, agrees = _check_with_mxnet(spec, summary)
+        print(report)
+        return 0 if agrees else 1
     return 0
 
 
-def _check_with_mxnet(spec: Spec, summary) -> str:
+def _check_with_mxnet(spec: Spec, summary: Summary) -> tuple[str, bool]:
     """Build the network, run one example through it stage by stage, and compare with the analysis."""
     from mxnet import np
 
-    from .builder import build_model
+    from .gluon.build import build_model
 
     net = build_model(spec, hybridize=False)
     x = np.zeros((1,) + summary.input)
-    lines = ["built with MXNet:"]
+    lines, agrees = ["built with MXNet:"], True
     for stage, row in zip(net, summary.stages):
         x = stage(x)
-        agree = "ok" if tuple(x.shape[1:]) == row.output else f"MISMATCH (analysis says {_fmt(row.output)})"
-        lines.append(f"  {row.path:<8} output {tuple(x.shape)}  {agree}")
+        ok = tuple(x.shape[1:]) == row.output
+        agrees &= ok
+        lines.append(f"  {row.path:<8} output {tuple(x.shape)}  "
+                     + ("ok" if ok else f"MISMATCH (analysis says {format_shape(row.output)})"))
     count = sum(p.data().size for p in net.collect_params().values())
+    agrees &= count == summary.params + summary.state
     lines.append(f"  {count:,} parameters in collect_params() "
                  + ("ok" if count == summary.params + summary.state else "MISMATCH"))
-    return "\n".join(lines)
+    return "\n".join(lines), agrees
 
 
-def cmd_compare(args) -> int:
+def cmd_compare(args: Args) -> int:
     rows, failed = [], 0
     for path in args.specs:
         try:
             _, s = _load(path, args)
         except SpecError as e:
             failed += 1
-            print("\n".join(map(str, e.problems)), file=sys.stderr)
+            print_problems(e.problems, sys.stderr)
             continue
-        rows.append({"spec": path, "name": s.name, "input": _fmt(s.input), "params": s.params + s.state,
-                     "macs": s.macs, "memory": s.memory, "output": _fmt(s.output)})
+        rows.append({"spec": path, "name": s.name, "input": format_shape(s.input), "params": s.params + s.state,
+                     "macs": s.macs, "memory": s.memory, "output": format_shape(s.output)})
     if args.json:
         print(json.dumps(rows, indent=2))
     elif rows:
-        header = ["name", "input", "params", "MACs", "activations", "output"]
-        table = [[r["name"], r["input"], f"{r['params']:,}", f"{r['macs'] / 1e6:,.1f} M",
-                  f"{r['memory'] / 2**20:,.2f} MiB", r["output"]] for r in rows]
-        widths = [max(len(x[i]) for x in [header, *table]) for i in range(len(header))]
-        for line in [header, *table]:
-            print("  ".join(c.ljust(w) if i in (0, 1, 5) else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths))))
+        print(table(["name", "input", "params", "MACs", "activations", "output"],
+                    [[r["name"], r["input"], f"{r['params']:,}", f"{r['macs'] / 1e6:,.1f} M",
+                      f"{r['memory'] / 2**20:,.2f} MiB", r["output"]] for r in rows], "llrrrl"))
     return 1 if failed else 0
 
 
-def cmd_resolve(args) -> int:
-    from .resolve import annotated_yaml, load_resolved
+def cmd_resolve(args: Args) -> int:
+    from .spec.resolve import annotated_yaml, load_resolved
 
     print(annotated_yaml(load_resolved(args.spec, args.overrides)), end="")
     return 0
 
 
-def cmd_schema(args) -> int:
-    from .jsonschema import field_reference, spec_schema
+def cmd_schema(args: Args) -> int:
+    from .files import write_atomically
+    from .spec.jsonschema import field_reference, spec_schema
 
     text = field_reference() if args.markdown else json.dumps(spec_schema(), indent=2) + "\n"
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
+        write_atomically(args.output, text.encode())
     else:
         sys.stdout.write(text)
     return 0
 
 
-def cmd_export(args) -> int:
-    from .builder import build_model, load_parameters
-    from .export import export
+def cmd_export(args: Args) -> int:
+    from .gluon.build import build_model, load_parameters
+    from .gluon.export import export
 
     spec, _ = _load(args.spec, args)
     net = build_model(spec)
@@ -146,29 +163,23 @@ def cmd_export(args) -> int:
     return 0
 
 
-def cmd_draw(args) -> int:
-    from .draw import draw
+def cmd_draw(args: Args) -> int:
+    from .spec.draw import draw
 
     spec, _ = _load(args.spec, args)
     print(draw(spec, args.output))
     return 0
 
 
-def _config(args):
-    from .train import Config
-
-    return Config(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-                  momentum=args.momentum, weight_decay=args.wd, resize=args.resize, seed=args.seed, data=args.data,
-                  data_dir=args.data_dir, checkpoint_every=args.checkpoint_every, keep=args.keep)
-
-
-def cmd_train(args) -> int:
+def cmd_train(args: Args) -> int:
     from .train import TrainingInterrupted, train
+    from .train.config import from_options
 
+    config = from_options(vars(args), TRAIN_OPTIONS)
     out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.spec))[0])
     try:
-        history, out = train(args.spec, out, _config(args), args.overrides, ctx=args.ctx, kvstore=args.kvstore,
-                             resume=args.resume, command=["archspec", *sys.argv[1:]])
+        history, out = train(args.spec, out, config, args.overrides, resume=args.resume,
+                             command=["archspec", *sys.argv[1:]])
     except TrainingInterrupted as e:
         print(f"archspec: {e}", file=sys.stderr)
         return 130
@@ -177,35 +188,31 @@ def cmd_train(args) -> int:
     return 0
 
 
-def cmd_evaluate(args) -> int:
-    from . import data
-    from .builder import build_model, load_parameters
-    from .train import evaluate, parse_contexts
+def cmd_evaluate(args: Args) -> int:
+    import math
 
-    contexts = parse_contexts(args.ctx)
+    from .gluon.build import build_model, load_parameters
+    from .train import data, evaluate, parse_contexts
+    from .train.config import from_options
+
+    config = from_options(vars(args), DATA_OPTIONS)
+    contexts = parse_contexts(config.ctx)
     spec, _ = _load(args.spec, args)
     net = build_model(spec, ctx=contexts)
     load_parameters(net, args.params, ctx=contexts)
-    split = data.load(args.data, args.split, args.data_dir)
-    loss, accuracy = evaluate(net, split, args.batch_size, contexts)
+    split = data.load(config.data, args.split, config.data_dir)
+    loss, accuracy = evaluate(net, split, config.batch_size, contexts)
+    if not math.isfinite(loss):
+        raise InputError(f"{args.params}: these parameters give a loss of {loss} on {len(split)} examples "
+                         "(corrupt, or a run that diverged)")
     print(json.dumps({"spec": spec.name, "split": args.split, "examples": len(split), "loss": round(loss, 6),
                       "accuracy": round(accuracy, 6)}))
     return 0
 
 
-def _fmt(shape) -> str:
-    return "x".join(map(str, shape))
-
-
-def _data_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", default="fashion-mnist", help="dataset (default %(default)s, loaded as D2L does)")
-    p.add_argument("--data-dir", metavar="DIR", help="read the dataset's IDX files (train-images-idx3-ubyte[.gz], "
-                                                    "...) from DIR instead of downloading")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--ctx", default="cpu", help="cpu (default), gpu:0 or gpu:0,1 (batches split across them)")
-
-
 def parser() -> argparse.ArgumentParser:
+    from .train.config import add_options  # pydantic only: no MXNet
+
     p = argparse.ArgumentParser(prog="archspec", description="YAML specs for MXNet Gluon networks.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -251,27 +258,14 @@ def parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a spec (Fashion-MNIST, or IDX files with --data-dir); resumable")
     _spec_options(t)
-    _data_options(t)
-    t.add_argument("--resize", type=int, metavar="N", help="set the spec's input to NxN (images are always "
-                                                           "resized to the spec's input, as D2L's resize=96)")
-    t.add_argument("--epochs", type=int, default=10)
-    t.add_argument("--lr", type=float, default=0.1, help="learning rate (default %(default)s, D2L's for GoogLeNet)")
-    t.add_argument("--optimizer", choices=["sgd", "nag", "adam"], default="sgd")
-    t.add_argument("--momentum", type=float, default=0.0, help="for sgd and nag (nag defaults to 0.9)")
-    t.add_argument("--wd", type=float, default=0.0, help="weight decay")
-    t.add_argument("--seed", type=int, default=0, help="data order, initial weights and dropout masks")
-    t.add_argument("--kvstore", default="device", help="device (default), local, dist_sync or dist_async "
-                                                       "(run under `archspec launch`)")
+    add_options(t, TRAIN_OPTIONS)
     t.add_argument("--out", metavar="DIR", help="run folder (default runs/SPEC_NAME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    t.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
-                   help="also checkpoint every STEPS steps (default: at the end of each epoch only)")
-    t.add_argument("--keep", type=int, default=3, metavar="K", help="checkpoints kept (default %(default)s)")
     t.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="loss and accuracy of trained parameters on a dataset split")
     _spec_options(ev)
-    _data_options(ev)
+    add_options(ev, DATA_OPTIONS)
     ev.add_argument("--params", required=True, metavar="FILE", help="parameters (final.params, a checkpoint's "
                                                                     ".params, or save_parameters output)")
     ev.add_argument("--split", choices=["train", "test"], default="test")
@@ -290,18 +284,17 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["launch"]:  # every option, --help included, is MXNet launch.py's
-        from .launch import main as launch
+        from .train.launch import main as launch
 
         return launch(argv[1:])
     args = parser().parse_args(argv)
     try:
         return args.func(args)
     except SpecError as e:
-        for problem in e.problems:
-            print(problem, file=sys.stderr)
+        print_problems(e.problems, sys.stderr)
         return 1
     except InputError as e:
         print(f"archspec: {e}", file=sys.stderr)

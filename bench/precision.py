@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+import archspec.gluon  # noqa: E402,F401  sets MXNet's thread count, before anything imports MXNet
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
@@ -25,7 +25,7 @@ def digits_folder(folder: Path) -> Path:
     import numpy as onp
     from sklearn.datasets import load_digits
 
-    from archspec.data import IDX_FILES, write_idx
+    from archspec.train.data import IDX_FILES, write_idx
 
     d = load_digits()
     images = onp.pad(onp.kron(d.images, onp.ones((3, 3))) * (255 / 16), ((0, 0), (2, 2), (2, 2)))
@@ -39,9 +39,9 @@ def digits_folder(folder: Path) -> Path:
 
 def reduced_precision(net=None, smoke: bool = False, epochs: int = 6) -> dict:
     from archspec import build_model
-    from archspec.builder import load_parameters
-    from archspec.data import load_idx_folder, to_input
-    from archspec.precision import to_bfloat16, to_int8
+    from archspec.gluon.build import load_parameters
+    from archspec.train.data import load_idx_folder, to_input
+    from archspec.gluon.precision import to_bfloat16, to_int8
     from archspec.train import Config, train
 
     spec = ROOT / "specs" / "googlenet.yaml"

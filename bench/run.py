@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))  # MXNet uses one core otherwise
+import archspec.gluon  # noqa: E402,F401  sets MXNet's thread count, before anything imports MXNet
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 

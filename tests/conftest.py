@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))  # MXNet uses one core otherwise
+import archspec.gluon  # noqa: F401  sets MXNet's thread count, before any test imports MXNet
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))  # the seed's GoogLeNet and the digits dataset, shared with the benchmark

@@ -7,7 +7,7 @@ import jsonschema
 import yaml
 
 from archspec.cli import main
-from archspec.jsonschema import field_reference, spec_schema
+from archspec.spec.jsonschema import field_reference, spec_schema
 from conftest import ROOT, SPECS
 
 GOOGLENET = str(ROOT / "specs/googlenet.yaml")

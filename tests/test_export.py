@@ -10,7 +10,7 @@ from mxnet import gluon, np
 
 from archspec import build_model, load_spec
 from archspec.cli import main
-from archspec.errors import InputError
+from archspec import InputError
 from conftest import ROOT, SPECS
 
 TOLERANCE = 1e-4  # max abs difference, as promised in the README
@@ -31,7 +31,7 @@ def onnx_run(path, x):
 def test_exported_files_give_the_built_networks_outputs(spec, tmp_path):
     net = build_model(spec)
     x, expected = outputs(net)
-    from archspec.export import export
+    from archspec.gluon.export import export
 
     symbol, params = export(net, tmp_path / "net", "mxnet")
     imported = gluon.SymbolBlock.imports(str(symbol), ["data"], str(params))
@@ -55,7 +55,7 @@ def test_export_cli_with_trained_weights_and_a_free_batch_size(tmp_path):
 
 
 def test_auxiliary_heads_are_not_exported(tmp_path):
-    from archspec.export import export
+    from archspec.gluon.export import export
 
     net = build_model(ROOT / "specs" / "googlenet-imagenet-aux.yaml")
     symbol, _ = export(net, tmp_path / "net", "mxnet")
@@ -72,7 +72,7 @@ def test_params_of_another_spec_are_refused_and_nothing_is_written(tmp_path, cap
     assert sorted(p.name for p in tmp_path.iterdir()) == ["googlenet.params"]
     (tmp_path / "bad.params").write_bytes(b"not a params file")
     with pytest.raises(InputError, match="not an MXNet parameters file"):
-        from archspec.builder import load_parameters
+        from archspec.gluon.build import load_parameters
         load_parameters(build_model(ROOT / "specs" / "googlenet.yaml"), tmp_path / "bad.params")
 
 

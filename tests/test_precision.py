@@ -3,7 +3,7 @@ import numpy as onp
 from mxnet import np
 
 from archspec import build_model
-from archspec.precision import to_bfloat16, to_int8
+from archspec.gluon.precision import to_bfloat16, to_int8
 from conftest import ROOT
 
 

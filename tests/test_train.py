@@ -13,7 +13,7 @@ import pytest
 from mxnet import npx
 
 from archspec.cli import main
-from archspec.data import read_idx, write_idx
+from archspec.train.data import read_idx, write_idx
 from archspec.train import latest_checkpoint
 from conftest import ROOT
 from precision import digits_folder  # bench/precision.py
@@ -43,7 +43,7 @@ def test_idx_round_trip_and_refusals(tmp_path):
     write_idx(tmp_path / "a.gz", images)
     assert onp.array_equal(read_idx(tmp_path / "a.gz"), images)
     (tmp_path / "b").write_bytes(b"\x00\x00\x08\x01\x00\x00\x00\x05abc")
-    from archspec.errors import InputError
+    from archspec import InputError
     with pytest.raises(InputError, match="truncated"):
         read_idx(tmp_path / "b")
     (tmp_path / "c").write_bytes(b"GIF89a")

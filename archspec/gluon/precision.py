@@ -10,12 +10,15 @@ symbol (`as_np_ndarray()`) for a `SymbolBlock` that takes and returns `mxnet.np`
 """
 from __future__ import annotations
 
-from .builder import HYBRIDIZE, traced
+from typing import Any
+
+from .build import HYBRIDIZE, traced
+from .modules import Network
 
 PRECISIONS = ("float32", "bfloat16", "int8")
 
 
-def _block(sym, inputs, params: dict, ctx):
+def _block(sym: Any, inputs: Any, params: dict[str, Any], ctx: Any) -> Any:
     from mxnet import gluon
 
     block = gluon.SymbolBlock(sym, inputs)
@@ -24,7 +27,7 @@ def _block(sym, inputs, params: dict, ctx):
     return block
 
 
-def to_bfloat16(net, ctx=None):
+def to_bfloat16(net: Network, ctx: Any = None) -> Any:
     """An inference block computing in bfloat16 where AMP deems it safe (convolutions, dense layers),
     in float32 elsewhere; it takes and returns float32 `mxnet.np` arrays."""
     import mxnet as mx
@@ -36,7 +39,7 @@ def to_bfloat16(net, ctx=None):
     return _block(converted.as_np_ndarray(), inputs, params, ctx)
 
 
-def to_int8(net, calibration, batch_size: int = 32, ctx=None):
+def to_int8(net: Network, calibration: Any, batch_size: int = 32, ctx: Any = None) -> Any:
     """An inference block with INT8 convolutions and dense layers, calibrated on `calibration` (a few
     hundred real images, N x C x H x W float32 `mxnet.np`): MXNet's oneDNN quantization flow, as its
     `imagenet_gen_qsym_mkldnn.py` example runs it ('naive' calibration: min/max of each layer's output)."""

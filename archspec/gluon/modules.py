@@ -1,14 +1,14 @@
-"""The few Gluon blocks that MXNet does not ship: the ones every spec needs are in `mxnet.gluon.nn`.
-
-Imported only by the builder, so importing archspec never imports MXNet.
-"""
+"""The few Gluon modules that MXNet does not ship (the ones most specs need are in `mxnet.gluon.nn`):
+branches merged, local response normalisation, and the network itself."""
 from __future__ import annotations
 
-import warnings
 from functools import reduce
+from typing import Any, Iterator, Optional, Sequence
 
 from mxnet import autograd
 from mxnet.gluon import nn
+
+from .compat import QuietUnusedParameters
 
 
 class ParallelBlock(nn.HybridBlock):
@@ -18,7 +18,7 @@ class ParallelBlock(nn.HybridBlock):
     graph holds the branches and the merge as plain operators.
     """
 
-    def __init__(self, branches, merge: str):
+    def __init__(self, branches: Sequence[Optional[nn.HybridBlock]], merge: str):
         super().__init__()
         self._merge = merge
         self._names = []  # None marks an identity branch
@@ -28,7 +28,7 @@ class ParallelBlock(nn.HybridBlock):
                 setattr(self, name, branch)  # registers the child; `block.branch2` reads like D2L's b2_1
             self._names.append(name)
 
-    def hybrid_forward(self, F, x):
+    def hybrid_forward(self, F: Any, x: Any) -> Any:
         outs = [x if name is None else getattr(self, name)(x) for name in self._names]
         if self._merge == "concat":
             return F.np.concatenate(outs, axis=1)
@@ -43,11 +43,11 @@ class LRNBlock(nn.HybridBlock):
         super().__init__()
         self._options = dict(nsize=size, alpha=alpha, beta=beta, knorm=k)
 
-    def hybrid_forward(self, F, x):
+    def hybrid_forward(self, F: Any, x: Any) -> Any:
         return F.LRN(x.as_nd_ndarray(), **self._options).as_np_ndarray()
 
 
-class Network(nn.HybridBlock):
+class Network(QuietUnusedParameters):
     """The built network: named stages run in order (`net.b3`, `net[2]`, `for stage in net`), and the
     spec it was built from (`net.spec`).
 
@@ -56,11 +56,11 @@ class Network(nn.HybridBlock):
     hybridized, inference never pays for the heads and training traces them once.
     """
 
-    def __init__(self, spec):
+    def __init__(self, spec: Any):
         super().__init__()
         self.spec = spec
         self._stages: list[str] = []
-        self._taps: dict[tuple[str, int | None], list[str]] = {}  # (stage, layer or None) -> heads there
+        self._taps: dict[tuple[str, Optional[int]], list[str]] = {}  # (stage, layer or None) -> heads there
         self._aux: list[str] = []
         object.__setattr__(self, "_training_graph", None)  # not a child: it shares this block's children
 
@@ -68,7 +68,7 @@ class Network(nn.HybridBlock):
         setattr(self, name, stage)  # registers the child under the stage's name
         self._stages.append(name)
 
-    def add_aux(self, name: str, head: nn.HybridSequential, stage: str, index: int | None) -> None:
+    def add_aux(self, name: str, head: nn.HybridSequential, stage: str, index: Optional[int]) -> None:
         """A head tapped after layer `index` of `stage` (after the whole stage if None)."""
         setattr(self, name, head)
         self._taps.setdefault((stage, index), []).append(name)
@@ -76,35 +76,29 @@ class Network(nn.HybridBlock):
         if self._training_graph is None:
             object.__setattr__(self, "_training_graph", _WithAux(self))
 
-    def __getitem__(self, key):
+    def __getitem__(self, key: int | str) -> Any:
         return getattr(self, self._stages[key] if isinstance(key, int) else key)
 
     def __len__(self) -> int:
         return len(self._stages)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         return (getattr(self, name) for name in self._stages)
 
-    def hybridize(self, active=True, *args, **kwargs):
+    def hybridize(self, active: bool = True, *args: Any, **kwargs: Any) -> None:
         super().hybridize(active, *args, **kwargs)
         if self._training_graph is not None:
             self._training_graph.hybridize(active, *args, **kwargs)
 
-    def forward(self, x, *args):
+    def forward(self, x: Any, *args: Any) -> Any:
         if self._training_graph is not None and autograd.is_training():
             return self._training_graph(x)
         return super().forward(x, *args)
 
-    def hybrid_forward(self, F, x):
+    def hybrid_forward(self, F: Any, x: Any) -> Any:
         return self.run(x, with_aux=False)
 
-    def _build_cache(self, *args):
-        # The inference graph leaves the auxiliary heads out on purpose; Gluon would warn about them.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Parameter .* is not used by any computation", UserWarning)
-            super()._build_cache(*args)
-
-    def run(self, x, with_aux: bool):
+    def run(self, x: Any, with_aux: bool) -> Any:
         """The stages in order; with `with_aux`, also the auxiliary heads at their taps."""
         outputs = {}
         for name in self._stages:
@@ -128,8 +122,8 @@ class _WithAux(nn.HybridBlock):
         super().__init__()
         object.__setattr__(self, "_net", net)
 
-    def collect_params(self, select=None):
+    def collect_params(self, select: Any = None) -> Any:
         return self._net.collect_params(select)
 
-    def hybrid_forward(self, F, x):
+    def hybrid_forward(self, F: Any, x: Any) -> Any:
         return self._net.run(x, with_aux=True)

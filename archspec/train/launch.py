@@ -1,20 +1,20 @@
 """MXNet's own distributed launcher (`mxnet/tools/launch.py` + dmlc_tracker), made to run on Python 3.9+.
 
-Two shims, nothing else: dmlc_tracker calls `Thread.isAlive`, which Python 3.9 removed, and for local
-jobs it binds the tracker to the address it guesses for the host name, which a machine without a
-resolvable name or outside network cannot reach; local jobs use 127.0.0.1.
+Two shims, nothing else (`gluon.compat.patch_launcher`): `Thread.isAlive` for Python 3.9+, and the tracker
+bound to 127.0.0.1 for local jobs.
 """
 from __future__ import annotations
 
 import os
 import runpy
 import sys
-import threading
+
+import mxnet
+
+from ..gluon.compat import patch_launcher
 
 
 def launcher_path() -> str:
-    import mxnet
-
     path = os.path.join(os.path.dirname(mxnet.__file__), "tools", "launch.py")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: this MXNet install has no tools/launch.py")
@@ -23,12 +23,7 @@ def launcher_path() -> str:
 
 def main(argv: list[str]) -> int:
     """`archspec launch -n 2 -s 1 --launcher local -- archspec train ...`: the arguments of MXNet's launch.py."""
-    if not hasattr(threading.Thread, "isAlive"):
-        threading.Thread.isAlive = threading.Thread.is_alive
-    if "local" in argv[: argv.index("--") if "--" in argv else len(argv)]:
-        from dmlc_tracker import tracker
-
-        tracker.get_host_ip = lambda host_ip=None: "127.0.0.1"
+    patch_launcher(local="local" in argv[: argv.index("--") if "--" in argv else len(argv)])
     path = launcher_path()
     args = [a for a in argv if a != "--"]
     sys.argv = [path, *args]

@@ -6,20 +6,23 @@ import os
 import tempfile
 from pathlib import Path
 
-from .errors import InputError
+from typing import Any, Union
+
+from ..spec.diagnostics import InputError
+from .build import traced
+from .compat import onnx_node_inputs, params_by_path, register_onnx_converters
+from .modules import Network
 
 FORMATS = ("mxnet", "onnx")
 
 
-def export(net, output: str | os.PathLike, fmt: str = "mxnet") -> list[Path]:
+def export(net: Network, output: Union[str, os.PathLike[str]], fmt: str = "mxnet") -> list[Path]:
     """Write a network built by `build_model` (with its current weights) and return the files written.
 
     `mxnet`: `OUTPUT-symbol.json` and `OUTPUT-0000.params`, loadable with
     `gluon.SymbolBlock.imports(json, ["data"], params)`. `onnx`: the file `OUTPUT`, whose input `data`
     has a free batch dimension. Only the inference graph is exported: auxiliary heads are left out.
     """
-    from .builder import traced
-
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     output = Path(output)
@@ -39,12 +42,12 @@ def export(net, output: str | os.PathLike, fmt: str = "mxnet") -> list[Path]:
     return list(files.values())
 
 
-def _to_onnx(net, graph, path: Path) -> None:
+def _to_onnx(net: Network, graph: tuple[Any, Any, dict[str, Any]], path: Path) -> None:
     import numpy as onp
     import onnx
     from mxnet import onnx as mx_onnx
 
-    _register_converters()
+    register_onnx_converters(_ALIASES, {"_npi_concatenate": _concatenate})
     _, sym, weights = graph
     params = {name: w.as_nd_ndarray() for name, w in weights.items()}
     shape = (1,) + net.spec.input.shape
@@ -54,12 +57,12 @@ def _to_onnx(net, graph, path: Path) -> None:
     except (AttributeError, NotImplementedError) as e:
         raise InputError(f"{net.spec.name}: ONNX cannot express this network: {e}") from None
     model = onnx.load(str(path))
-    _tidy(model, {p.name: name for name, p in net._collect_params_with_prefix().items()})
+    _tidy(model, {p.name: name for name, p in params_by_path(net).items()})
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
 
 
-def _tidy(model, names: dict[str, str]) -> None:
+def _tidy(model: Any, names: dict[str, str]) -> None:
     """Weights as constants (not graph inputs, which runtimes cannot fold), named as in Gluon
     (`b3.0.branch2.0.weight` rather than `conv12_weight`)."""
     graph = model.graph
@@ -73,22 +76,15 @@ def _tidy(model, names: dict[str, str]) -> None:
         node.input[:] = [names.get(i, i) for i in node.input]
 
 
-# numpy-mode operators that built networks use -> the classic operator whose converter MXNet ships
+# MXNet 1.9's ONNX exporter predates numpy mode: the numpy-mode operators built networks use -> the classic
+# operator whose converter MXNet ships
 _ALIASES = {"_npi_add": "broadcast_add", "_npi_multiply": "broadcast_mul", "_npi_multiply_scalar": "_mul_scalar",
             "_npi_add_scalar": "_plus_scalar", "_npx_sigmoid": "sigmoid", "_npx_relu": "relu"}
 
 
-def _register_converters() -> None:
-    """MXNet 1.9's ONNX exporter predates numpy mode: teach it the `_npi_` operators."""
+def _concatenate(node: Any, **kwargs: Any) -> list[Any]:
+    """numpy's `concatenate` as ONNX Concat (MXNet's Concat converter reads `dim`; numpy's operator has `axis`)."""
     import onnx
-    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
-    from mxnet.onnx.mx2onnx._op_translations._op_translations_opset12 import get_inputs
 
-    def concatenate(node, **kwargs):  # Concat's converter reads `dim`; numpy's operator has `axis`
-        name, inputs, attrs = get_inputs(node, kwargs)
-        return [onnx.helper.make_node("Concat", inputs, [name], name=name, axis=int(attrs.get("axis", 0)))]
-
-    registry = MXNetGraph.registry_[12]
-    MXNetGraph.register("_npi_concatenate")(concatenate)
-    for op, classic in _ALIASES.items():
-        MXNetGraph.register(op)(registry[classic])
+    name, inputs, attrs = onnx_node_inputs(node, kwargs)
+    return [onnx.helper.make_node("Concat", inputs, [name], name=name, axis=int(attrs.get("axis", 0)))]

@@ -8,13 +8,15 @@ Only the JSON-like core of YAML is accepted: no tags, no aliases, bounded size a
 """
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import yaml
 
-from .errors import Problem, SpecError
+from .diagnostics import UNKNOWN, Mark, fail
 
 MAX_BYTES = 1 << 20  # a spec is a page of text, not a data file
 MAX_DEPTH = 64
@@ -24,36 +26,31 @@ _CORE_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", 
 _MAP_TAG, _SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
 
 
-class Mark(NamedTuple):
-    """A place in a source: file, 1-based line and column."""
-
-    file: str
-    line: int
-    col: int
-
-
 class Map(dict):
     """A mapping that remembers the mark of each key and of each value."""
 
     mark: Mark
-    key_marks: dict
-    value_marks: dict
+    key_marks: dict[Any, Mark]
+    value_marks: dict[Any, Mark]
+    #: the field path a user wrote this node at, when expansion moved it (a block's layers, a macro's result)
+    origin: tuple[Any, ...] | None
 
-    def __init__(self, items=(), mark: Mark | None = None):
+    def __init__(self, items: Any = (), mark: Mark | None = None):
         super().__init__(items)
-        self.mark = mark or Mark("<unknown>", 1, 1)
+        self.mark = mark or UNKNOWN
         self.key_marks = {}
         self.value_marks = {}
+        self.origin = None
 
-    def set(self, key, value, mark: Mark, key_mark: Mark | None = None) -> None:
+    def set(self, key: Any, value: Any, mark: Mark, key_mark: Mark | None = None) -> None:
         self[key] = value
         self.value_marks[key] = mark
         self.key_marks[key] = key_mark or mark
 
-    def value_mark(self, key) -> Mark:
+    def value_mark(self, key: Any) -> Mark:
         return self.value_marks.get(key, self.mark)
 
-    def key_mark(self, key) -> Mark:
+    def key_mark(self, key: Any) -> Mark:
         return self.key_marks.get(key, self.mark)
 
 
@@ -61,14 +58,14 @@ class Seq(list):
     """A list that remembers the mark of each item."""
 
     mark: Mark
-    item_marks: list
+    item_marks: list[Mark]
 
-    def __init__(self, items=(), mark: Mark | None = None, item_marks=None):
+    def __init__(self, items: Any = (), mark: Mark | None = None, item_marks: list[Mark] | None = None):
         super().__init__(items)
-        self.mark = mark or Mark("<unknown>", 1, 1)
+        self.mark = mark or UNKNOWN
         self.item_marks = list(item_marks) if item_marks is not None else [self.mark] * len(self)
 
-    def append_marked(self, value, mark: Mark) -> None:
+    def append_marked(self, value: Any, mark: Mark) -> None:
         self.append(value)
         self.item_marks.append(mark)
 
@@ -88,14 +85,6 @@ def marked(value: Any, mark: Mark) -> Any:
     if isinstance(value, (list, tuple)):
         return Seq([marked(v, mark) for v in value], mark=mark)
     return value
-
-
-def problem(mark: Mark, path, message: str, severity: str = "error") -> Problem:
-    return Problem(mark.file, mark.line, mark.col, tuple(path), message, severity)
-
-
-def fail(mark: Mark, path, message: str) -> SpecError:
-    return SpecError([problem(mark, path, message)])
 
 
 class _Loader(yaml.SafeLoader):
@@ -199,6 +188,8 @@ def read_text(path: str | Path) -> str:
     """Read a spec file as UTF-8 text, refusing binaries and oversized files with a located error."""
     name = str(path)
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or a device would block or never end
+            raise fail(Mark(name, 1, 1), (), "not a regular file; a spec is a YAML text file")
         with open(path, "rb") as f:
             data = f.read(MAX_BYTES + 1)
     except OSError as e:

@@ -2,8 +2,9 @@
 validate it, so that editors (yaml-language-server) complete and check specs while they are typed."""
 from __future__ import annotations
 
-from .layers import REGISTRY
-from .schema import MAX_REPEAT, Scaling, Spec
+from .expand import MAX_REPEAT, Scaling
+from .kinds import REGISTRY
+from .schema import Spec
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
 ARGUMENT = {"type": "string", "pattern": r"^\$[A-Za-z_][A-Za-z0-9_]*$", "description": "A spec or block argument."}

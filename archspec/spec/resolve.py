@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from .loader import Map, Mark, Seq, fail, load_yaml, marked, parse_yaml
+from .diagnostics import Mark, fail
+from .loader import Map, Seq, load_yaml, marked, parse_yaml
 
 MAX_BASE_DEPTH = 8
 

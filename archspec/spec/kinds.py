@@ -1,21 +1,24 @@
-"""Layer kinds. Each kind is one Pydantic model carrying, side by side, its fields, its shape rule,
-its parameter and MAC count, and its Gluon constructor (MXNet is imported only inside `block`).
+"""Layer kinds. Each kind is one Pydantic model carrying, side by side, its fields and their validation,
+its shape rule and its parameter, state and MAC counts. Nothing here imports MXNet: the Gluon
+constructor of each built-in kind is registered with it from the backend (`archspec.gluon.layers`),
+and a user's kind brings its own in its `block` method, so `register` adds a whole kind in one call.
 
-A *layer* (`Layer`) is something the analyser and the builder understand. A *macro* (`Macro`) is
-sugar that validates its own fields and then expands into an ordinary layer entry: `inception` is a
-macro for a `parallel` whose branches are concatenated.
-
-Add a kind by subclassing `Layer` (or `Macro`) with a `kind` name and decorating it with `@register`;
-users do the same from their own code through `archspec.register`.
+A *layer* (`Layer`) is something the analyser and the builder understand; a composite layer holds
+sequences of layers (`sequences()`) and combines their outputs (`combine()`). A *macro* (`Macro`) is
+sugar that validates its own fields and then expands into an ordinary layer entry.
 """
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Callable, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, InstanceOf, PrivateAttr, Strict, WithJsonSchema, model_validator
 
+from .diagnostics import UNKNOWN, FieldPath, Mark
+from .report import format_shape
+
 Shape = tuple[int, ...]  # without the batch axis: (C, H, W) for images, (N,) for vectors
+
 
 # ---------------------------------------------------------------------------------------------
 # Field types shared by the kinds: strict integers, so `channels: 64.5` or `"64"` is an error.
@@ -26,21 +29,21 @@ PairOrZero = Union[NonNegative, Annotated[tuple[NonNegative, NonNegative], Field
 Flag = Annotated[bool, Strict()]
 
 Activation = Literal["relu", "sigmoid", "tanh", "softrelu", "softsign", "gelu", "swish"]
-_GLUON_BUILTIN_ACTIVATIONS = ("relu", "sigmoid", "tanh", "softrelu", "softsign")
 
 
 def pair(value: int | tuple[int, int]) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
+    return (value, value) if isinstance(value, int) else (value[0], value[1])
 
 
 class ShapeError(ValueError):
     """A layer cannot take the shape it is given; the analyser adds the YAML location."""
 
 
-REGISTRY: dict[str, type] = {}
+REGISTRY: dict[str, type[_Kind]] = {}
+K = TypeVar("K", bound="type[_Kind]")
 
 
-def register(cls):
+def register(cls: K) -> K:
     """Class decorator: make a `Layer` or `Macro` subclass available in specs under `cls.kind`."""
     if not (isinstance(cls, type) and issubclass(cls, (Layer, Macro))):
         raise TypeError("register() takes a subclass of archspec.Layer or archspec.Macro")
@@ -65,16 +68,22 @@ class _Kind(BaseModel):
     width_fields: ClassVar[tuple[str, ...]] = ()
 
     # Where the entry was written; set by the validator, read by the analyser for error messages.
-    _mark: Any = PrivateAttr(default=None)
-    _source: tuple = PrivateAttr(default=())
+    _mark: Mark = PrivateAttr(default=UNKNOWN)
+    _source: FieldPath = PrivateAttr(default=())
 
 
 class Layer(_Kind):
-    """A layer the analyser and the builder understand. Leaf kinds override `infer`, the counts and
-    `block`; composite kinds override `trace` and `gluon` to walk their children."""
+    """A layer the analyser and the builder understand.
+
+    A leaf kind overrides `infer` (its shape rule), the counts it has (`params`, `state`, `macs`) and, for
+    a kind of your own, `block` (its Gluon constructor). A composite kind returns its child sequences from
+    `sequences()` and merges their output shapes in `combine()`. `lint` may warn about a valid but useless
+    layer. Any hook may raise `ShapeError`; the analyser reports it at the layer's YAML line.
+    """
 
     def infer(self, shape: Shape) -> Shape:
-        raise NotImplementedError
+        """The output shape for an input of `shape` (a leaf's shape rule)."""
+        raise NotImplementedError(f"{type(self).__name__} has no shape rule (define infer)")
 
     def params(self, shape: Shape, out: Shape) -> int:
         """Trainable parameters."""
@@ -88,17 +97,26 @@ class Layer(_Kind):
         """Multiply-accumulates per example."""
         return 0
 
-    def block(self, shape: Shape):
-        """The Gluon block for an input of `shape`."""
-        raise NotImplementedError
+    def activations(self, shape: Shape, out: Shape) -> int:
+        """Values this layer itself writes per example (its output; 0 for a layer that only groups others)."""
+        return math.prod(out)
 
-    def trace(self, shape: Shape, walk: Callable) -> Shape:
-        """Output shape. Composite kinds call `walk(layers, shape, name)` for each child sequence."""
-        return self.infer(shape)
+    def sequences(self) -> tuple[tuple[str | None, Layers], ...]:
+        """The child sequences of a composite layer, each with the name its Gluon child gets (None: none)."""
+        return ()
 
-    def gluon(self, shape: Shape, build: Callable):
-        """Gluon block. Composite kinds call `build(layers, shape)` for each child sequence."""
-        return self.block(shape)
+    def combine(self, shape: Shape, outputs: list[Shape]) -> Shape:
+        """A composite layer's output shape from its input and its sequences' outputs."""
+        return outputs[-1] if outputs else shape
+
+    def lint(self, shape: Shape) -> str | None:
+        """Why this layer, valid as it is, does nothing useful on `shape` (a warning), or None."""
+        return None
+
+    def block(self, shape: Shape, children: Any = ()) -> Any:
+        """The Gluon block of a kind of your own for an input of `shape` (import MXNet inside). A composite
+        kind also gets the Gluon blocks built for its `sequences()` (None for an empty one)."""
+        raise NotImplementedError(f"{type(self).__name__} has no Gluon constructor (define block)")
 
     def display(self) -> str:
         return self.kind
@@ -107,18 +125,14 @@ class Layer(_Kind):
 class Macro(_Kind):
     """Sugar: validated like a layer, then replaced by the layer entry `expand()` returns."""
 
-    def expand(self) -> dict:
+    def expand(self) -> dict[str, Any]:
         raise NotImplementedError
 
 
 def _need_image(kind: str, shape: Shape) -> tuple[int, int, int]:
     if len(shape) != 3:
-        raise ShapeError(f"{kind} needs a (channels, height, width) input, got {_fmt(shape)}")
-    return shape
-
-
-def _fmt(shape: Shape) -> str:
-    return "x".join(map(str, shape))
+        raise ShapeError(f"{kind} needs a (channels, height, width) input, got {format_shape(shape)}")
+    return shape[0], shape[1], shape[2]
 
 
 def _window(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil: bool = False) -> int:
@@ -128,14 +142,6 @@ def _window(size: int, kernel: int, stride: int, padding: int, dilation: int = 1
         raise ShapeError(f"kernel {span} is larger than the padded input {size}+2x{padding}")
     steps = (size + 2 * padding - span) / stride
     return (math.ceil(steps) if ceil else math.floor(steps)) + 1
-
-
-def _activation_block(name: str):
-    from mxnet.gluon import nn
-
-    if name in _GLUON_BUILTIN_ACTIVATIONS:
-        return nn.Activation(name)
-    return {"gelu": nn.GELU, "swish": nn.Swish}[name]()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,7 +178,8 @@ class Conv(Layer):
         return self
 
     @property
-    def _bn(self) -> BatchNormOptions | None:
+    def bn_options(self) -> BatchNormOptions | None:
+        """The batch norm after the convolution, if any."""
         if self.batchnorm is True:
             return BatchNormOptions()
         return self.batchnorm or None
@@ -189,30 +196,13 @@ class Conv(Layer):
         return self.channels * (shape[0] // self.groups) * kh * kw
 
     def params(self, shape, out):
-        return self._weights(shape) + self.channels * (self.bias + 2 * bool(self._bn))
+        return self._weights(shape) + self.channels * (self.bias + 2 * bool(self.bn_options))
 
     def state(self, shape, out):
-        return 2 * self.channels if self._bn else 0
+        return 2 * self.channels if self.bn_options else 0
 
     def macs(self, shape, out):
         return self._weights(shape) * out[1] * out[2]
-
-    def block(self, shape):
-        from mxnet.gluon import nn
-
-        fused = self.activation in _GLUON_BUILTIN_ACTIVATIONS and not self._bn
-        conv = nn.Conv2D(self.channels, pair(self.kernel), pair(self.stride), pair(self.padding),
-                         pair(self.dilation), self.groups, in_channels=shape[0], use_bias=self.bias,
-                         activation=self.activation if fused else None)
-        if fused or (self.activation is None and not self._bn):
-            return conv
-        seq = nn.HybridSequential()
-        seq.add(conv)
-        if self._bn:
-            seq.add(nn.BatchNorm(momentum=self._bn.momentum, epsilon=self._bn.epsilon, in_channels=self.channels))
-        if self.activation:
-            seq.add(_activation_block(self.activation))
-        return seq
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,9 +228,8 @@ class _Pool(Layer):
         sh, sw = pair(self.stride if self.stride is not None else self.kernel)
         return (c, _window(h, kh, sh, ph, ceil=self.ceil_mode), _window(w, kw, sw, pw, ceil=self.ceil_mode))
 
-    def _options(self) -> dict:
-        return dict(pool_size=pair(self.kernel), padding=pair(self.padding), ceil_mode=self.ceil_mode,
-                    strides=pair(self.stride) if self.stride is not None else None)
+    def lint(self, shape):
+        return f"{self.kind} on a 1x1 input does nothing" if shape[1:] == (1, 1) else None
 
 
 @register
@@ -248,11 +237,6 @@ class MaxPool(_Pool):
     """Max pooling (`nn.MaxPool2D`)."""
 
     kind: ClassVar[str] = "maxpool"
-
-    def block(self, shape):
-        from mxnet.gluon import nn
-
-        return nn.MaxPool2D(**self._options())
 
 
 @register
@@ -262,16 +246,14 @@ class AvgPool(_Pool):
     kind: ClassVar[str] = "avgpool"
     count_include_pad: Flag = Field(True, description="Count padded zeros in the average, as Gluon does.")
 
-    def block(self, shape):
-        from mxnet.gluon import nn
-
-        return nn.AvgPool2D(count_include_pad=self.count_include_pad, **self._options())
-
 
 class _GlobalPool(Layer):
     def infer(self, shape):
         c, _, _ = _need_image(self.kind, shape)
         return (c, 1, 1)
+
+    def lint(self, shape):
+        return f"{self.kind} on a 1x1 input does nothing" if shape[1:] == (1, 1) else None
 
 
 @register
@@ -280,22 +262,12 @@ class GlobalAvgPool(_GlobalPool):
 
     kind: ClassVar[str] = "global_avg_pool"
 
-    def block(self, shape):
-        from mxnet.gluon import nn
-
-        return nn.GlobalAvgPool2D()
-
 
 @register
 class GlobalMaxPool(_GlobalPool):
     """Maximum over all positions: (C, H, W) -> (C, 1, 1) (`nn.GlobalMaxPool2D`)."""
 
     kind: ClassVar[str] = "global_max_pool"
-
-    def block(self, shape):
-        from mxnet.gluon import nn
-
-        return nn.GlobalMaxPool2D()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,28 +286,18 @@ class Dense(Layer):
     flatten: Flag = Field(True, description="Flatten all input axes but the batch axis first, as Gluon does; "
                                             "false applies the layer to the last axis.")
 
-    def _inputs(self, shape) -> int:
+    def in_units(self, shape: Shape) -> int:
+        """Inputs of each unit."""
         return math.prod(shape) if self.flatten else shape[-1]
 
     def infer(self, shape):
         return (self.units,) if self.flatten else shape[:-1] + (self.units,)
 
     def params(self, shape, out):
-        return (self._inputs(shape) + self.bias) * self.units
+        return (self.in_units(shape) + self.bias) * self.units
 
     def macs(self, shape, out):
-        return math.prod(out) * self._inputs(shape)
-
-    def block(self, shape):
-        from mxnet.gluon import nn
-
-        if self.activation in _GLUON_BUILTIN_ACTIVATIONS or self.activation is None:
-            return nn.Dense(self.units, self.activation, use_bias=self.bias, flatten=self.flatten,
-                            in_units=self._inputs(shape))
-        seq = nn.HybridSequential()
-        seq.add(nn.Dense(self.units, use_bias=self.bias, flatten=self.flatten, in_units=self._inputs(shape)),
-                _activation_block(self.activation))
-        return seq
+        return math.prod(out) * self.in_units(shape)
 
 
 @register
@@ -346,11 +308,6 @@ class Flatten(Layer):
 
     def infer(self, shape):
         return (math.prod(shape),)
-
-    def block(self, shape):
-        from mxnet.gluon import nn
-
-        return nn.Flatten()
 
 
 @register
@@ -364,10 +321,8 @@ class Dropout(Layer):
     def infer(self, shape):
         return shape
 
-    def block(self, shape):
-        from mxnet.gluon import nn
-
-        return nn.Dropout(self.rate)
+    def lint(self, shape):
+        return "dropout with rate 0 does nothing" if self.rate == 0 else None
 
 
 @register
@@ -385,11 +340,6 @@ class BatchNorm(Layer, BatchNormOptions):
     def state(self, shape, out):
         return 2 * shape[0]
 
-    def block(self, shape):
-        from mxnet.gluon import nn
-
-        return nn.BatchNorm(momentum=self.momentum, epsilon=self.epsilon, in_channels=shape[0])
-
 
 @register
 class ActivationLayer(Layer):
@@ -401,9 +351,6 @@ class ActivationLayer(Layer):
 
     def infer(self, shape):
         return shape
-
-    def block(self, shape):
-        return _activation_block(self.function)
 
 
 @register
@@ -426,11 +373,6 @@ class LRN(Layer):
         _need_image(self.kind, shape)
         return shape
 
-    def block(self, shape):
-        from .blocks import LRNBlock
-
-        return LRNBlock(self.size, self.alpha, self.beta, self.k)
-
 
 # ---------------------------------------------------------------------------------------------
 # Composition: sequences and parallel branches
@@ -449,25 +391,26 @@ class Sequential(Layer):
     layers: Layers = Field(description="The layers, in order.")
     label: str | None = Field(None, description="Shown in summaries and diagrams instead of `sequential`.")
 
-    def trace(self, shape, walk):
-        return walk(self.layers, shape, None)
+    def sequences(self):
+        return ((None, self.layers),)
 
-    def gluon(self, shape, build):
-        return build(self.layers, shape)
+    def activations(self, shape, out):
+        return 0  # its layers write the values
 
     def display(self) -> str:
         return self.label or self.kind
 
 
 def _broadcast(shapes: list[Shape]) -> Shape:
+    """The shape elementwise `add` / `mul` of `shapes` gives, with NumPy's broadcasting."""
     rank = len(shapes[0])
     if any(len(s) != rank for s in shapes):
-        raise ShapeError("cannot combine branches of shapes " + ", ".join(map(_fmt, shapes)))
+        raise ShapeError("cannot combine branches of shapes " + ", ".join(map(format_shape, shapes)))
     out = []
     for dims in zip(*shapes):
         sizes = set(dims) - {1}
         if len(sizes) > 1:
-            raise ShapeError("branch shapes " + ", ".join(map(_fmt, shapes)) + " do not match (nor broadcast)")
+            raise ShapeError("branch shapes " + ", ".join(map(format_shape, shapes)) + " do not match (nor broadcast)")
         out.append(sizes.pop() if sizes else 1)
     return tuple(out)
 
@@ -485,18 +428,16 @@ class Parallel(Layer):
                                                    "on the channel axis, or elementwise add / mul (broadcasting).")
     label: str | None = Field(None, description="Shown in summaries and diagrams instead of `parallel`.")
 
-    def trace(self, shape, walk):
-        outs = [walk(branch, shape, f"branch{i}") for i, branch in enumerate(self.branches, 1)]
+    def sequences(self):
+        return tuple((f"branch{i}", branch) for i, branch in enumerate(self.branches, 1))
+
+    def combine(self, shape, outs):
         if self.merge != "concat":
             return _broadcast(outs)
         if len({len(s) for s in outs}) > 1 or len({s[1:] for s in outs}) > 1:
-            raise ShapeError("concat needs equal spatial sizes; branch outputs are " + ", ".join(map(_fmt, outs)))
+            raise ShapeError("concat needs equal spatial sizes; branch outputs are "
+                             + ", ".join(map(format_shape, outs)))
         return (sum(s[0] for s in outs),) + outs[0][1:]
-
-    def gluon(self, shape, build):
-        from .blocks import ParallelBlock
-
-        return ParallelBlock([build(branch, shape) if branch else None for branch in self.branches], self.merge)
 
     def display(self) -> str:
         return self.label or f"parallel({self.merge})"

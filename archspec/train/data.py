@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as onp
 
-from .errors import InputError
+from ..spec.diagnostics import InputError
 
 # The four files of Fashion-MNIST (and MNIST), optionally gzipped.
 IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -94,14 +94,17 @@ def load_fashion_mnist(split: str, root: str | os.PathLike | None = None) -> Spl
     (default `~/.mxnet/datasets/fashion-mnist`)."""
     from mxnet.gluon.data.vision import FashionMNIST
 
+    from ..gluon.compat import dataset_arrays
+
     kwargs = {"root": str(root)} if root else {}
     try:
         dataset = FashionMNIST(train=split == "train", **kwargs)
     except Exception as e:  # no network, a proxy, a half-downloaded file
         raise InputError(f"could not load Fashion-MNIST ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                          "download the four IDX files yourself and pass their folder with --data-dir") from None
-    images = dataset._data.asnumpy() if hasattr(dataset._data, "asnumpy") else onp.asarray(dataset._data)
-    return Split(images.astype(onp.uint8), onp.asarray(dataset._label).astype(onp.int32))
+    images, labels = dataset_arrays(dataset)
+    images = images.asnumpy() if hasattr(images, "asnumpy") else onp.asarray(images)
+    return Split(images.astype(onp.uint8), onp.asarray(labels).astype(onp.int32))
 
 
 def load(data: str, split: str, data_dir: str | os.PathLike | None = None) -> Split:

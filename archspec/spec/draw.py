@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .analysis import Summary, summarize
-from .errors import InputError
-from .files import write_atomically
-from .layers import Layer, Shape, _fmt
+from ..files import write_atomically
+from .analysis import Summary, child_path, summarize
+from .diagnostics import InputError
+from .kinds import Layer, Layers, Shape
+from .report import format_shape
 from .schema import Spec
 
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -30,16 +31,16 @@ class _Graph:
         self.edges: list[str] = []  # written after every cluster: an edge inside one would pull its ends in
         self.count = 0
 
-    def node(self, label: str, **attrs) -> str:
+    def node(self, label: str, **attrs: str) -> str:
         self.count += 1
         name = f"n{self.count}"
         extra = "".join(f", {k}={_quote(str(v))}" for k, v in attrs.items())
         self.lines.append(f"{name} [label={_quote(label)}{extra}];")
         return name
 
-    def edge(self, a: str, b: str, shape: Shape | None, **attrs) -> None:
+    def edge(self, a: str, b: str, shape: Shape | None, **attrs: str) -> None:
         extra = "".join(f", {k}={_quote(str(v))}" for k, v in attrs.items())
-        self.edges.append(f"{a} -> {b} [label={_quote(' ' + _fmt(shape) if shape else '')}{extra}];")
+        self.edges.append(f"{a} -> {b} [label={_quote(' ' + format_shape(shape) if shape else '')}{extra}];")
 
     def cluster(self, label: str, style: str) -> None:
         self.count += 1
@@ -48,39 +49,37 @@ class _Graph:
     def end(self) -> None:
         self.lines.append("}")
 
-    def sequence(self, layers, path: tuple, prev: str, shape: Shape) -> tuple[str, Shape]:
+    def sequence(self, layers: Layers, path: str, prev: str, shape: Shape) -> tuple[str, Shape]:
+        """Draw `layers` after node `prev`, whose output has `shape`; returns the last node and its output."""
         for i, layer in enumerate(layers):
-            prev, shape = self.layer(layer, path + (str(i),), prev, shape)
+            prev, shape = self.layer(layer, f"{path}.{i}", prev)
         return prev, shape
 
-    def layer(self, layer: Layer, path: tuple, prev: str, shape: Shape) -> tuple[str, Shape]:
-        row = self.rows[".".join(path)]
-        if not layer.children:
+    def layer(self, layer: Layer, path: str, prev: str) -> tuple[str, Shape]:
+        row = self.rows[path]
+        sequences = layer.sequences()
+        if not sequences:
             node = self.node("\n".join(filter(None, [_describe(layer), _params(row.params + row.state)])))
-            self.edge(prev, node, shape)
+            self.edge(prev, node, row.input)
             return node, row.output
-        ends: list[tuple[str, Shape]] = []
-        firsts: list[str] = []  # the first node of each branch, kept on one row in branch order
-
-        def walk(children, s, name):  # each child sequence starts where this layer starts
-            if children:
-                firsts.append(f"n{self.count + 1}")
-            ends.append(self.sequence(children, path + ((name,) if name else ()), prev, s))
-            return ends[-1][1]
-
         self.cluster(" · ".join(filter(None, [row.kind, _params(row.params + row.state)])),
                      'style="rounded,filled"; fillcolor="#f4f4f4"; color="#bbbbbb";')
-        out = layer.trace(shape, walk)
-        if max(layer.children.values()) == 1 and len(ends) == 1:
+        firsts: list[str] = []  # the first node of each branch, kept on one row in branch order
+        ends: list[tuple[str, Shape]] = []
+        for name, seq in sequences:  # each child sequence starts where this layer starts
+            if seq:
+                firsts.append(f"n{self.count + 1}")
+            ends.append(self.sequence(seq, child_path(path, name), prev, row.input))
+        if len(sequences) == 1 and sequences[0][0] is None:  # a group of layers, nothing to merge
             self.end()
-            return ends[0][0], out
+            return ends[0][0], row.output
         if len(firsts) > 1:
             self.lines.append("{rank=same; " + "; ".join(firsts) + "}")
         merge = self.node(getattr(layer, "merge", "merge"), shape="circle", width="0.3")
         for end, s in ends:
             self.edge(end, merge, s)
         self.end()
-        return merge, out
+        return merge, row.output
 
 
 def _describe(layer: Layer) -> str:
@@ -105,28 +104,26 @@ def to_dot(spec: Spec, summary: Summary | None = None) -> str:
     title = (f"{spec.name}: {summary.params:,} parameters"
              + (f" + {summary.state:,} state" if summary.state else "")
              + f", {summary.macs / 1e6:,.1f} M MACs")
-    prev = g.node(f"input\n{_fmt(summary.input)}", shape="box", style="rounded")
-    shape = summary.input
-    taps: dict[str, tuple[str, Shape]] = {}  # layer path -> (node, its output shape)
+    prev = g.node(f"input\n{format_shape(summary.input)}", shape="box", style="rounded")
+    taps: dict[str, str] = {}  # stage or layer path -> the node of its output
     for name, layers in spec.layers():
         row = summary.row(name)
-        g.cluster(f"{name} · {_fmt(row.output)} · {_params(row.params + row.state) or '0 params'}",
+        g.cluster(f"{name} · {format_shape(row.output)} · {_params(row.params + row.state) or '0 params'}",
                   'style="rounded"; color="#4a7ab5"; fontcolor="#4a7ab5";')
         for i, layer in enumerate(layers):
-            prev, shape = g.layer(layer, (name, str(i)), prev, shape)
-            taps[f"{name}.{i}"] = (prev, shape)
-        taps[name] = (prev, shape)
+            prev, _ = g.layer(layer, f"{name}.{i}", prev)
+            taps[f"{name}.{i}"] = prev
+        taps[name] = prev
         g.end()
-    out = g.node(f"output\n{_fmt(summary.output)}", shape="box", style="rounded")
-    g.edge(prev, out, shape)
+    out = g.node(f"output\n{format_shape(summary.output)}", shape="box", style="rounded")
+    g.edge(prev, out, summary.output)
     for name, head in spec.aux.items():
-        start, s = taps[head.after]
         row = summary.row(name)
         g.cluster(f"{name} (training only, loss weight {head.weight:g}) · {_params(row.params + row.state)}",
                   'style="rounded,dashed"; color="#b5654a"; fontcolor="#b5654a";')
-        end, s = g.sequence(head.layers, (name,), start, s)
+        end, s = g.sequence(head.layers, name, taps[head.after], row.input)
         g.end()
-        g.edge(end, g.node(f"{name}\n{_fmt(s)}", shape="box", style="rounded,dashed"), s)
+        g.edge(end, g.node(f"{name}\n{format_shape(s)}", shape="box", style="rounded,dashed"), s)
     header = ["digraph archspec {", f"label={_quote(title)}; labelloc=t; fontname=Helvetica; compound=true;",
               "rankdir=TB; nodesep=0.15; ranksep=0.25; ordering=out; newrank=true;",
               'node [shape=box, fontname=Helvetica, fontsize=10, style="rounded,filled", fillcolor=white];',

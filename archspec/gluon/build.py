@@ -1,0 +1,133 @@
+"""Spec -> Gluon. The builder walks the validated spec and reads every layer's input shape from the
+analysis (the one walk that computes shapes); each kind's constructor makes its Gluon block."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+from mxnet import init, np, npx
+from mxnet.base import MXNetError
+from mxnet.gluon import nn
+
+from ..spec import Overrides, Spec, load_spec
+from ..spec.analysis import Limits, Summary, child_path, summarize
+from ..spec.diagnostics import UNKNOWN, InputError, SpecError, problem
+from ..spec.kinds import Layer, Layers
+from .compat import cached_graph, is_hybridized, params_by_path
+from .layers import construct
+from .modules import Network
+
+# One cached graph with memory planned once (static_alloc) and shapes inferred once per input shape
+# (static_shape): 13% faster at batch 1 than static_alloc alone, and as fast when the batch size changes
+# (bench/run.py). Both only change how MXNet runs the graph, never what it computes.
+HYBRIDIZE = {"static_alloc": True, "static_shape": True}
+
+_INITIALIZERS: dict[str, tuple[str, dict[str, float]]] = {
+    "xavier": ("Xavier", {}), "msra": ("MSRAPrelu", {}), "normal": ("Normal", {"sigma": 0.01}),
+    "uniform": ("Uniform", {"scale": 0.07})}
+
+
+class _Builder:
+    def __init__(self, summary: Summary):
+        self.summary = summary
+
+    def sequence(self, layers: Layers, path: str) -> nn.HybridSequential:
+        """A HybridSequential of `layers`, the i-th at `path.i` in the analysis."""
+        seq = nn.HybridSequential()
+        for i, layer in enumerate(layers):
+            seq.add(self.layer(layer, f"{path}.{i}"))
+        return seq
+
+    def layer(self, layer: Layer, path: str) -> nn.HybridBlock:
+        children = [self.sequence(seq, child_path(path, name)) if seq else None for name, seq in layer.sequences()]
+        try:
+            return construct(layer, self.summary.row(path).input, children)
+        except (MXNetError, ValueError, AssertionError, TypeError) as e:  # shapes were checked; this is a bug
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise SpecError([problem(layer._mark, layer._source, f"MXNet could not build this {layer.kind}: "
+                                                                 f"{first}")]) from None
+
+
+def _check_name(name: str, layers: Layers, path: tuple[str, str]) -> None:
+    if hasattr(Network, name):
+        mark = layers[0]._mark if layers else UNKNOWN
+        what = "stage" if path[0] == "stages" else "auxiliary head"
+        raise SpecError([problem(mark, path, f"{what} name {name!r} clashes with an attribute of Gluon blocks; "
+                                             "choose another")])
+
+
+def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Overrides = None, *,
+                ctx: Any = None, hybridize: bool = True, limits: Optional[Limits] = Limits(),
+                **kwargs: Any) -> Network:
+    """Build the Gluon network a spec describes, initialised as the spec says.
+
+    `spec_or_path` is a validated `Spec` or the path of a YAML spec. `overrides` (or keyword arguments)
+    change the spec first: `build_model(path, {"stages.b3.0.c1": 96})`. The result is a
+    `gluon.modules.Network` whose children are the stages (`net.b3`, `net[2]`) and any auxiliary heads,
+    hybridized unless `hybridize=False`. MXNet's numpy mode (`npx.set_np()`) is switched on, as in the D2L book.
+    """
+    if isinstance(spec_or_path, Spec):
+        if overrides or kwargs:
+            raise TypeError("overrides apply to a spec file; pass its path instead of a loaded Spec")
+        spec = spec_or_path
+    else:
+        spec = load_spec(spec_or_path, _with_keywords(overrides, kwargs))
+    summary = summarize(spec, limits=limits)  # every shape and the budget are checked before MXNet allocates
+    npx.set_np()
+    net, builder = Network(spec), _Builder(summary)
+    for name, layers in spec.layers():
+        _check_name(name, layers, ("stages", name))
+        net.add_stage(name, builder.sequence(layers, name))
+    for name, head in spec.aux.items():
+        _check_name(name, head.layers, ("aux", name))
+        net.add_aux(name, builder.sequence(head.layers, name), *head.tap)
+    cls, options = _INITIALIZERS[spec.init]
+    net.initialize(getattr(init, cls)(**options), ctx=ctx)
+    if hybridize:
+        net.hybridize(**HYBRIDIZE)
+    return net
+
+
+def _with_keywords(overrides: Overrides, keywords: Mapping[str, Any]) -> Overrides:
+    if not keywords:
+        return overrides
+    if overrides is None or isinstance(overrides, Mapping):
+        return {**(overrides or {}), **keywords}
+    return [*overrides, *(f"{k}={v}" for k, v in keywords.items())]
+
+
+def traced(net: Network) -> tuple[Any, Any, dict[str, Any]]:
+    """The inference graph of a built network, traced on one example: `(inputs, symbol, weights)`, the
+    weights being the parameters the graph uses, by name. What export and reduced precision start from."""
+    if not is_hybridized(net):
+        net.hybridize(**HYBRIDIZE)
+    net(np.zeros((1,) + net.spec.input.shape)).wait_to_read()
+    return cached_graph(net)
+
+
+def load_parameters(net: Network, path: Union[str, os.PathLike[str]], ctx: Any = None) -> None:
+    """Load a `.params` file (from `save_parameters`, training or a checkpoint) into a built network.
+
+    A file for another network is refused with an `InputError` naming what differs, before anything
+    is loaded: no half-loaded network.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such parameters file")
+    try:
+        saved = npx.load(str(path))
+    except MXNetError:
+        raise InputError(f"{path}: not an MXNet parameters file (corrupt or truncated?)") from None
+    expected = {name: p.shape for name, p in params_by_path(net).items()}
+    if not isinstance(saved, dict):
+        raise InputError(f"{path}: not a parameters file of named arrays")
+    differences = [f"{n} has shape {tuple(saved[n].shape)}, {net.spec.name} needs {expected[n]}"
+                   for n in expected if n in saved and tuple(saved[n].shape) != tuple(expected[n])]
+    differences += [f"missing {n}" for n in expected if n not in saved]
+    differences += [f"unexpected {n}" for n in saved if n not in expected]
+    if differences:
+        more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
+        raise InputError(f"{path}: these parameters are not for {net.spec.name}: "
+                         + "; ".join(differences[:3]) + more)
+    net.load_parameters(str(path), ctx=ctx)

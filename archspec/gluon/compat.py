@@ -1,0 +1,81 @@
+"""Every private attribute of MXNet (1.9.1, read from its source) that archspec touches, in one place.
+
+Each function says what it reaches into and why the public API does not do. When MXNet changes, this is
+the one module to read again.
+"""
+from __future__ import annotations
+
+import threading
+import warnings
+from typing import Any, Callable
+
+from mxnet.gluon import HybridBlock, Trainer
+
+
+def params_by_path(block: HybridBlock) -> dict[str, Any]:
+    """Parameters by their structural names (`b3.0.branch2.1.weight`), the names `save_parameters` writes.
+    `collect_params()` keys them by their global, creation-order names (`conv12_weight`) instead."""
+    return block._collect_params_with_prefix()
+
+
+def is_hybridized(block: HybridBlock) -> bool:
+    return bool(block._active)
+
+
+def cached_graph(block: HybridBlock) -> tuple[Any, Any, dict[str, Any]]:
+    """The graph a hybridized block traced on its last call: `(inputs, symbol, {parameter name: array})`
+    for the parameters the graph uses. `export` writes the same graph but only to files."""
+    inputs, symbol = block._cached_graph
+    return inputs, symbol, {p.name: p.data() for is_arg, p in block._cached_op_args if not is_arg}
+
+
+class QuietUnusedParameters(HybridBlock):
+    """A block whose graph leaves some children out on purpose (a network's auxiliary heads in inference),
+    so Gluon's "Parameter ... is not used by any computation" warning would be noise."""
+
+    def _build_cache(self, *args: Any) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Parameter .* is not used by any computation", UserWarning)
+            super()._build_cache(*args)
+
+
+def updates_on_servers(trainer: Trainer) -> bool:
+    """Whether a distributed kvstore's servers hold the optimizer state (then workers have none to save).
+    Known only once the trainer has initialised its kvstore (after the first step)."""
+    return bool(trainer._distributed and trainer._update_on_kvstore)
+
+
+def dataset_arrays(dataset: Any) -> tuple[Any, Any]:
+    """The images and labels a `gluon.data.vision` MNIST-style dataset holds, without its per-item transform."""
+    return dataset._data, dataset._label
+
+
+def register_onnx_converters(aliases: dict[str, str], extra: dict[str, Callable[..., Any]]) -> None:
+    """Teach MXNet 1.9's ONNX exporter operators it predates: `aliases` maps an operator to one whose converter
+    it ships (looked up in its opset-12 registry), `extra` gives new converters. Global, and idempotent."""
+    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
+
+    shipped = MXNetGraph.registry_[12]
+    for op, converter in extra.items():
+        MXNetGraph.register(op)(converter)
+    for op, classic in aliases.items():
+        MXNetGraph.register(op)(shipped[classic])
+
+
+def onnx_node_inputs(node: Any, kwargs: dict[str, Any]) -> tuple[str, list[str], dict[str, Any]]:
+    """(name, input names, attributes) of a node being converted, as MXNet's own converters read them."""
+    from mxnet.onnx.mx2onnx._op_translations._op_translations_opset12 import get_inputs
+
+    return get_inputs(node, kwargs)
+
+
+def patch_launcher(local: bool) -> None:
+    """MXNet's `tools/launch.py` (dmlc_tracker) on Python 3.9+: `Thread.isAlive` is gone (renamed
+    `is_alive`), and a local job binds the tracker to the address it guesses for the host name, which a
+    machine without a resolvable name or outside network cannot reach: local jobs use 127.0.0.1."""
+    if not hasattr(threading.Thread, "isAlive"):
+        threading.Thread.isAlive = threading.Thread.is_alive  # type: ignore[attr-defined]
+    if local:
+        from dmlc_tracker import tracker
+
+        tracker.get_host_ip = lambda host_ip=None: "127.0.0.1"

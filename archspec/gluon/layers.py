@@ -1,0 +1,137 @@
+"""The Gluon constructor of every built-in layer kind, registered with its kind.
+
+A constructor takes the validated layer, the shape it receives (from the analysis) and the Gluon blocks
+already built for its child sequences (composite kinds only), and returns a Gluon block. A user's kind
+brings its constructor as its own `block` method instead, so one `register` call adds the whole kind.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+from mxnet.gluon import nn
+
+from ..spec import kinds as k
+from ..spec.kinds import Layer, Shape, pair
+from .modules import LRNBlock, ParallelBlock
+
+Children = Sequence[Optional[nn.HybridSequential]]  # one per child sequence; None for an empty one
+Constructor = Callable[[Any, Shape, Children], nn.HybridBlock]
+CONSTRUCTORS: dict[type[Layer], Constructor] = {}
+
+# Activations Gluon fuses into Conv2D / Dense (`activation=`); the others are blocks of their own.
+_FUSABLE = ("relu", "sigmoid", "tanh", "softrelu", "softsign")
+
+
+def constructs(kind: type[Layer]) -> Callable[[Constructor], Constructor]:
+    """Decorator: the Gluon constructor of `kind` (and of its subclasses that define no `block`)."""
+    def register(constructor: Constructor) -> Constructor:
+        CONSTRUCTORS[kind] = constructor
+        return constructor
+    return register
+
+
+def construct(layer: Layer, shape: Shape, children: Children) -> nn.HybridBlock:
+    """The Gluon block of `layer`: the nearest constructor up its class hierarchy, its own `block` first."""
+    for cls in type(layer).__mro__:
+        if cls in CONSTRUCTORS:
+            return CONSTRUCTORS[cls](layer, shape, children)
+        if "block" in cls.__dict__:  # a user's kind (Layer's own block raises: no constructor)
+            return layer.block(shape, children) if layer.sequences() else layer.block(shape)
+    raise TypeError(f"{type(layer).__name__} is not a layer kind")
+
+
+def activation(name: str) -> nn.HybridBlock:
+    if name in _FUSABLE:
+        return nn.Activation(name)
+    return {"gelu": nn.GELU, "swish": nn.Swish}[name]()
+
+
+@constructs(k.Conv)
+def conv(layer: k.Conv, shape: Shape, children: Children) -> nn.HybridBlock:
+    bn = layer.bn_options
+    fused = layer.activation in _FUSABLE and not bn
+    block = nn.Conv2D(layer.channels, pair(layer.kernel), pair(layer.stride), pair(layer.padding),
+                      pair(layer.dilation), layer.groups, in_channels=shape[0], use_bias=layer.bias,
+                      activation=layer.activation if fused else None)
+    if fused or (layer.activation is None and not bn):
+        return block
+    seq = nn.HybridSequential()
+    seq.add(block)
+    if bn:
+        seq.add(nn.BatchNorm(momentum=bn.momentum, epsilon=bn.epsilon, in_channels=layer.channels))
+    if layer.activation:
+        seq.add(activation(layer.activation))
+    return seq
+
+
+def _pool_options(layer: k._Pool) -> dict[str, Any]:
+    return dict(pool_size=pair(layer.kernel), padding=pair(layer.padding), ceil_mode=layer.ceil_mode,
+                strides=pair(layer.stride) if layer.stride is not None else None)
+
+
+@constructs(k.MaxPool)
+def maxpool(layer: k.MaxPool, shape: Shape, children: Children) -> nn.HybridBlock:
+    return nn.MaxPool2D(**_pool_options(layer))
+
+
+@constructs(k.AvgPool)
+def avgpool(layer: k.AvgPool, shape: Shape, children: Children) -> nn.HybridBlock:
+    return nn.AvgPool2D(count_include_pad=layer.count_include_pad, **_pool_options(layer))
+
+
+@constructs(k.GlobalAvgPool)
+def global_avg_pool(layer: k.GlobalAvgPool, shape: Shape, children: Children) -> nn.HybridBlock:
+    return nn.GlobalAvgPool2D()
+
+
+@constructs(k.GlobalMaxPool)
+def global_max_pool(layer: k.GlobalMaxPool, shape: Shape, children: Children) -> nn.HybridBlock:
+    return nn.GlobalMaxPool2D()
+
+
+@constructs(k.Dense)
+def dense(layer: k.Dense, shape: Shape, children: Children) -> nn.HybridBlock:
+    fused = layer.activation in _FUSABLE or layer.activation is None
+    block = nn.Dense(layer.units, layer.activation if fused else None, use_bias=layer.bias, flatten=layer.flatten,
+                     in_units=layer.in_units(shape))
+    if fused:
+        return block
+    seq = nn.HybridSequential()
+    seq.add(block, activation(layer.activation))
+    return seq
+
+
+@constructs(k.Flatten)
+def flatten(layer: k.Flatten, shape: Shape, children: Children) -> nn.HybridBlock:
+    return nn.Flatten()
+
+
+@constructs(k.Dropout)
+def dropout(layer: k.Dropout, shape: Shape, children: Children) -> nn.HybridBlock:
+    return nn.Dropout(layer.rate)
+
+
+@constructs(k.BatchNorm)
+def batchnorm(layer: k.BatchNorm, shape: Shape, children: Children) -> nn.HybridBlock:
+    return nn.BatchNorm(momentum=layer.momentum, epsilon=layer.epsilon, in_channels=shape[0])
+
+
+@constructs(k.ActivationLayer)
+def activation_layer(layer: k.ActivationLayer, shape: Shape, children: Children) -> nn.HybridBlock:
+    return activation(layer.function)
+
+
+@constructs(k.LRN)
+def lrn(layer: k.LRN, shape: Shape, children: Children) -> nn.HybridBlock:
+    return LRNBlock(layer.size, layer.alpha, layer.beta, layer.k)
+
+
+@constructs(k.Sequential)
+def sequential(layer: k.Sequential, shape: Shape, children: Children) -> nn.HybridBlock:
+    (layers,) = children
+    return layers if layers is not None else nn.HybridSequential()
+
+
+@constructs(k.Parallel)
+def parallel(layer: k.Parallel, shape: Shape, children: Children) -> nn.HybridBlock:
+    return ParallelBlock(children, layer.merge)

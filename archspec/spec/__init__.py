@@ -1,0 +1,25 @@
+"""The spec core: the spec language and everything that reads it without MXNet.
+
+    load -> resolve -> expand -> validate -> analyse -> draw / JSON Schema
+
+`loader` (safe YAML with file:line:col), `resolve` (`base:`, overrides), `expand` (args, blocks, defaults,
+width/depth, macros, repeat), `schema` (the validated `Spec`), `kinds` (the layer kinds: fields, shape
+rules, counts), `analysis` (the one walk that computes shapes), `draw`, `jsonschema`, `diagnostics`
+(located problems) and `report` (numbers and tables). Nothing in this package imports MXNet; a test
+runs all of it with MXNet unimportable.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Mapping, Optional, Union
+
+from .resolve import load_resolved
+from .schema import Spec, validate
+
+Overrides = Optional[Union[Mapping[str, Any], Iterable[str]]]  # {"stages.b3.0.c1": 96} or ["stages.b3.0.c1=96"]
+
+
+def load_spec(source: Union[str, os.PathLike[str], Mapping[str, Any]], overrides: Overrides = None) -> Spec:
+    """Load, resolve (`base:`, overrides), expand and validate a spec: the path of a YAML file, or the same
+    data as a Python mapping. Raises `SpecError` with the place of every problem. Does not import MXNet."""
+    return validate(load_resolved(source, overrides))

@@ -1,0 +1,65 @@
+"""Pydantic's validation errors, located: each becomes a `Problem` at the YAML place of the value (or of the
+key, for an unknown field), worded as a user reads it, with a did-you-mean for typos."""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Iterable
+
+from pydantic import ValidationError
+
+from .diagnostics import UNKNOWN, FieldPath, Mark, Problem, hint, problem, short
+from .loader import Map, Seq
+
+
+def mark_of(node: Any, loc: FieldPath, key: bool = False) -> tuple[Mark, FieldPath, FieldPath]:
+    """Follow `loc` into a marked tree. Returns the mark of the deepest node reached, the part of
+    `loc` that exists in the data, and the part that does not (a missing field, a union member)."""
+    mark = getattr(node, "mark", UNKNOWN)
+    for i, part in enumerate(loc):
+        if isinstance(node, Map) and part in node:
+            last = i == len(loc) - 1
+            mark = node.key_mark(part) if (key and last) else node.value_mark(part)
+            node = node[part]
+        elif isinstance(node, Seq) and isinstance(part, int) and 0 <= part < len(node):
+            mark, node = node.value_mark(part), node[part]
+        else:
+            return mark, loc[:i], loc[i:]
+    return mark, loc, ()
+
+
+_EXPECTED = {"int_type": "an integer", "int_parsing": "an integer", "float_type": "a number",
+             "float_parsing": "a number", "bool_type": "true or false", "string_type": "a string",
+             "tuple_type": "a list", "list_type": "a list", "dict_type": "a mapping",
+             "model_type": "a mapping", "model_attributes_type": "a mapping", "none_required": "null"}
+
+
+def pydantic_problems(err: ValidationError, node: Any, prefix: FieldPath,
+                      fields: Iterable[str] | None = None) -> list[Problem]:
+    """Turn a Pydantic error on `node` (found at `prefix`) into located problems, one per field."""
+    grouped: dict[FieldPath, list[Any]] = {}
+    for e in err.errors():
+        _, found, rest = mark_of(node, tuple(e["loc"]))
+        path = found + rest[:1] if e["type"] in ("missing", "extra_forbidden") else found
+        grouped.setdefault(path, []).append(e)
+    # `kernal: 3` makes `kernel` missing too; the typo is the one problem worth reporting.
+    extras = [p[-1] for p, errs in grouped.items() if errs[0]["type"] == "extra_forbidden"]
+    for path in [p for p, errs in grouped.items() if errs[0]["type"] == "missing"]:
+        if difflib.get_close_matches(str(path[-1]), [str(x) for x in extras], n=1, cutoff=0.6):
+            del grouped[path]
+    return [problem(mark_of(node, path, key=errors[0]["type"] == "extra_forbidden")[0], prefix + path,
+                    _message(path, errors, sorted(fields or ()))) for path, errors in grouped.items()]
+
+
+def _message(path: FieldPath, errors: list[Any], allowed: list[str]) -> str:
+    e = errors[0]
+    if e["type"] == "extra_forbidden":
+        message = f"unknown field {path[-1]!r}{hint(str(path[-1]), allowed)}"
+        return message + (f" (fields: {', '.join(allowed)})" if allowed else "")
+    if e["type"] == "missing":
+        return f"missing required field {path[-1]!r}"
+    specific = [x for x in errors if x["type"] not in _EXPECTED]
+    if specific:
+        message = "; ".join(dict.fromkeys(x["msg"].removeprefix("Value error, ") for x in specific))
+    else:
+        message = "expected " + " or ".join(dict.fromkeys(_EXPECTED[x["type"]] for x in errors))
+    return message[0].lower() + message[1:] + f", got {short(e['input'])}"

@@ -1,0 +1,42 @@
+"""How archspec writes numbers, shapes and tables, in one place: the summary, `compare` and the diagrams
+all read the same."""
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def format_shape(shape: Sequence[int]) -> str:
+    """`(480, 6, 6)` -> `480x6x6`."""
+    return "x".join(map(str, shape))
+
+
+def si(n: float) -> str:
+    """`276100000` -> `276.1M`: multiply-accumulates and other counts, short."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(n)
+
+
+def size_in_bytes(n: int) -> str:
+    """`2_800_000` -> `2.7 MiB`."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str, total: Sequence[str] | None = None,
+          title: str | None = None) -> str:
+    """A plain-text table, each column aligned as `align` says (`l` or `r`, one letter a column); ruled when
+    it has a title, with an optional total row under a rule."""
+    everything = [header, *rows, *([total] if total else [])]
+    widths = [max(len(row[i]) for row in everything) for i in range(len(header))]
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align))
+
+    if title is None:
+        return "\n".join(line(r) for r in everything)
+    rule = "-" * len(line(header))
+    return "\n".join([title, rule, line(header), rule, *map(line, rows), *([rule, line(total)] if total else [])])

@@ -1,0 +1,187 @@
+"""The validated spec, and the thin validator that turns an expanded tree into it.
+
+Expansion (`expand.py`) has already consumed the directives and made every layer entry plain; here
+each entry becomes its kind's Pydantic model, the auxiliary heads' taps are checked against the stages,
+and the whole becomes a frozen `Spec`. Problems of both passes are reported together, in line order.
+"""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from .diagnostics import FieldPath, Problem, SpecError, hint, problem, short
+from .expand import DIRECTIVES, FAILED, check_model, expand
+from .kinds import REGISTRY, Layer, Layers, Shape, Size
+from .loader import Map, Seq
+from .located import pydantic_problems
+
+StageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+
+
+class Input(BaseModel):
+    """Shape of one input example."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    channels: Size = Field(description="Input channels (1 for Fashion-MNIST, 3 for RGB).")
+    height: Size = Field(description="Input height in pixels.")
+    width: Size = Field(description="Input width in pixels.")
+
+    @property
+    def shape(self) -> Shape:
+        return (self.channels, self.height, self.width)
+
+
+class Aux(BaseModel):
+    """An auxiliary classifier: extra layers tapped from inside the network that run only while training
+    (GoogLeNet's two side heads). The built network returns `(main, *aux)` under `autograd.record()`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    after: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*(\.[0-9]+)?$")] = Field(
+        description="Where the head taps the network: after a stage (`b4`) or after one of its layers (`b4.0`, "
+                    "counted as in `archspec summary --depth 1`).")
+    weight: float = Field(0.3, ge=0, description="Weight of this head's loss in the training loss (0.3 in the "
+                                                "paper); the main output's weight is 1.")
+    layers: Layers = Field(min_length=1, description="The head's layers, ending in the classifier.")
+
+    @property
+    def tap(self) -> tuple[str, int | None]:
+        """(stage, index of the layer after which to tap, or None for the stage's output)."""
+        stage, _, index = self.after.partition(".")
+        return stage, int(index) if index else None
+
+
+class Spec(BaseModel):
+    """A validated network: named stages of layers, every macro expanded and every default applied."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] = Field(
+        description="Name of the network.")
+    description: str = Field("", description="One line about the network: what it is and where it comes from.")
+    input: Input = Field(description="Shape of one input example: {channels, height, width}.")
+    init: Literal["xavier", "msra", "normal", "uniform"] = Field(
+        "xavier", description="Weight initialiser (`mxnet.init`); biases start at zero. D2L uses Xavier.")
+    stages: dict[StageName, Layers] = Field(
+        min_length=1, description="Named stages in order; each is a list of layers. Stage names become the "
+                                  "names of the network's child blocks (`net.b3`).")
+    aux: dict[StageName, Aux] = Field({}, description="Auxiliary heads by name, run only while training.")
+
+    def layers(self) -> Any:
+        """(stage name, layers) pairs, in order."""
+        return self.stages.items()
+
+
+#: every top-level key a spec file may have
+SPEC_KEYS = (*Spec.model_fields, *DIRECTIVES, "base")
+
+
+class _Validator:
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.done: dict[int, Layer | None] = {}  # repeated entries are one object: validated once
+
+    def layers(self, seq: Any) -> tuple[Layer, ...] | None:
+        """Validated layers of an expanded list; None if expansion or validation failed for any."""
+        if seq is FAILED:
+            return None
+        layers = [None if entry is FAILED else self.layer(entry) for entry in seq]
+        return None if any(layer is None for layer in layers) else tuple(layers)  # type: ignore[misc]
+
+    def layer(self, entry: Map) -> Layer | None:
+        if id(entry) not in self.done:
+            self.done[id(entry)] = self._validate(entry)
+        return self.done[id(entry)]
+
+    def _validate(self, entry: Map) -> Layer | None:
+        ((kind, body),) = entry.items()
+        cls = REGISTRY[kind]
+        fields, ok = Map(mark=body.mark), True
+        for key, value in body.items():
+            if key in cls.children:
+                value = self.children(value, cls.children[key])
+                ok = ok and value is not None
+            fields.set(key, value, body.value_mark(key), body.key_mark(key))
+        if not ok:
+            return None
+        try:
+            layer = cls.model_validate(dict(fields))
+        except ValidationError as err:
+            self.problems += pydantic_problems(err, fields, entry.origin or (), cls.model_fields)
+            return None
+        assert isinstance(layer, Layer)
+        layer._mark, layer._source = entry.mark, entry.origin or ()
+        return layer
+
+    def children(self, value: Any, depth: int) -> Any:
+        if depth == 1 or value is FAILED:
+            return self.layers(value)
+        out = [self.children(v, depth - 1) for v in value]
+        return None if any(o is None for o in out) else tuple(out)
+
+    def aux(self, raw: Any, stages: dict[str, tuple[Layer, ...]] | None) -> Any:
+        """`aux: {name: {after: b4.0, weight: 0.3, layers: [...]}}`, each tap checked against the stages."""
+        if not isinstance(raw, Map):
+            return raw  # Pydantic reports the type
+        heads = {}
+        for name, body in raw.items():
+            path: FieldPath = ("aux", name)
+            if not isinstance(body, Map):
+                self.problems.append(problem(raw.value_mark(name), path, "expected a mapping of after, weight and "
+                                                                         f"layers, got {short(body)}"))
+                continue
+            fields = Map(mark=body.mark)
+            for key, value in body.items():
+                if key == "layers" and (value is FAILED or isinstance(value, Seq)):
+                    value = self.layers(value)
+                    if value is None:
+                        continue  # its problems are recorded; do not also call it missing
+                fields.set(key, value, body.value_mark(key), body.key_mark(key))
+            found: list[Problem] = []
+            head = check_model(Aux, fields, path, found)
+            self.problems += [p for p in found if "layers" in fields or p.path[:3] != path + ("layers",)]
+            if head is not None and stages is not None and self.tap_ok(name, head, raw, body, stages):
+                heads[name] = head
+        return heads
+
+    def tap_ok(self, name: str, head: Aux, raw: Map, body: Map, stages: dict[str, tuple[Layer, ...]]) -> bool:
+        stage, index = head.tap
+        where, path = body.value_mark("after"), ("aux", name, "after")
+        if name in stages:
+            self.problems.append(problem(raw.key_mark(name), path[:2], f"auxiliary head {name!r} has the name of "
+                                                                       "a stage"))
+        elif stage not in stages:
+            self.problems.append(problem(where, path, f"no stage {stage!r} to tap{hint(stage, stages)} "
+                                                      f"(stages: {', '.join(stages)})"))
+        elif index is not None and index >= len(stages[stage]):
+            self.problems.append(problem(where, path, f"stage {stage} has {len(stages[stage])} layers "
+                                                      f"(0 to {len(stages[stage]) - 1}); cannot tap after layer {index}"))
+        else:
+            return True
+        return False
+
+
+def validate(raw: Map) -> Spec:
+    """Expand and validate a resolved spec tree. Raises `SpecError` listing every problem with its place."""
+    expanded = expand(raw)
+    tree, problems = expanded.tree, list(expanded.problems)
+    validator = _Validator()
+    for key in tree:
+        if key not in Spec.model_fields:
+            problems.append(problem(tree.key_mark(key), (key,), f"unknown top-level field {key!r}"
+                                    f"{hint(key, SPEC_KEYS)} (fields: {', '.join(sorted(SPEC_KEYS))})"))
+    fields = {k: v for k, v in tree.items() if k in Spec.model_fields}
+    stages = None
+    if isinstance(tree.get("stages"), Map):
+        validated = {name: validator.layers(seq) for name, seq in tree["stages"].items()}
+        stages = {name: layers or () for name, layers in validated.items()}  # a failed stage is reported
+        fields["stages"] = stages
+    if "aux" in tree:
+        fields["aux"] = validator.aux(tree["aux"], stages)
+    problems += validator.problems
+    try:
+        spec = Spec.model_validate(fields)
+    except ValidationError as err:
+        problems += pydantic_problems(err, tree, (), Spec.model_fields)
+    if problems:
+        raise SpecError(sorted(problems, key=lambda p: (p.file, p.line, p.col)))
+    return spec

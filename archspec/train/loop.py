@@ -1,0 +1,326 @@
+"""Training and evaluation with Gluon's own pieces: the built network hybridized, `gluon.Trainer`,
+softmax cross-entropy (plus the auxiliary heads' weighted losses), MXNet's kvstore for several
+devices or machines. A run folder holds everything a run produces; checkpoints make it resumable.
+
+Determinism: the data order of epoch e is a permutation seeded by (seed, e), and MXNet's generator is
+reseeded from (seed, step) before every step, so a run resumed from a checkpoint repeats exactly what
+an uninterrupted run does.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional, TextIO, Union
+
+import mxnet as mx
+import numpy as onp
+from mxnet import autograd, gluon, np
+
+from ..files import save_atomically, write_atomically
+from ..gluon.build import build_model
+from ..gluon.modules import Network
+from ..spec import Overrides, load_spec
+from ..spec.diagnostics import InputError
+from ..spec.resolve import annotated_yaml, load_resolved
+from . import data as datasets
+from .checkpoints import latest_checkpoint, restore, save_checkpoint
+from .config import Config
+
+METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds")
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C: the message says where the run stopped and how to resume it."""
+
+
+@dataclass
+class _Tally:
+    loss: float = 0.0
+    correct: int = 0
+    count: int = 0
+    seconds: float = 0.0
+
+    def add(self, loss: float, correct: int, count: int) -> None:
+        self.loss, self.correct, self.count = self.loss + loss, self.correct + correct, self.count + count
+
+
+def parse_contexts(text: Optional[str]) -> list[Any]:
+    """`cpu`, `gpu:0,1`, `gpu:0,gpu:1` -> a list of MXNet contexts."""
+    if not text or text == "cpu":
+        return [mx.cpu()]
+    kind, _, ids = text.partition(":")
+    if kind not in ("cpu", "gpu") or not all(i.strip().removeprefix("gpu:").isdigit() for i in ids.split(",")):
+        raise InputError(f"--ctx: expected cpu, gpu:0 or gpu:0,1, got {text!r}")
+    devices = [int(i.strip().removeprefix("gpu:")) for i in ids.split(",")]
+    if kind == "gpu" and max(devices) >= mx.context.num_gpus():
+        raise InputError(f"--ctx {text}: this machine has {mx.context.num_gpus()} GPU(s)")
+    return [getattr(mx, kind)(i) for i in devices]
+
+
+class Progress:
+    """One line per epoch: a bar, loss, accuracy, images/s and ETA; redrawn in place on a terminal."""
+
+    def __init__(self, epoch: int, epochs: int, steps: int, stream: Optional[TextIO] = None):
+        self.epoch, self.epochs, self.steps = epoch, epochs, steps
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.last = 0.0
+
+    def update(self, step: int, tally: _Tally, final: bool = False) -> None:
+        now = time.perf_counter()
+        if not final and (now - self.last < (0.2 if self.tty else 10.0)):
+            return
+        self.last = now
+        done = step / max(self.steps, 1)
+        rate = tally.count / tally.seconds if tally.seconds else 0.0
+        eta = (self.steps - step) * (tally.seconds / max(step, 1)) if rate else 0.0
+        bar = "#" * int(24 * done) + "." * (24 - int(24 * done))
+        line = (f"epoch {self.epoch}/{self.epochs} [{bar}] {step}/{self.steps} "
+                f"loss {tally.loss / max(tally.count, 1):.4f} acc {tally.correct / max(tally.count, 1):.3f} "
+                f"{rate:,.0f} img/s " + (f"{tally.seconds:.1f}s" if final else f"ETA {eta:.0f}s"))
+        self.stream.write(("\r" + line + ("\n" if final else "")) if self.tty else line + "\n")
+        self.stream.flush()
+
+
+def _loss_and_outputs(net: Network, loss_fn: Any, x: Any, y: Any) -> tuple[Any, Any]:
+    outputs = net(x)
+    if not isinstance(outputs, (tuple, list)):
+        return loss_fn(outputs, y), outputs
+    main, *aux = outputs
+    weights = [head.weight for head in net.spec.aux.values()]
+    return loss_fn(main, y) + sum(w * loss_fn(a, y) for w, a in zip(weights, aux)), main
+
+
+def _correct(outputs: Any, labels: Any) -> int:
+    return int((outputs.argmax(axis=1) == labels.astype("int64")).sum())
+
+
+def evaluate(net: Network, split: datasets.Split, batch_size: int = 256, ctx: Any = None) -> tuple[float, float]:
+    """(mean loss, accuracy) of `net` on a split, in inference mode; images are resized to the spec's input."""
+    ctx = ctx or [net.collect_params().list_ctx()[0]]
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    tally = _Tally()
+    size = (net.spec.input.height, net.spec.input.width)
+    for images, labels in datasets.batches(split, batch_size, onp.arange(len(split))):
+        x = datasets.to_input(images, size, ctx[0])
+        y = np.array(labels, ctx=ctx[0])
+        out = net(x)
+        tally.add(float(loss_fn(out, y).sum()), _correct(out, y), len(labels))
+    return tally.loss / max(tally.count, 1), tally.correct / max(tally.count, 1)
+
+
+def _check_run_folder(out: Path, config: Config, spec_name: str, resume: bool) -> None:
+    """A new run needs an empty folder; a resumed one the settings it was started with."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: not a folder; --out names the run folder")
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise InputError(f"{out}: the run folder is not empty; pass --resume to continue it, or choose another --out")
+    run_file = out / "config.json"
+    if resume and run_file.is_file():
+        try:
+            saved = json.loads(run_file.read_text())
+            before = dict(saved.get("config", {}))
+        except (OSError, ValueError, AttributeError, TypeError):
+            raise InputError(f"{run_file}: corrupt run record; start a new run folder") from None
+        diff = {k: (before.get(k), v) for k, v in config.model_dump().items()
+                if k not in Config.MAY_CHANGE and before.get(k) != v}
+        if diff or saved.get("spec") != spec_name:
+            raise InputError(f"{out}: --resume continues a run with the same settings; these differ "
+                             f"(saved, now): {diff or {'spec': (saved.get('spec'), spec_name)}}")
+
+
+def _step(net: Network, trainer: Any, loss_fn: Any, x: Any, labels: Any, contexts: list[Any]) -> tuple[float, int]:
+    """One training step on a batch split across `contexts`; returns (summed loss, correct predictions)."""
+    xs = gluon.utils.split_and_load(x, contexts, even_split=False)
+    ys = gluon.utils.split_and_load(np.array(labels, ctx=contexts[0]), contexts, even_split=False)
+    with autograd.record():
+        results = [_loss_and_outputs(net, loss_fn, x, y) for x, y in zip(xs, ys)]
+    for loss, _ in results:
+        loss.backward()
+    trainer.step(len(labels))
+    return (sum(float(loss.sum()) for loss, _ in results),
+            sum(_correct(out, y) for (_, out), y in zip(results, ys)))
+
+
+@dataclass
+class _Run:
+    """A run in progress: what `_setup` made, and where it is (epoch, step, the epoch's tally, history)."""
+
+    config: Config
+    out: Path
+    net: Network
+    trainer: Any
+    contexts: list[Any]
+    train_split: datasets.Split
+    test_split: datasets.Split
+    steps: int  # per epoch
+    rank: int
+    workers: int
+    stream: TextIO
+    epoch: int = 0
+    step: int = 0  # within the epoch
+    global_step: int = 0
+    tally: _Tally = field(default_factory=_Tally)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    loss_fn: Any = field(default_factory=gluon.loss.SoftmaxCrossEntropyLoss)
+
+    def checkpoint(self) -> None:
+        state = {"epoch": self.epoch, "step_in_epoch": self.step, "step": self.global_step,
+                 "tally": asdict(self.tally), "history": self.history}
+        save_checkpoint(self.out / "checkpoints", self.net, self.trainer, state, self.config.keep)
+
+    def resume_from(self, meta: dict[str, Any]) -> None:
+        restore(meta, self.net, self.trainer)
+        self.epoch, self.step, self.global_step = meta["epoch"], meta["step_in_epoch"], meta["step"]
+        self.tally, self.history = _Tally(**meta["tally"]), meta["history"]
+        print(f"resuming {self.out} at epoch {self.epoch + 1}, step {self.step}/{self.steps}", file=self.stream)
+
+    def run_epoch(self) -> None:
+        """The rest of the current epoch, from `step`; then test, metrics and an end-of-epoch checkpoint."""
+        config, size = self.config, (self.net.spec.input.height, self.net.spec.input.width)
+        order = onp.random.default_rng([config.seed, self.epoch]).permutation(len(self.train_split))
+        order = order[self.rank::self.workers][:self.steps * config.batch_size]
+        progress = Progress(self.epoch + 1, config.epochs, self.steps, self.stream)
+        for images, labels in datasets.batches(self.train_split, config.batch_size, order, start=self.step):
+            started = time.perf_counter()
+            mx.random.seed(config.seed * 1_000_003 + self.global_step)  # dropout masks do not depend on history
+            x = datasets.to_input(images, size, self.contexts[0])
+            self.tally.add(*_step(self.net, self.trainer, self.loss_fn, x, labels, self.contexts), len(labels))
+            self.tally.seconds += time.perf_counter() - started
+            self.step, self.global_step = self.step + 1, self.global_step + 1
+            progress.update(self.step, self.tally)
+            if config.checkpoint_every and self.global_step % config.checkpoint_every == 0 and self.step < self.steps:
+                self.checkpoint()
+        progress.update(self.step, self.tally, final=True)
+        test_loss, test_acc = evaluate(self.net, self.test_split, max(config.batch_size, 256), self.contexts)
+        t = self.tally
+        self.history.append({"epoch": self.epoch + 1, "train_loss": t.loss / max(t.count, 1),
+                             "train_acc": t.correct / max(t.count, 1), "test_loss": test_loss, "test_acc": test_acc,
+                             "images_per_s": t.count / max(t.seconds, 1e-9), "seconds": t.seconds})
+        print(f"epoch {self.epoch + 1}: test loss {test_loss:.4f}, test acc {test_acc:.3f}", file=self.stream)
+        self.epoch, self.step, self.tally = self.epoch + 1, 0, _Tally()
+        _write_metrics(self.out, self.history)
+        self.checkpoint()
+
+    def interrupted(self) -> TrainingInterrupted:
+        last = latest_checkpoint(self.out / "checkpoints")
+        where = f"epoch {last['epoch'] + 1}, step {last['step_in_epoch']}" if last else "the start"
+        return TrainingInterrupted(f"interrupted in epoch {self.epoch + 1} at step {self.step}; the last checkpoint "
+                                   f"is at {where}. Continue with the same command and --resume")
+
+    def finish(self) -> None:
+        save_atomically(self.out / "final.params", self.net.save_parameters)
+        _plot(self.out, self.history)
+
+
+def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resume: bool,
+           command: Optional[list[str]], stream: TextIO) -> _Run:
+    """Everything checked before the run folder is touched, then the network, the trainer and the folder."""
+    contexts = parse_contexts(config.ctx)
+    if config.resize:
+        overrides = _with_input(overrides, config.resize)
+    spec = load_spec(spec_path, overrides)
+    distributed = config.kvstore.startswith("dist")
+    kv = mx.kv.create(config.kvstore) if distributed else config.kvstore
+    rank, workers = (kv.rank, kv.num_workers) if distributed else (0, 1)
+    if distributed:
+        out = out / f"worker-{rank}"  # each worker keeps its own run folder
+    _check_run_folder(out, config, spec.name, resume)
+    train_split = datasets.load(config.data, "train", config.data_dir)  # bad data: nothing written yet
+    test_split = datasets.load(config.data, "test", config.data_dir)
+    if train_split.images.shape[-1] != spec.input.channels:
+        raise InputError(f"the data has {train_split.images.shape[-1]} channel(s); {spec.name} takes "
+                         f"{spec.input.channels} (set input.channels)")
+    if distributed:  # dist_sync needs the same number of equal batches on every worker: drop the rest
+        steps = len(train_split) // workers // config.batch_size
+        if steps == 0:
+            raise InputError(f"{len(train_split)} training examples cannot give {workers} workers a batch of "
+                             f"{config.batch_size} each")
+    else:
+        steps = math.ceil(len(train_split) / config.batch_size)
+    out.mkdir(parents=True, exist_ok=True)
+
+    mx.random.seed(config.seed)
+    net = build_model(spec, ctx=contexts)
+    # Distributed: the servers hold the weights and the optimizer (MXNet's default), so every worker pulls the
+    # same weights. Local updates from summed gradients (update_on_kvstore=False) let workers drift apart:
+    # one run in four here ended with a layer differing by 6.3 between the two workers.
+    trainer = gluon.Trainer(net.collect_params(), config.optimizer, config.optimizer_params(), kvstore=kv,
+                            update_on_kvstore=True if distributed else None)
+    run = _Run(config, out, net, trainer, contexts, train_split, test_split, steps, rank, workers, stream)
+    meta = latest_checkpoint(out / "checkpoints") if resume else None
+    if resume and not meta:
+        print(f"{out}: no checkpoint to resume from; starting from the beginning", file=stream)
+    if meta:
+        run.resume_from(meta)
+    else:
+        (out / "spec.yaml").write_text(annotated_yaml(load_resolved(spec_path, overrides)))
+    write_atomically(out / "config.json", json.dumps({"spec": spec.name, "config": config.model_dump()},
+                                                     indent=1).encode())
+    with open(out / "command.txt", "a") as f:
+        f.write(" ".join(command or sys.argv) + "\n")
+    return run
+
+
+def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[str]], config: Config = Config(),
+          overrides: Overrides = None, resume: bool = False, command: Optional[list[str]] = None,
+          stream: Optional[TextIO] = None) -> tuple[list[dict[str, Any]], Path]:
+    """Train a spec; returns the per-epoch metrics and the run folder (`out`, or `out/worker-K` for worker K of
+    a distributed run). See the module docstring and the README for what the folder holds."""
+    run = _setup(spec_path, Path(out), config, overrides, resume, command, stream or sys.stderr)
+    try:
+        while run.epoch < config.epochs:
+            run.run_epoch()
+    except KeyboardInterrupt:
+        raise run.interrupted() from None
+    run.finish()
+    return run.history, run.out
+
+
+def _with_input(overrides: Overrides, resize: int) -> Overrides:
+    extra = {"input.height": resize, "input.width": resize}
+    if overrides is None:
+        return extra
+    if isinstance(overrides, dict):
+        return {**overrides, **extra}
+    return [*overrides, *(f"{k}={v}" for k, v in extra.items())]
+
+
+def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, METRICS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: (round(v, 6) if isinstance(v, float) else v) for k, v in row.items()} for row in history)
+    write_atomically(out / "metrics.csv", text.getvalue().encode())
+    write_atomically(out / "metrics.json", json.dumps(history, indent=1).encode())
+
+
+def _plot(out: Path, history: list[dict[str, Any]]) -> None:
+    """The curves D2L's `train_ch6` draws: train loss, train accuracy and test accuracy by epoch."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no curves.png (pip install 'archspec[d2l]')", file=sys.stderr)
+        return
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(4.5, 3.2), dpi=120)
+    for key, style, label in (("train_loss", "-", "train loss"), ("train_acc", "m--", "train acc"),
+                              ("test_acc", "g-.", "test acc")):
+        ax.plot(epochs, [h[key] for h in history], style, label=label)
+    ax.set_xlabel("epoch")
+    ax.set_xlim(1, max(epochs[-1], 2))
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    save_atomically(out / "curves.png", lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
