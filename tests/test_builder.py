@@ -1,4 +1,7 @@
 """The spec-built GoogLeNet is the seed's GoogLeNet: same layers, shapes, parameters and outputs."""
+import subprocess
+import sys
+
 import numpy as onp
 import pytest
 from mxnet import np, npx
@@ -134,3 +137,25 @@ def test_onednn_fusion_for_inference_keeps_the_outputs():
     fused.optimize_for(np.zeros((1, 1, 96, 96)), backend="MKLDNN", static_alloc=True, static_shape=True)
     x = np.random.uniform(size=(2, 1, 96, 96))
     assert onp.abs(net(x).asnumpy() - fused(x).asnumpy()).max() < 1e-5
+
+
+def test_the_readmes_custom_kind_is_one_register_call(tmp_path):
+    """The README's own example: a kind defined in user code validates, analyses and builds, and MXNet agrees."""
+    readme = (ROOT / "README.md").read_text()
+    example = readme[readme.index("```python\nfrom typing import ClassVar"):].split("```")[1].removeprefix("python")
+    spec = tmp_path / "mish.yaml"
+    spec.write_text("name: m\ninput: {channels: 1, height: 8, width: 8}\n"
+                    "stages:\n  body: [{conv: {channels: 4, kernel: 3}}, mish, flatten, {dense: 3}]\n")
+    code = example + f"""
+from archspec import build_model, load_spec, summarize
+from mxnet import np
+summary = summarize(load_spec({str(spec)!r}))
+net = build_model({str(spec)!r})
+x = np.ones((2, 1, 8, 8))
+assert summary.row("body.1").kind == "mish" and summary.row("body.1").output == (4, 6, 6)
+assert net(x).shape == (2, 3)
+assert sum(p.data().size for p in net.collect_params().values()) == summary.params
+print("ok")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]

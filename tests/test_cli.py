@@ -101,3 +101,15 @@ def test_resolve_prints_each_value_with_its_origin(capsys):
     assert "num_classes: 5  # --set num_classes=5" in out
     resolved = yaml.safe_load(out)  # still a spec: it validates as the original does
     assert resolved["defaults"]["conv"] == {"activation": "relu", "batchnorm": True}
+
+
+def test_github_format_cannot_be_forged_by_a_spec(tmp_path, capsys):
+    """A spec's text is data: a carriage return or `::` in it cannot start a workflow command of its own, and a
+    file name cannot add properties."""
+    path = tmp_path / "a,b::c.yaml"
+    path.write_text("name: t\ninput: {channels: 1, height: 8, width: 8}\n"
+                    'stages:\n  s:\n    - "conv\\r::error file=x.py,line=1::forged"\n')
+    assert main(["validate", "--format", "github", str(path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines and "\r" not in "".join(lines)
+    assert all(line.startswith(f"::error file={tmp_path}/a%2Cb%3A%3Ac.yaml,line=5,") for line in lines), lines

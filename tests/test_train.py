@@ -190,3 +190,23 @@ aux:
     initial = build_model(spec)
     # the head's loss reached it: without it its gradient would be zero and Adam would not move it
     assert not onp.array_equal(saved["side.1.weight"], initial.side[1].weight.data().asnumpy())
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--batch-size", "-5", "--batch-size: input should be greater than or equal to 1, got -5"),
+    ("--keep", "0", "--keep: input should be greater than or equal to 1"),
+    ("--keep", "-1", "--keep: input should be greater than or equal to 1"),
+    ("--checkpoint-every", "-1", "--checkpoint-every: input should be greater than or equal to 0"),
+    ("--resize", "0", "--resize: input should be greater than or equal to 1"),
+    ("--lr", "nan", "--lr: input should be a finite number"), ("--lr", "0", "--lr: input should be greater than 0"),
+    ("--epochs", "0", "--epochs: input should be greater than or equal to 1"),
+    ("--kvstore", "bogus", "invalid choice: 'bogus'"), ("--ctx", "tpu:0", "--ctx: expected cpu, gpu:0 or gpu:0,1")])
+def test_bad_settings_are_refused_before_anything_is_written(digits, tmp_path, capsys, option, value, message):
+    code = None
+    try:
+        code = main(train_args(digits, tmp_path / "run", option, value))
+    except SystemExit as e:  # argparse: a value outside the choices is bad usage
+        code = e.code
+    assert code in (1, 2)
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

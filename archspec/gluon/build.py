@@ -43,7 +43,8 @@ class _Builder:
         children = [self.sequence(seq, child_path(path, name)) if seq else None for name, seq in layer.sequences()]
         try:
             return construct(layer, self.summary.row(path).input, children)
-        except (MXNetError, ValueError, AssertionError, TypeError) as e:  # shapes were checked; this is a bug
+        # The shapes were checked: this is a bug, or a kind of the user's that cannot build itself.
+        except (MXNetError, ValueError, AssertionError, TypeError, NotImplementedError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise SpecError([problem(layer._mark, layer._source, f"MXNet could not build this {layer.kind}: "
                                                                  f"{first}")]) from None

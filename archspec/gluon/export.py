@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-
-from typing import Any, Union
+from typing import Any, Literal, Union
 
 from ..spec.diagnostics import InputError
 from .build import traced
@@ -16,7 +15,7 @@ from .modules import Network
 FORMATS = ("mxnet", "onnx")
 
 
-def export(net: Network, output: Union[str, os.PathLike[str]], fmt: str = "mxnet") -> list[Path]:
+def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxnet", "onnx"] = "mxnet") -> list[Path]:
     """Write a network built by `build_model` (with its current weights) and return the files written.
 
     `mxnet`: `OUTPUT-symbol.json` and `OUTPUT-0000.params`, loadable with

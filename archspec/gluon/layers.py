@@ -2,7 +2,7 @@
 
 A constructor takes the validated layer, the shape it receives (from the analysis) and the Gluon blocks
 already built for its child sequences (composite kinds only), and returns a Gluon block. A user's kind
-brings its constructor as its own `block` method instead, so one `register` call adds the whole kind.
+brings its constructor as its own `gluon` method instead, so one `register` call adds the whole kind.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ _FUSABLE = ("relu", "sigmoid", "tanh", "softrelu", "softsign")
 
 
 def constructs(kind: type[Layer]) -> Callable[[Constructor], Constructor]:
-    """Decorator: the Gluon constructor of `kind` (and of its subclasses that define no `block`)."""
+    """Decorator: the Gluon constructor of `kind` (and of its subclasses that define no `gluon`)."""
     def register(constructor: Constructor) -> Constructor:
         CONSTRUCTORS[kind] = constructor
         return constructor
@@ -31,12 +31,13 @@ def constructs(kind: type[Layer]) -> Callable[[Constructor], Constructor]:
 
 
 def construct(layer: Layer, shape: Shape, children: Children) -> nn.HybridBlock:
-    """The Gluon block of `layer`: the nearest constructor up its class hierarchy, its own `block` first."""
+    """The Gluon block of `layer`: the nearest constructor up its class hierarchy (a kind's own `gluon` method
+    or one registered for it here), so a user's subclass of a built-in kind builds as its parent does."""
     for cls in type(layer).__mro__:
         if cls in CONSTRUCTORS:
             return CONSTRUCTORS[cls](layer, shape, children)
-        if "block" in cls.__dict__:  # a user's kind (Layer's own block raises: no constructor)
-            return layer.block(shape, children) if layer.sequences() else layer.block(shape)
+        if "gluon" in cls.__dict__:  # a user's kind (Layer's own `gluon` raises: no constructor)
+            return layer.gluon(shape, children) if layer.sequences() else layer.gluon(shape)
     raise TypeError(f"{type(layer).__name__} is not a layer kind")
 
 
@@ -97,7 +98,7 @@ def dense(layer: k.Dense, shape: Shape, children: Children) -> nn.HybridBlock:
     if fused:
         return block
     seq = nn.HybridSequential()
-    seq.add(block, activation(layer.activation))
+    seq.add(block, activation(str(layer.activation)))
     return seq
 
 

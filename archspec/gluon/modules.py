@@ -24,7 +24,7 @@ class ParallelBlock(nn.HybridBlock):
         self._names = []  # None marks an identity branch
         for i, branch in enumerate(branches, 1):
             name = None if branch is None else f"branch{i}"
-            if branch is not None:
+            if name is not None:
                 setattr(self, name, branch)  # registers the child; `block.branch2` reads like D2L's b2_1
             self._names.append(name)
 

@@ -4,6 +4,7 @@ and the diagrams read its rows by path. Shape errors become `SpecError`s at the 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Callable
 
 from .diagnostics import UNKNOWN, Problem, SpecError, problem
@@ -78,13 +79,9 @@ class Summary:
         """The row of a stage, head or layer by its path (`b3`, `b3.0.branch2.1`)."""
         return self._by_path[path]
 
-    @property
+    @cached_property
     def _by_path(self) -> dict[str, Row]:
-        index = self.__dict__.get("_index")
-        if index is None:
-            index = {r.path: r for r in self.rows}
-            object.__setattr__(self, "_index", index)
-        return index
+        return {r.path: r for r in self.rows}
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "input": list(self.input), "output": list(self.output),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from ..files import write_atomically
 from .analysis import Summary, child_path, summarize
@@ -89,7 +90,7 @@ def _describe(layer: Layer) -> str:
     return layer.kind + ("\n" + ", ".join(parts) if parts else "")
 
 
-def _value(v) -> str:
+def _value(v: Any) -> str:
     if isinstance(v, (list, tuple)):
         return "x".join(map(str, v))
     if isinstance(v, dict):

@@ -117,7 +117,7 @@ class _Expansion:
         if not isinstance(item, Map):
             self.report([problem(mark, path, f"expected a layer such as `conv: {{...}}`, got {short(item)}")])
         if self.scope:
-            item = self.substitute(item, path)
+            item = self.substitute(item, path, mark)
         kinds = [k for k in item if k != "repeat"]
         if len(kinds) != 1:
             what = "no layer kind" if not kinds else f"several layer kinds ({', '.join(kinds)})"
@@ -139,7 +139,7 @@ class _Expansion:
                                                   f"(kinds: {', '.join(known)})")])
         return [self.layer(kind, item[kind], where, key_mark)] * repeat
 
-    def substitute(self, value: Any, path: FieldPath) -> Any:
+    def substitute(self, value: Any, path: FieldPath, mark: Mark) -> Any:
         """`value` with every `$name` string replaced by the argument's value (which keeps its own mark)."""
         found: list[Problem] = []
 
@@ -161,7 +161,7 @@ class _Expansion:
                            [self.origin(v, value.value_mark(i)) for i, v in enumerate(value)])
             return value
 
-        out = walk(value, path, getattr(value, "mark", None))
+        out = walk(value, path, mark)
         self.report(found)
         return out
 
@@ -200,7 +200,7 @@ class _Expansion:
         scope = dict(self.scope)
         for arg, default in args.items():
             if default is not None:  # a default may itself name an outer argument (`$growth_rate`)
-                scope[arg] = (self.substitute(default, path), args.value_mark(arg))
+                scope[arg] = (self.substitute(default, path, args.value_mark(arg)), args.value_mark(arg))
         found = [problem(body.key_mark(arg), path + (arg,), f"block {name} has no argument {arg!r}"
                                                             f"{hint(arg, args)} (arguments: {', '.join(args) or 'none'})")
                  for arg in body if arg not in args]
@@ -269,7 +269,7 @@ def _entry(kind: str, body: Map, path: FieldPath, mark: Mark) -> Map:
 
 def _field_adapter(cls: type[BaseModel], name: str) -> TypeAdapter[Any]:
     info = cls.model_fields[name]
-    return TypeAdapter(Annotated[info.annotation, info])  # type: ignore[name-defined]
+    return TypeAdapter(Annotated[info.annotation, info])  # type: ignore[arg-type]
 
 
 def _defaults(raw: Any, mark: Mark, problems: list[Problem]) -> dict[str, Map]:

@@ -2,6 +2,8 @@
 validate it, so that editors (yaml-language-server) complete and check specs while they are typed."""
 from __future__ import annotations
 
+from typing import Any
+
 from .expand import MAX_REPEAT, Scaling
 from .kinds import REGISTRY
 from .schema import Spec
@@ -74,8 +76,8 @@ def spec_schema() -> dict:
     return _link({"$schema": SCHEMA_URL, "title": "archspec network spec", **spec, "$defs": dict(sorted(defs.items()))})
 
 
-def _link(node):
-    """Replace the placeholder that `layers.Layers` puts in the JSON Schema by a reference to LayerEntry."""
+def _link(node: Any) -> Any:
+    """Replace the placeholder that `kinds.Layers` puts in the JSON Schema by a reference to LayerEntry."""
     if isinstance(node, dict):
         return {"$ref": "#/$defs/LayerEntry"} if node.get("x-layer-entry") else {k: _link(v) for k, v in node.items()}
     if isinstance(node, list):
@@ -111,6 +113,8 @@ def _enum(schema: dict) -> list:
     return next((s["enum"] for s in schema.get("anyOf", []) if "enum" in s), [])
 
 
-def _yaml(value) -> str:
-    return {True: "true", False: "false", None: "null"}.get(value, value) if not isinstance(value, (int, float)) \
-        or isinstance(value, bool) else str(value)
+def _yaml(value: Any) -> str:
+    """A default as YAML writes it: `true`, `null`, `5`."""
+    if value is None or isinstance(value, bool):
+        return {True: "true", False: "false", None: "null"}[value]
+    return str(value)

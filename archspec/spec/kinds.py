@@ -1,7 +1,7 @@
 """Layer kinds. Each kind is one Pydantic model carrying, side by side, its fields and their validation,
 its shape rule and its parameter, state and MAC counts. Nothing here imports MXNet: the Gluon
 constructor of each built-in kind is registered with it from the backend (`archspec.gluon.layers`),
-and a user's kind brings its own in its `block` method, so `register` adds a whole kind in one call.
+and a user's kind brings its own in its `gluon` method, so `register` adds a whole kind in one call.
 
 A *layer* (`Layer`) is something the analyser and the builder understand; a composite layer holds
 sequences of layers (`sequences()`) and combines their outputs (`combine()`). A *macro* (`Macro`) is
@@ -76,7 +76,7 @@ class Layer(_Kind):
     """A layer the analyser and the builder understand.
 
     A leaf kind overrides `infer` (its shape rule), the counts it has (`params`, `state`, `macs`) and, for
-    a kind of your own, `block` (its Gluon constructor). A composite kind returns its child sequences from
+    a kind of your own, `gluon` (its Gluon constructor). A composite kind returns its child sequences from
     `sequences()` and merges their output shapes in `combine()`. `lint` may warn about a valid but useless
     layer. Any hook may raise `ShapeError`; the analyser reports it at the layer's YAML line.
     """
@@ -113,10 +113,10 @@ class Layer(_Kind):
         """Why this layer, valid as it is, does nothing useful on `shape` (a warning), or None."""
         return None
 
-    def block(self, shape: Shape, children: Any = ()) -> Any:
+    def gluon(self, shape: Shape, children: Any = ()) -> Any:
         """The Gluon block of a kind of your own for an input of `shape` (import MXNet inside). A composite
         kind also gets the Gluon blocks built for its `sequences()` (None for an empty one)."""
-        raise NotImplementedError(f"{type(self).__name__} has no Gluon constructor (define block)")
+        raise NotImplementedError(f"{type(self).__name__} has no Gluon constructor (define gluon)")
 
     def display(self) -> str:
         return self.kind
@@ -172,7 +172,7 @@ class Conv(Layer):
         False, description="Batch norm between convolution and activation: true, or {epsilon, momentum}.")
 
     @model_validator(mode="after")
-    def _groups_divide_channels(self):
+    def _groups_divide_channels(self) -> Conv:
         if self.channels % self.groups:
             raise ValueError(f"channels ({self.channels}) must be divisible by groups ({self.groups})")
         return self
@@ -184,24 +184,24 @@ class Conv(Layer):
             return BatchNormOptions()
         return self.batchnorm or None
 
-    def infer(self, shape):
+    def infer(self, shape: Shape) -> Shape:
         c, h, w = _need_image(self.kind, shape)
         if c % self.groups:
             raise ShapeError(f"input channels ({c}) must be divisible by groups ({self.groups})")
         (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(pair, (self.kernel, self.stride, self.padding, self.dilation))
         return (self.channels, _window(h, kh, sh, ph, dh), _window(w, kw, sw, pw, dw))
 
-    def _weights(self, shape) -> int:
+    def _weights(self, shape: Shape) -> int:
         kh, kw = pair(self.kernel)
         return self.channels * (shape[0] // self.groups) * kh * kw
 
-    def params(self, shape, out):
+    def params(self, shape: Shape, out: Shape) -> int:
         return self._weights(shape) + self.channels * (self.bias + 2 * bool(self.bn_options))
 
-    def state(self, shape, out):
+    def state(self, shape: Shape, out: Shape) -> int:
         return 2 * self.channels if self.bn_options else 0
 
-    def macs(self, shape, out):
+    def macs(self, shape: Shape, out: Shape) -> int:
         return self._weights(shape) * out[1] * out[2]
 
 
@@ -209,27 +209,31 @@ class Conv(Layer):
 # Pooling
 
 
-class _Pool(Layer):
+class _Pooling(Layer):
+    """Pooling of any kind: on a 1x1 input it does nothing."""
+
+    def lint(self, shape: Shape) -> str | None:
+        return f"{self.kind} on a 1x1 input does nothing" if shape[1:] == (1, 1) else None
+
+
+class _Pool(_Pooling):
     kernel: Pair = Field(description="Window size: an integer or [height, width].")
     stride: Pair | None = Field(None, description="Stride; defaults to the window size, as in Gluon.")
     padding: PairOrZero = Field(0, description="Padding on each side: an integer or [height, width].")
     ceil_mode: Flag = Field(False, description="Round the output size up instead of down.")
 
     @model_validator(mode="after")
-    def _padding_within_window(self):
+    def _padding_within_window(self) -> _Pool:
         if any(p >= k for p, k in zip(pair(self.padding), pair(self.kernel))):
             raise ValueError(f"padding {self.padding} must be smaller than the window {self.kernel} "
                              "(MXNet pools only windows that overlap the input)")
         return self
 
-    def infer(self, shape):
+    def infer(self, shape: Shape) -> Shape:
         c, h, w = _need_image(self.kind, shape)
         (kh, kw), (ph, pw) = pair(self.kernel), pair(self.padding)
         sh, sw = pair(self.stride if self.stride is not None else self.kernel)
         return (c, _window(h, kh, sh, ph, ceil=self.ceil_mode), _window(w, kw, sw, pw, ceil=self.ceil_mode))
-
-    def lint(self, shape):
-        return f"{self.kind} on a 1x1 input does nothing" if shape[1:] == (1, 1) else None
 
 
 @register
@@ -247,13 +251,10 @@ class AvgPool(_Pool):
     count_include_pad: Flag = Field(True, description="Count padded zeros in the average, as Gluon does.")
 
 
-class _GlobalPool(Layer):
-    def infer(self, shape):
+class _GlobalPool(_Pooling):
+    def infer(self, shape: Shape) -> Shape:
         c, _, _ = _need_image(self.kind, shape)
         return (c, 1, 1)
-
-    def lint(self, shape):
-        return f"{self.kind} on a 1x1 input does nothing" if shape[1:] == (1, 1) else None
 
 
 @register
@@ -290,13 +291,13 @@ class Dense(Layer):
         """Inputs of each unit."""
         return math.prod(shape) if self.flatten else shape[-1]
 
-    def infer(self, shape):
+    def infer(self, shape: Shape) -> Shape:
         return (self.units,) if self.flatten else shape[:-1] + (self.units,)
 
-    def params(self, shape, out):
+    def params(self, shape: Shape, out: Shape) -> int:
         return (self.in_units(shape) + self.bias) * self.units
 
-    def macs(self, shape, out):
+    def macs(self, shape: Shape, out: Shape) -> int:
         return math.prod(out) * self.in_units(shape)
 
 
@@ -306,7 +307,7 @@ class Flatten(Layer):
 
     kind: ClassVar[str] = "flatten"
 
-    def infer(self, shape):
+    def infer(self, shape: Shape) -> Shape:
         return (math.prod(shape),)
 
 
@@ -318,10 +319,10 @@ class Dropout(Layer):
     shorthand: ClassVar[str] = "rate"
     rate: float = Field(ge=0, lt=1, description="Fraction of activations dropped while training.")
 
-    def infer(self, shape):
+    def infer(self, shape: Shape) -> Shape:
         return shape
 
-    def lint(self, shape):
+    def lint(self, shape: Shape) -> str | None:
         return "dropout with rate 0 does nothing" if self.rate == 0 else None
 
 
@@ -331,13 +332,13 @@ class BatchNorm(Layer, BatchNormOptions):
 
     kind: ClassVar[str] = "batchnorm"
 
-    def infer(self, shape):
+    def infer(self, shape: Shape) -> Shape:
         return shape
 
-    def params(self, shape, out):
+    def params(self, shape: Shape, out: Shape) -> int:
         return 2 * shape[0]
 
-    def state(self, shape, out):
+    def state(self, shape: Shape, out: Shape) -> int:
         return 2 * shape[0]
 
 
@@ -349,7 +350,7 @@ class ActivationLayer(Layer):
     shorthand: ClassVar[str] = "function"
     function: Activation = Field(description="The activation function.")
 
-    def infer(self, shape):
+    def infer(self, shape: Shape) -> Shape:
         return shape
 
 
@@ -364,12 +365,12 @@ class LRN(Layer):
     k: float = Field(2.0, gt=0, description="Additive constant (Gluon's `knorm`; Caffe uses 1).")
 
     @model_validator(mode="after")
-    def _odd(self):
+    def _odd(self) -> LRN:
         if self.size % 2 == 0:
             raise ValueError(f"size must be odd, got {self.size}")
         return self
 
-    def infer(self, shape):
+    def infer(self, shape: Shape) -> Shape:
         _need_image(self.kind, shape)
         return shape
 
@@ -391,10 +392,10 @@ class Sequential(Layer):
     layers: Layers = Field(description="The layers, in order.")
     label: str | None = Field(None, description="Shown in summaries and diagrams instead of `sequential`.")
 
-    def sequences(self):
+    def sequences(self) -> tuple[tuple[str | None, Layers], ...]:
         return ((None, self.layers),)
 
-    def activations(self, shape, out):
+    def activations(self, shape: Shape, out: Shape) -> int:
         return 0  # its layers write the values
 
     def display(self) -> str:
@@ -428,10 +429,10 @@ class Parallel(Layer):
                                                    "on the channel axis, or elementwise add / mul (broadcasting).")
     label: str | None = Field(None, description="Shown in summaries and diagrams instead of `parallel`.")
 
-    def sequences(self):
+    def sequences(self) -> tuple[tuple[str | None, Layers], ...]:
         return tuple((f"branch{i}", branch) for i, branch in enumerate(self.branches, 1))
 
-    def combine(self, shape, outs):
+    def combine(self, shape: Shape, outs: list[Shape]) -> Shape:
         if self.merge != "concat":
             return _broadcast(outs)
         if len({len(s) for s in outs}) > 1 or len({s[1:] for s in outs}) > 1:
@@ -463,8 +464,8 @@ class Inception(Macro):
     pool: Literal["maxpool", "avgpool"] = Field("maxpool", description="Branch 4's pooling.")
     activation: Activation | None = Field("relu", description="Activation after every convolution.")
 
-    def expand(self) -> dict:
-        def conv(channels, kernel, padding=0):
+    def expand(self) -> dict[str, Any]:
+        def conv(channels: int, kernel: int, padding: int = 0) -> dict[str, Any]:
             return {"conv": {"channels": channels, "kernel": kernel, "padding": padding,
                              "activation": self.activation}}
 

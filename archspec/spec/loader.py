@@ -90,16 +90,17 @@ def marked(value: Any, mark: Mark) -> Any:
 class _Loader(yaml.SafeLoader):
     """SafeLoader that refuses aliases and deep nesting while composing."""
 
-    def __init__(self, stream, name: str):
+    def __init__(self, stream: str, name: str):
         super().__init__(stream)
         self.name = name
         self._depth = 0
         self._nodes = 0
 
-    def mark(self, m) -> Mark:
-        return Mark(self.name, m.line + 1, m.column + 1)
+    def mark(self, m: Any) -> Mark:
+        """A PyYAML mark (0-based) as ours (1-based); the start of the file when PyYAML has none."""
+        return Mark(self.name, m.line + 1, m.column + 1) if m is not None else Mark(self.name, 1, 1)
 
-    def compose_node(self, parent, index):
+    def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             raise fail(self.mark(event.start_mark), (), "YAML aliases (*name) are not allowed in a spec; "
@@ -127,7 +128,7 @@ _Loader.add_implicit_resolver(
 )
 
 
-def _convert(loader: _Loader, node, path: tuple):
+def _convert(loader: _Loader, node: yaml.Node, path: tuple[Any, ...]) -> Any:
     """Turn a composed node into Map / Seq / scalar, refusing anything outside the JSON-like core."""
     mark = loader.mark(node.start_mark)
     if isinstance(node, yaml.MappingNode):
@@ -151,10 +152,10 @@ def _convert(loader: _Loader, node, path: tuple):
     if isinstance(node, yaml.SequenceNode):
         if node.tag != _SEQ_TAG:
             raise fail(mark, path, f"YAML tag {node.tag!r} is not allowed in a spec")
-        out = Seq(mark=mark)
+        seq = Seq(mark=mark)
         for i, item in enumerate(node.value):
-            out.append_marked(_convert(loader, item, path + (i,)), loader.mark(item.start_mark))
-        return out
+            seq.append_marked(_convert(loader, item, path + (i,)), loader.mark(item.start_mark))
+        return seq
     if node.tag not in _CORE_TAGS:
         raise fail(mark, path, f"YAML tag {node.tag!r} is not allowed in a spec "
                    "(only strings, numbers, booleans and null)")
@@ -217,6 +218,6 @@ def load_yaml(path: str | Path) -> Map:
     return data
 
 
-def _kind_of(value) -> str:
+def _kind_of(value: Any) -> str:
     return {list: "list", Seq: "list", str: "string", bool: "boolean", int: "number",
             float: "number"}.get(type(value), type(value).__name__)

@@ -5,7 +5,8 @@ Every value keeps the mark of where it was written - the base file, the child fi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+import os
+from typing import Any, Iterable, Mapping, Union
 
 from .diagnostics import Mark, fail
 from .loader import Map, Seq, load_yaml, marked, parse_yaml
@@ -28,7 +29,8 @@ def merge(base: Any, child: Any) -> Any:
     return out
 
 
-def load_resolved(source: str | Path | Mapping, overrides: Mapping[str, Any] | Iterable[str] | None = None) -> Map:
+def load_resolved(source: Union[str, os.PathLike[str], Mapping[str, Any]],
+                  overrides: Union[Mapping[str, Any], Iterable[str], None] = None) -> Map:
     """Load a spec file (or take a mapping of the same data), follow its `base:` chain, apply `overrides`."""
     if isinstance(source, Mapping):
         raw = marked(dict(source), Mark("<dict>", 1, 1))
@@ -64,7 +66,7 @@ def _with_bases(path: Path, chain: list[Path]) -> Map:
     return merge(parent, child)
 
 
-def _parse_overrides(overrides) -> list[tuple[str, Any, Mark]]:
+def _parse_overrides(overrides: Union[Mapping[str, Any], Iterable[str], None]) -> list[tuple[str, Any, Mark]]:
     """`{"stages.b3.0.c1": 96}` or `["stages.b3.0.c1=96"]` (values parsed as YAML)."""
     if not overrides:
         return []
@@ -88,7 +90,8 @@ def _apply_override(raw: Map, key: str, value: Any, mark: Mark) -> None:
     parts = [int(p) if p.lstrip("-").isdigit() else p for p in key.split(".")]
     if len(parts) == 1 and isinstance(raw.get("args"), Map) and key in raw["args"]:
         parts = ["args", key]  # build_model(path, num_classes=100) sets the spec's argument
-    node, path = raw, ()
+    node: Any = raw
+    path: tuple[Any, ...] = ()
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         # `stages.b3.0.c1` may skip the kind key of a layer entry: descend into its single body.
@@ -123,18 +126,16 @@ def _is_layer_entry(node: Map) -> bool:
 
 def annotated_yaml(raw: Any) -> str:
     """The resolved tree as YAML, each value followed by `# file:line` of where it was written."""
-    import os
-
     import yaml
 
     def origin(mark: Mark) -> str:
         name = mark.file if mark.file.startswith(("--set", "override", "<")) else os.path.basename(mark.file)
         return f"  # {name}:{mark.line}"
 
-    def scalar(value) -> str:
+    def scalar(value: Any) -> str:
         return yaml.safe_dump(value, default_flow_style=True, width=1 << 20).strip().removesuffix("\n...").strip()
 
-    def emit(node, pad: str) -> list[str]:
+    def emit(node: Any, pad: str) -> list[str]:
         lines = []
         items = node.items() if isinstance(node, Map) else enumerate(node)
         for key, value in items:

@@ -85,7 +85,8 @@ class _Validator:
         if seq is FAILED:
             return None
         layers = [None if entry is FAILED else self.layer(entry) for entry in seq]
-        return None if any(layer is None for layer in layers) else tuple(layers)  # type: ignore[misc]
+        valid = [layer for layer in layers if layer is not None]
+        return tuple(valid) if len(valid) == len(layers) else None
 
     def layer(self, entry: Map) -> Layer | None:
         if id(entry) not in self.done:

@@ -8,7 +8,8 @@ from typing import Any, ClassVar, Literal, Optional, Sequence, get_args, get_ori
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..spec.diagnostics import InputError
+from ..spec.diagnostics import InputError, Mark
+from ..spec.loader import marked
 from ..spec.located import pydantic_problems
 
 Optimizer = Literal["sgd", "nag", "adam"]
@@ -71,18 +72,18 @@ def add_options(parser: argparse.ArgumentParser, fields: Sequence[str]) -> None:
         if get_origin(annotation) is not Literal:
             annotation = next((a for a in get_args(annotation) if a is not type(None)), annotation)
         choices = get_args(annotation) if get_origin(annotation) is Literal else None
-        kind = str if choices else annotation
-        parser.add_argument(*flags, dest=name, type=kind, default=info.default, choices=choices,
-                            metavar=None if choices else name.split("_")[-1].upper(),
-                            help=f"{info.description} (default {info.default})")
+        kind: Any = str if choices else annotation
+        metavar = None if choices else {int: "N", float: "X"}.get(kind, name.split("_")[-1].upper())
+        default = f" (default {info.default})" if info.default is not None else ""
+        parser.add_argument(*flags, dest=name, type=kind, default=info.default, choices=choices, metavar=metavar,
+                            help=f"{info.description}{default}")
 
 
 def from_options(values: dict[str, Any], fields: Sequence[str]) -> Config:
     """The `Config` of parsed options; an `InputError` naming the option and what it expects."""
+    chosen = {name: values[name] for name in fields}
     try:
-        return Config(**{name: values[name] for name in fields})
+        return Config(**chosen)
     except ValidationError as err:
-        lines = []
-        for p in pydantic_problems(err, values, ()):
-            lines.append(f"--{str(p.path[0]).replace('_', '-')}: {p.message}")
-        raise InputError("; ".join(lines)) from None
+        problems = pydantic_problems(err, marked(chosen, Mark("<options>", 1, 1)), ())
+        raise InputError("; ".join(f"--{str(p.path[0]).replace('_', '-')}: {p.message}" for p in problems)) from None

@@ -8,6 +8,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator, Optional
 
 import numpy as onp
 
@@ -18,7 +19,7 @@ IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
              "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
 FASHION_MNIST_LABELS = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
                         "ankle boot")
-_IDX_TYPES = {0x08: onp.uint8, 0x09: onp.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_IDX_TYPES: dict[int, Any] = {0x08: onp.uint8, 0x09: onp.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 MAX_IDX_BYTES = 1 << 31
 
 
@@ -115,14 +116,15 @@ def load(data: str, split: str, data_dir: str | os.PathLike | None = None) -> Sp
     return load_idx_folder(data_dir, split) if data_dir else load_fashion_mnist(split)
 
 
-def batches(split: Split, batch_size: int, order: onp.ndarray, start: int = 0):
+def batches(split: Split, batch_size: int, order: onp.ndarray,
+            start: int = 0) -> Iterator[tuple[onp.ndarray, onp.ndarray]]:
     """(images, labels) numpy batches in `order`, from batch number `start` on; the last may be short."""
     for first in range(start * batch_size, len(order), batch_size):
         index = order[first:first + batch_size]
         yield split.images[index], split.labels[index]
 
 
-def to_input(images, size: tuple[int, int] | None, ctx):
+def to_input(images: onp.ndarray, size: Optional[tuple[int, int]], ctx: Any) -> Any:
     """uint8 N x H x W x C numpy -> float32 N x C x H' x W' in [0, 1] on `ctx`, as D2L's
     `transforms.Resize(size)` + `transforms.ToTensor()` do per image, but for a whole batch at once."""
     from mxnet import np, npx

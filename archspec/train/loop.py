@@ -228,7 +228,7 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
         overrides = _with_input(overrides, config.resize)
     spec = load_spec(spec_path, overrides)
     distributed = config.kvstore.startswith("dist")
-    kv = mx.kv.create(config.kvstore) if distributed else config.kvstore
+    kv: Any = mx.kv.create(config.kvstore) if distributed else config.kvstore
     rank, workers = (kv.rank, kv.num_workers) if distributed else (0, 1)
     if distributed:
         out = out / f"worker-{rank}"  # each worker keeps its own run folder
