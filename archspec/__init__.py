@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional, TextIO, Union
 from .spec import Overrides, load_spec
 from .spec.analysis import Limits, Row, Summary, format_table, summarize
 from .spec.diagnostics import InputError, Problem, SpecError
-from .spec.kinds import REGISTRY, Layer, Macro, ShapeError, register
+from .spec.kinds import REGISTRY, Layer, ShapeError, register
 from .spec.schema import Spec, validate
 
 if TYPE_CHECKING:
@@ -45,6 +45,6 @@ def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[s
     return run(spec_path, out, config or Config(), overrides, resume=resume, stream=stream)
 
 
-__all__ = ["InputError", "Layer", "Limits", "Macro", "Problem", "REGISTRY", "Row", "ShapeError", "Spec",
+__all__ = ["InputError", "Layer", "Limits", "Problem", "REGISTRY", "Row", "ShapeError", "Spec",
            "SpecError", "Summary", "build_model", "format_table", "load_spec", "register", "summarize", "train",
            "validate"]

@@ -12,7 +12,7 @@ from mxnet.gluon import nn
 
 from ..spec import kinds as k
 from ..spec.kinds import Layer, Shape, pair
-from .modules import LRNBlock, ParallelBlock
+from .modules import HardSigmoid, LRNBlock, ParallelBlock, ReLU6, Upsample
 
 Children = Sequence[Optional[nn.HybridSequential]]  # one per child sequence; None for an empty one
 Constructor = Callable[[Any, Shape, Children], nn.HybridBlock]
@@ -41,10 +41,15 @@ def construct(layer: Layer, shape: Shape, children: Children) -> nn.HybridBlock:
     raise TypeError(f"{type(layer).__name__} is not a layer kind")
 
 
-def activation(name: str) -> nn.HybridBlock:
+def activation(name: str, shape: Shape = ()) -> nn.HybridBlock:
+    """The block of an activation: Gluon's own, archspec's, or a registered kind's (built on `shape`)."""
     if name in _FUSABLE:
         return nn.Activation(name)
-    return {"gelu": nn.GELU, "swish": nn.Swish}[name]()
+    own = {"gelu": nn.GELU, "swish": nn.Swish, "relu6": ReLU6, "hard_sigmoid": HardSigmoid,
+           "hard_swish": lambda: HardSigmoid(swish=True)}
+    if name in own:
+        return own[name]()
+    return construct(k.REGISTRY[name](), shape, [])
 
 
 @constructs(k.Conv)
@@ -61,7 +66,7 @@ def conv(layer: k.Conv, shape: Shape, children: Children) -> nn.HybridBlock:
     if bn:
         seq.add(nn.BatchNorm(momentum=bn.momentum, epsilon=bn.epsilon, in_channels=layer.channels))
     if layer.activation:
-        seq.add(activation(layer.activation))
+        seq.add(activation(layer.activation, layer.infer(shape)))
     return seq
 
 
@@ -98,7 +103,7 @@ def dense(layer: k.Dense, shape: Shape, children: Children) -> nn.HybridBlock:
     if fused:
         return block
     seq = nn.HybridSequential()
-    seq.add(block, activation(str(layer.activation)))
+    seq.add(block, activation(str(layer.activation), layer.infer(shape)))
     return seq
 
 
@@ -119,12 +124,18 @@ def batchnorm(layer: k.BatchNorm, shape: Shape, children: Children) -> nn.Hybrid
 
 @constructs(k.ActivationLayer)
 def activation_layer(layer: k.ActivationLayer, shape: Shape, children: Children) -> nn.HybridBlock:
-    return activation(layer.function)
+    return activation(layer.function, shape)
 
 
 @constructs(k.LRN)
 def lrn(layer: k.LRN, shape: Shape, children: Children) -> nn.HybridBlock:
     return LRNBlock(layer.size, layer.alpha, layer.beta, layer.k)
+
+
+@constructs(k.Upsample)
+def upsample(layer: k.Upsample, shape: Shape, children: Children) -> nn.HybridBlock:
+    out = layer.infer(shape)
+    return Upsample((out[1], out[2]), out[1] // shape[1], layer.mode, layer.align_corners)
 
 
 @constructs(k.Sequential)

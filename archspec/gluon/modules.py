@@ -47,6 +47,41 @@ class LRNBlock(nn.HybridBlock):
         return F.LRN(x.as_nd_ndarray(), **self._options).as_np_ndarray()
 
 
+class HardSigmoid(nn.HybridBlock):
+    """relu6(x + 3) / 6 (MobileNetV3), or x times it (`swish=True`: hard-swish)."""
+
+    def __init__(self, swish: bool = False):
+        super().__init__()
+        self._swish = swish
+
+    def hybrid_forward(self, F: Any, x: Any) -> Any:
+        gate = F.np.clip(x + 3, 0, 6) / 6
+        return x * gate if self._swish else gate
+
+
+class ReLU6(nn.HybridBlock):
+    """min(max(x, 0), 6) (MobileNetV2)."""
+
+    def hybrid_forward(self, F: Any, x: Any) -> Any:
+        return F.np.clip(x, 0, 6)
+
+
+class Upsample(nn.HybridBlock):
+    """Spatial upsampling to a fixed size: nearest neighbour by an integer factor, or bilinear."""
+
+    def __init__(self, size: tuple[int, int], scale: int, mode: str, align_corners: bool):
+        super().__init__()
+        self._size, self._scale, self._mode, self._align = size, scale, mode, align_corners
+
+    def hybrid_forward(self, F: Any, x: Any) -> Any:
+        x = x.as_nd_ndarray()
+        if self._mode == "nearest":
+            y = F.UpSampling(x, scale=self._scale, sample_type="nearest")
+        else:
+            y = F.contrib.BilinearResize2D(x, height=self._size[0], width=self._size[1], align_corners=self._align)
+        return y.as_np_ndarray()
+
+
 class Network(QuietUnusedParameters):
     """The built network: named stages run in order (`net.b3`, `net[2]`, `for stage in net`), and the
     spec it was built from (`net.spec`).

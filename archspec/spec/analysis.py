@@ -1,19 +1,20 @@
 """Static analysis of a validated spec: the input and output shape, parameters, state, MACs and activation
-memory of every layer, without importing MXNet. This is the one walk that computes shapes: the builder
-and the diagrams read its rows by path. Shape errors become `SpecError`s at the YAML line."""
+memory of every layer (the rows of `walk.Walk`, the one walk that computes shapes), without importing
+MXNet; the budget a spec must fit; the summary table."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any
 
 from .diagnostics import UNKNOWN, Problem, SpecError, problem
-from .kinds import Layer, Layers, Shape, ShapeError
+from .kinds import Shape
 from .report import format_shape, si, size_in_bytes, table
 from .schema import Spec
+from .walk import Row, Walk, child_path
 
-BYTES_PER_VALUE = 4  # float32 activations
-Counts = tuple[int, int, int, int]  # a node's own parameters, state, MACs and activation bytes
+__all__ = ["Limits", "Row", "Summary", "child_path", "format_table", "summarize"]
+
 
 
 @dataclass(frozen=True)
@@ -22,21 +23,6 @@ class Limits:
 
     max_params: int = 1_000_000_000  # ~4 GB of float32 weights
     max_memory: int = 4 << 30  # activation bytes for one example
-
-
-@dataclass(frozen=True)
-class Row:
-    """One node of the network: a stage or auxiliary head (depth 0), a layer, or a layer inside a branch."""
-
-    path: str  # "b3.0.branch2.1", the names of the built Gluon children
-    kind: str
-    depth: int
-    input: Shape
-    output: Shape
-    params: int  # trainable parameters, this node and everything inside it
-    state: int  # non-trainable state (batch-norm running statistics)
-    macs: int  # multiply-accumulates per example
-    memory: int  # bytes of activations written per example
 
 
 @dataclass(frozen=True)
@@ -90,61 +76,12 @@ class Summary:
                 "warnings": [str(w) for w in self.warnings]}
 
 
-def child_path(path: str, name: str | None) -> str:
-    """The path of a composite layer's child sequence: `b3.0` + `branch2` -> `b3.0.branch2`."""
-    return f"{path}.{name}" if name else path
-
-
-class _Walk:
-    """Rows in pre-order (a node before its children), each summing what is inside it."""
-
-    def __init__(self) -> None:
-        self.rows: list[Row] = []
-        self.warnings: list[Problem] = []
-
-    def sequence(self, layers: Layers, shape: Shape, path: str, depth: int) -> Shape:
-        for i, layer in enumerate(layers):
-            shape = self.layer(layer, shape, f"{path}.{i}", depth)
-        return shape
-
-    def node(self, path: str, kind: str, depth: int, shape: Shape, visit: Callable[[], tuple[Shape, Counts]]) -> Shape:
-        """Append the row of `path`; `visit()` walks its children and returns its output and its own counts."""
-        index = len(self.rows)
-        self.rows.append(Row(path, kind, depth, shape, shape, 0, 0, 0, 0))  # a placeholder keeps pre-order
-        out, own = visit()
-        inner = [r for r in self.rows[index + 1:] if r.depth == depth + 1]
-        totals = (n + sum(getattr(r, f) for r in inner) for n, f in zip(own, ("params", "state", "macs", "memory")))
-        self.rows[index] = Row(path, kind, depth, shape, out, *totals)
-        return out
-
-    def layer(self, layer: Layer, shape: Shape, path: str, depth: int) -> Shape:
-        def visit() -> tuple[Shape, Counts]:
-            sequences = layer.sequences()
-            outs = [self.sequence(seq, shape, child_path(path, name), depth + 1) for name, seq in sequences]
-            out = layer.combine(shape, outs) if sequences else layer.infer(shape)
-            return out, (layer.params(shape, out), layer.state(shape, out), layer.macs(shape, out),
-                         layer.activations(shape, out) * BYTES_PER_VALUE)
-
-        try:
-            out = self.node(path, layer.display(), depth, shape, visit)
-            useless = layer.lint(shape)
-        except ShapeError as e:
-            raise SpecError([problem(layer._mark, layer._source,
-                                     f"{layer.kind} on input {format_shape(shape)}: {e}")]) from None
-        if useless:
-            self.warnings.append(problem(layer._mark, layer._source, useless, severity="warning"))
-        return out
-
-    def stage(self, name: str, layers: Layers, shape: Shape, kind: str) -> Shape:
-        return self.node(name, kind, 0, shape, lambda: (self.sequence(layers, shape, name, 1), (0, 0, 0, 0)))
-
-
 def summarize(spec: Spec, input_shape: Shape | None = None, limits: Limits | None = Limits()) -> Summary:
     """Shapes, parameters, MACs and memory of every layer of `spec` on `input_shape` (default: the
     spec's own input). Raises `SpecError` at the YAML line of a layer that cannot take its input, or
     when the network exceeds `limits` (pass `limits=None` to skip that check)."""
     shape = tuple(input_shape or spec.input.shape)
-    walk = _Walk()
+    walk = Walk()
     for name, layers in spec.layers():
         shape = walk.stage(name, layers, shape, "stage")
     outputs = {r.path: r.output for r in walk.rows if r.depth <= 1}

@@ -1,29 +1,40 @@
 """Expansion: the resolved tree a user wrote in, plain layer entries out.
 
-This pass consumes the spec's directives - `args` and `blocks` (reusable blocks with `$name` arguments),
-`defaults`, the `width` / `depth` multipliers - and every entry's `repeat`, and expands macros. What it
-returns is a marked tree of the same shape in which every layer entry is `{kind: {field: value}}` with
-nothing left to work out; `Map.origin` keeps the field path each entry was written at, so the validator
-that follows reports problems where the user wrote them. Problems are collected, not raised: an entry
-that fails is `FAILED` in its list, and the others are still expanded (and validated).
+This pass consumes the spec's directives - `args` and `blocks` (reusable blocks, the library's among them),
+`defaults`, the `width` / `depth` multipliers - and every entry's `when` and `repeat`, and evaluates the
+expressions in values (`$c1`, `${in.channels // reduction}`). It walks the entries in order with the
+shape each receives (asking `shape_of` for every entry's output), so `in` is known where it is used.
+
+What it returns is a marked tree of the same shape in which every layer entry is `{kind: {field: value}}`
+with nothing left to work out; `Map.origin` keeps the field path each entry was written at, so the
+validator that follows reports problems where the user wrote them. Problems are collected, not raised: an
+entry that fails is `FAILED` in its list, and the others are still expanded (and validated).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from functools import lru_cache
+from importlib import resources
+from typing import Annotated, Any, Callable, Final, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, StringConstraints, TypeAdapter
+from pydantic import ValidationError
 
 from .diagnostics import FieldPath, Mark, Problem, hint, problem, short
-from .kinds import REGISTRY, Macro, Size, _Kind
-from .loader import Map, Seq, marked
+from .expressions import Channels, Evaluation, ExpressionError, Incoming, is_expression, literal, parse, show, source
+from .kinds import REGISTRY, Activation, Flag, Layer, NonNegative, Shape, Size
+from .loader import Map, Seq, marked, parse_yaml
 from .located import pydantic_problems
 
 MAX_REPEAT = 1000
 MAX_BLOCK_DEPTH = 16
 #: top-level keys this pass consumes; what is left is validated as a `Spec`
 DIRECTIVES = ("args", "blocks", "defaults", "width", "depth", "width_divisor")
+#: the types a block argument may declare (`types: {c2: [size, size]}`), as Pydantic checks them
+ARGUMENT_TYPES: dict[str, Any] = {"size": Size, "count": NonNegative, "int": StrictInt,
+                                  "number": Union[StrictInt, StrictFloat], "flag": Flag, "text": StrictStr,
+                                  "activation": Optional[Activation]}
 
 
 class _Failed:
@@ -33,19 +44,21 @@ class _Failed:
 
 #: stands for an entry, or a list of entries, that could not be expanded (its problems are recorded)
 FAILED: Final = _Failed()
+ShapeOf = Callable[[Map, Shape], Optional[Shape]]  # an expanded entry and its input -> its output (None: unknown)
 
 
 class Scaling(BaseModel):
     """Whole-spec multipliers, as in scaled model families."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    width: float = Field(1.0, gt=0, le=64, description="Multiplies every convolution's channels (inside "
-                                                      "Inception blocks too), rounded to `width_divisor`.")
+    width: float = Field(1.0, gt=0, le=64, description="Multiplies every channel count written in the spec "
+                                                      "(inside blocks too), rounded to `width_divisor`.")
     depth: float = Field(1.0, gt=0, le=64, description="Multiplies every explicit `repeat`, rounded up.")
     width_divisor: Size = Field(1, description="Scaled channel counts are rounded to a multiple of this "
                                               "(MobileNet uses 8).")
 
     def channels(self, value: Any) -> Any:
+        """A channel count written at width 1, scaled; anything else (a count from `in`) as it is."""
         if self.width == 1 or type(value) is not int:
             return value
         d = self.width_divisor
@@ -62,9 +75,38 @@ class Block(BaseModel):
     """A reusable, parameterised block: `blocks: {name: {args: {...}, layers: [...]}}`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    doc: str = Field("", description="One line about the block, shown by `archspec blocks`.")
     args: dict[ArgumentName, Any] = Field(
         {}, description="Arguments and their defaults; null means required. Use them as `$name` in layers.")
+    types: dict[ArgumentName, Any] = Field(
+        {}, description="Types of arguments, checked at every use: size, count, int, number, flag, text, "
+                        "activation, a list of types ([size, size]) or {one_of: [...]}.")
     layers: list[Any] = Field(min_length=1, description="The block's layers; `$name` is replaced by an argument.")
+
+
+def argument_type(spec: Any) -> Any:
+    """The Pydantic type of a block argument's declared type; `ValueError` for an unknown one."""
+    if isinstance(spec, str) and spec in ARGUMENT_TYPES:
+        return ARGUMENT_TYPES[spec]
+    if isinstance(spec, list) and spec:
+        n = len(spec)
+        items = tuple(argument_type(s) for s in spec)
+        return Annotated[tuple[items], Field(min_length=n, max_length=n)]  # type: ignore[misc]
+    if isinstance(spec, dict) and list(spec) == ["one_of"] and isinstance(spec["one_of"], list) and spec["one_of"]:
+        from typing import Literal
+
+        return Literal[tuple(spec["one_of"])]
+    raise ValueError(f"unknown type {short(spec)} (types: {', '.join(ARGUMENT_TYPES)}, [type, ...] or "
+                     "{one_of: [...]})")
+
+
+@lru_cache(maxsize=None)
+def library() -> Map:
+    """The blocks shipped with archspec (`archspec/spec/library.yaml`), usable by name in every spec."""
+    text = resources.files(__package__).joinpath("library.yaml").read_text(encoding="utf-8")
+    tree = parse_yaml(text, "archspec/spec/library.yaml")
+    assert isinstance(tree, Map) and isinstance(tree.get("blocks"), Map)
+    return tree["blocks"]
 
 
 @dataclass(frozen=True)
@@ -80,13 +122,29 @@ class _Skip(Exception):
 
 
 Scope = dict[str, tuple[Any, Mark]]  # `$name` -> (value, where it was written)
+_UNKNOWN_INPUT: Final = object()  # `in` after an entry that failed: no further problem is worth reporting
 
 
 class _Expansion:
-    def __init__(self, defaults: dict[str, Map], blocks: dict[str, Map], scope: Scope, scaling: Scaling):
+    def __init__(self, defaults: dict[str, Map], blocks: dict[str, Map], scope: Scope, scaling: Scaling,
+                 shape_of: ShapeOf):
         self.defaults, self.blocks, self.scope, self.scaling = defaults, blocks, scope, scaling
-        self.active: list[str] = []  # blocks being expanded, to refuse recursion
+        self.shape_of = shape_of
+        self.active: list[tuple[str, Mark]] = []  # blocks being expanded and where each is used
+        self.site: Optional[tuple[str, Mark, FieldPath]] = None  # the library block being expanded, at its use
+        self.reads_of_in = 0  # how often an expression read `in`: an entry that did not is the same at any input
         self.problems: list[Problem] = []
+
+    # -- problems --------------------------------------------------------------------------------------------
+    def problem(self, mark: Mark, path: FieldPath, message: str) -> Problem:
+        """A problem at `mark`; inside a library block, at the block's use (the user cannot edit the library)."""
+        if self.site is not None:
+            name, use, use_path = self.site
+            return problem(use, use_path, f"{message} (in library block {name!r}, {mark.file}:{mark.line})")
+        if self.active and mark.file == self.active[-1][1].file:
+            name, use = self.active[-1]
+            message += f" (in block {name!r} used at line {use.line})"
+        return problem(mark, path, message)
 
     def report(self, found: list[Problem]) -> None:
         """Record `found`; if there is anything, the entry being expanded is skipped."""
@@ -94,177 +152,296 @@ class _Expansion:
             self.problems += found
             raise _Skip
 
-    def entries(self, seq: Any, path: FieldPath, mark: Mark) -> Seq | _Failed:
-        """A list of entries, expanded; an entry that failed is `FAILED` in it (every entry is tried)."""
+    def fail(self, mark: Mark, path: FieldPath, message: str) -> None:
+        self.report([self.problem(mark, path, message)])
+
+    # -- entries ---------------------------------------------------------------------------------------------
+    def entries(self, seq: Any, path: FieldPath, mark: Mark, shape: Optional[Shape]
+                ) -> tuple[Union[Seq, _Failed], list[Optional[Shape]]]:
+        """A list of entries, expanded, and the output shape after each; a failed entry is `FAILED` in it."""
         if not isinstance(seq, Seq):
-            self.problems.append(problem(mark, path, f"expected a list of layers, got {short(seq)}"))
-            return FAILED
-        out = Seq(mark=seq.mark)
+            self.problems.append(self.problem(mark, path, f"expected a list of layers, got {short(seq)}"))
+            return FAILED, []
+        out, outputs = Seq(mark=seq.mark), []
         for i, item in enumerate(seq):
             try:
-                expanded: list[Map | _Failed] = list(self.entry(item, path + (i,), seq.value_mark(i)))
+                expanded = self.entry(item, path + (i,), seq.value_mark(i), shape)
             except _Skip:
-                expanded = [FAILED]
-            for entry in expanded:
+                expanded = [(FAILED, None)]
+            for entry, shape in expanded:
                 out.append_marked(entry, seq.value_mark(i))
-        return out
+                outputs.append(shape)
+        return out, outputs
 
-    def entry(self, item: Any, path: FieldPath, mark: Mark) -> list[Map]:
-        """One list item, `{kind: body}` (plus an optional `repeat: n`) or a bare kind name, as entries."""
+    def entry(self, item: Any, path: FieldPath, mark: Mark, shape: Optional[Shape]
+              ) -> list[tuple[Union[Map, _Failed], Optional[Shape]]]:
+        """One list item - `{kind: body}` with optional `repeat: n` and `when: condition`, or a bare kind name -
+        as entries, each with its output shape."""
         if isinstance(item, str):  # a bare kind name: `- flatten`
             kind, item = item, Map(mark=mark)
             item.set(kind, None, mark)
         if not isinstance(item, Map):
-            self.report([problem(mark, path, f"expected a layer such as `conv: {{...}}`, got {short(item)}")])
-        if self.scope:
-            item = self.substitute(item, path, mark)
-        kinds = [k for k in item if k != "repeat"]
+            self.fail(mark, path, f"expected a layer such as `conv: {{...}}`, got {short(item)}")
+        kinds = [k for k in item if k not in ("repeat", "when")]
         if len(kinds) != 1:
             what = "no layer kind" if not kinds else f"several layer kinds ({', '.join(kinds)})"
-            self.report([problem(mark, path, f"a layer entry has exactly one kind, found {what}; "
-                                             "start a new list item (-) for each layer")])
+            self.fail(mark, path, f"a layer entry has exactly one kind, found {what}; start a new list item (-) "
+                                  "for each layer")
         kind = kinds[0]
-        repeat = item.get("repeat", 1)
+        if not self.condition(item, "when", path, shape):
+            return []
+        repeat = self.value(item.get("repeat", 1), path + ("repeat",), item.value_mark("repeat"), shape)
         if type(repeat) is not int or not 1 <= repeat <= MAX_REPEAT:
-            self.report([problem(item.value_mark("repeat"), path + ("repeat",),
-                                 f"repeat must be an integer from 1 to {MAX_REPEAT}, got {short(repeat)}")])
+            self.fail(item.value_mark("repeat"), path + ("repeat",),
+                      f"repeat must be an integer from 1 to {MAX_REPEAT}, got {short(repeat)}")
         if "repeat" in item:
             repeat = self.scaling.repeat(repeat)
-        where, key_mark = path + (kind,), item.key_mark(kind)
+        results: list[tuple[Union[Map, _Failed], Optional[Shape]]] = []
+        same: Optional[Map] = None  # the expansion every copy shares, once one has shown it does not read `in`
+        for _ in range(repeat):
+            reads = self.reads_of_in
+            entry = same or self.expand_kind(kind, item, path, shape)
+            if self.reads_of_in == reads:
+                same = entry
+            shape = self.shape_of(entry, shape) if shape is not None else None
+            results.append((entry, shape))
+        return results
+
+    def condition(self, node: Map, key: str, path: FieldPath, shape: Optional[Shape]) -> bool:
+        """`when: condition` of an entry or a branch (true when absent)."""
+        if key not in node:
+            return True
+        value = self.value(node[key], path + (key,), node.value_mark(key), shape)
+        if not isinstance(value, bool):
+            self.fail(node.value_mark(key), path + (key,), f"`when` takes true or false, got {short(value)}")
+        return bool(value)
+
+    def expand_kind(self, kind: str, item: Map, path: FieldPath, shape: Optional[Shape]) -> Map:
+        where, mark = path + (kind,), item.key_mark(kind)
         if kind in self.blocks:
-            return [self.block(kind, item[kind], where, key_mark)] * repeat
+            return self.block(kind, item[kind], where, mark, shape)
         if kind not in REGISTRY:
             known = sorted(set(REGISTRY) | set(self.blocks))
-            self.report([problem(key_mark, where, f"unknown layer kind {kind!r}{hint(kind, known)} "
-                                                  f"(kinds: {', '.join(known)})")])
-        return [self.layer(kind, item[kind], where, key_mark)] * repeat
+            self.fail(mark, where, f"unknown layer kind {kind!r}{hint(kind, known)} (kinds: {', '.join(known)})")
+        return self.layer(kind, item[kind], where, mark, shape)
 
-    def substitute(self, value: Any, path: FieldPath, mark: Mark) -> Any:
-        """`value` with every `$name` string replaced by the argument's value (which keeps its own mark)."""
+    # -- values ----------------------------------------------------------------------------------------------
+    def value(self, value: Any, path: FieldPath, mark: Mark, shape: Optional[Shape]) -> Any:
+        """One value with its expressions evaluated."""
+        return self.substitute(value, path, mark, shape)
+
+    def substitute(self, value: Any, path: FieldPath, mark: Mark, shape: Optional[Shape],
+                   skip: Any = ()) -> Any:
+        """`value` with every expression evaluated (a reference keeps the mark of the value it names);
+        the top-level keys in `skip` (fields holding entries) are left for their own entries."""
         found: list[Problem] = []
 
-        def walk(value: Any, path: FieldPath, mark: Mark) -> Any:
-            if isinstance(value, str) and value.startswith("$"):
-                if value[1:] in self.scope:
-                    return self.scope[value[1:]][0]
-                known = ", ".join(f"${k}" for k in self.scope) or "none"
-                found.append(problem(mark, path, f"unknown argument {value!r}{hint(value[1:], self.scope)} "
-                                                 f"(arguments here: {known})"))
+        def walk(value: Any, path: FieldPath, mark: Mark, top: bool = False) -> Any:
+            if isinstance(value, str):
+                return self.evaluate(value, path, mark, shape, found) if is_expression(value) else literal(value)
             if isinstance(value, Map):
                 out = Map(mark=value.mark)
                 for k, v in value.items():
-                    out.set(k, walk(v, path + (k,), value.value_mark(k)), self.origin(v, value.value_mark(k)),
-                            value.key_mark(k))
+                    inner = v if (top and k in skip) else walk(v, path + (k,), value.value_mark(k))
+                    out.set(k, inner, self.origin(v, value.value_mark(k)), value.key_mark(k))
                 return out
             if isinstance(value, Seq):
                 return Seq([walk(v, path + (i,), value.value_mark(i)) for i, v in enumerate(value)], value.mark,
                            [self.origin(v, value.value_mark(i)) for i, v in enumerate(value)])
             return value
 
-        out = walk(value, path, mark)
+        out = walk(value, path, mark, top=True)
         self.report(found)
         return out
 
+    def evaluate(self, text: str, path: FieldPath, mark: Mark, shape: Optional[Shape], found: list[Problem]) -> Any:
+        names = {name: value for name, (value, _) in self.scope.items()}
+        names["in"] = Incoming(shape) if shape is not None else _UNKNOWN_INPUT
+        evaluation = Evaluation(names, self.scaling.channels)
+        try:
+            value = evaluation(parse(source(text)))
+        except ExpressionError as e:
+            if evaluation.used.get("in") is _UNKNOWN_INPUT:
+                raise _Skip from None  # an entry before this one failed; its problem says why
+            name = text[1:]
+            if name.isidentifier() and name not in names:  # a plain `$name`: say it as an argument
+                known = ", ".join(f"${k}" for k in self.scope) or "none"
+                found.append(self.problem(mark, path, f"unknown argument {text!r}{hint(name, self.scope)} "
+                                                      f"(arguments here: {known}; and $in, the input's shape)"))
+                return None
+            seen = "; ".join(f"{name} = {show(v)}" for name, v in evaluation.used.items())
+            found.append(self.problem(mark, path, f"{text}: {e}" + (f" ({seen})" if seen else "")))
+            return None
+        if "in" in evaluation.used:
+            self.reads_of_in += 1
+            if evaluation.used["in"] is _UNKNOWN_INPUT:
+                raise _Skip
+        return value
+
     def origin(self, value: Any, mark: Mark) -> Mark:
-        """Where a substituted value was written: at the argument's value, not at the `$name`."""
+        """Where a substituted value was written: at the argument's value for a plain `$name`."""
         if isinstance(value, str) and value.startswith("$") and value[1:] in self.scope:
             return self.scope[value[1:]][1]
         return mark
 
-    def block(self, name: str, body: Any, path: FieldPath, mark: Mark) -> Map:
-        """A use of a reusable block: its layers with `$args` replaced, as one `sequential` entry."""
-        if name in self.active or len(self.active) >= MAX_BLOCK_DEPTH:
-            self.report([problem(mark, path, f"block {name!r} uses itself ({' -> '.join(self.active + [name])})")])
+    # -- blocks ----------------------------------------------------------------------------------------------
+    def block(self, name: str, body: Any, path: FieldPath, mark: Mark, shape: Optional[Shape]) -> Map:
+        """A use of a reusable block: its layers with the arguments bound, as one `sequential` entry."""
+        if name in (n for n, _ in self.active) or len(self.active) >= MAX_BLOCK_DEPTH:
+            chain = " -> ".join([n for n, _ in self.active] + [name])
+            self.fail(mark, path, f"block {name!r} uses itself ({chain})")
         if body is None:
             body = Map(mark=mark)
         if not isinstance(body, Map):
-            self.report([problem(mark, path, f"block {name} takes a mapping of arguments, got {short(body)}")])
+            self.fail(mark, path, f"block {name} takes a mapping of arguments, got {short(body)}")
+        body = self.substitute(_with_defaults(self.defaults.get(name), body), path, mark, shape)
         definition = self.blocks[name]
-        outer, self.scope = self.scope, self.bind(name, definition.get("args") or Map(), body, path, mark)
-        self.active.append(name)
+        outer, outer_site = self.scope, self.site
+        self.scope = self.bind(name, definition, body, path, mark, shape)
+        if self.site is None and definition.mark.file == "archspec/spec/library.yaml":
+            self.site = (name, mark, path)
+        self.active.append((name, mark))
         try:
-            layers = self.entries(definition["layers"], path, mark)
+            layers, _ = self.entries(definition["layers"], path, mark, shape)
         finally:
-            self.scope = outer
+            self.scope, self.site = outer, outer_site
             self.active.pop()
         assert isinstance(layers, Seq)  # the definition was checked to have a list of layers
         if len(layers) == 1 and layers[0] is not FAILED:
             return layers[0]
-        body = Map(mark=mark)
-        body.set("layers", layers, mark)
-        body.set("label", name, mark)
-        return _entry("sequential", body, path, mark)
+        seq = Map(mark=mark)
+        seq.set("layers", layers, mark)
+        seq.set("label", name, mark)
+        return self.make("sequential", seq, path, mark)
 
-    def bind(self, name: str, args: Map, body: Map, path: FieldPath, mark: Mark) -> Scope:
-        """The scope inside a use of block `name`: the outer arguments, the block's defaults, then `body`."""
+    def bind(self, name: str, definition: Map, body: Map, path: FieldPath, mark: Mark,
+             shape: Optional[Shape]) -> Scope:
+        """The scope inside a use of block `name`: the outer arguments, the block's defaults, then `body`; each
+        argument of a declared type checked."""
+        args: Map = definition.get("args") or Map()
         scope = dict(self.scope)
         for arg, default in args.items():
-            if default is not None:  # a default may itself name an outer argument (`$growth_rate`)
-                scope[arg] = (self.substitute(default, path, args.value_mark(arg)), args.value_mark(arg))
-        found = [problem(body.key_mark(arg), path + (arg,), f"block {name} has no argument {arg!r}"
-                                                            f"{hint(arg, args)} (arguments: {', '.join(args) or 'none'})")
+            if default is not None and arg not in body:  # a default may use `in` and the outer arguments
+                scope[arg] = (self.value(default, path + (arg,), args.value_mark(arg), shape), args.value_mark(arg))
+        found = [self.problem(body.key_mark(arg), path + (arg,), f"block {name} has no argument {arg!r}"
+                                                                 f"{hint(arg, args)} (arguments: "
+                                                                 f"{', '.join(args) or 'none'})")
                  for arg in body if arg not in args]
         scope.update({arg: (value, body.value_mark(arg)) for arg, value in body.items()})
-        found += [problem(mark, path, f"block {name} needs argument {arg!r}") for arg in args
+        found += [self.problem(mark, path, f"block {name} needs argument {arg!r}") for arg in args
                   if arg not in scope or (args[arg] is None and arg not in body)]
+        for arg, declared in (definition.get("types") or Map()).items():
+            if arg in scope and arg in args:
+                value, where = scope[arg]
+                try:
+                    TypeAdapter(argument_type(plain(declared))).validate_python(plain(value))
+                except ValidationError as err:
+                    located = pydantic_problems(err, value, path + (arg,))
+                    found += [self.problem(where if p.path == path + (arg,) else Mark(p.file, p.line, p.col),
+                                           p.path, p.message) for p in located]
         self.report(found)
         return scope
 
-    def layer(self, kind: str, body: Any, path: FieldPath, mark: Mark) -> Map:
-        """An entry of a registered kind: defaults merged in, width scaled, child entries expanded."""
+    # -- layers ----------------------------------------------------------------------------------------------
+    def layer(self, kind: str, body: Any, path: FieldPath, mark: Mark, shape: Optional[Shape]) -> Map:
+        """An entry of a registered kind: defaults merged in, expressions evaluated, width scaled, child
+        entries expanded (each child sequence receives this layer's input)."""
         cls = REGISTRY[kind]
-        body = self.with_defaults(kind, cls, body, path, mark)
-        for field in cls.width_fields:
-            if field in body:
-                value = body[field]
-                scaled = ([self.scaling.channels(v) for v in value] if isinstance(value, list)
-                          else self.scaling.channels(value))
-                body.set(field, scaled, body.value_mark(field), body.key_mark(field))
+        if body is not None and not isinstance(body, Map):
+            if cls.shorthand is None:
+                self.fail(mark, path, f"{kind} takes a mapping of fields, got {short(body)}")
+            body = marked({cls.shorthand: body}, mark)
+        body = _with_defaults(self.defaults.get(kind), body if body is not None else Map(mark=mark))
+        body = self.substitute(body, path, mark, shape, skip=cls.children)
+        for field in body:
+            value = body[field]
+            if field in cls.width_fields:
+                value = [self.scaling.channels(v) for v in value] if isinstance(value, list) \
+                    else self.scaling.channels(value)
+            body.set(field, plain(value), body.value_mark(field), body.key_mark(field))
         for field, depth in cls.children.items():
             if field in body:
-                body[field] = self.children(body[field], depth, path + (field,), body.value_mark(field))
-        if issubclass(cls, Macro):
-            return self.macro(cls, body, path, mark)
-        return _entry(kind, body, path, mark)
+                body[field] = self.children(body[field], depth, path + (field,), body.value_mark(field), shape)
+        return self.make(kind, body, path, mark)
 
-    def macro(self, cls: type[Macro], body: Map, path: FieldPath, mark: Mark) -> Map:
-        """Validate a macro's fields, then expand the entry it stands for (at the macro's place)."""
-        try:
-            expanded = marked(cls.model_validate(dict(body)).expand(), mark)
-        except ValidationError as err:
-            self.report(pydantic_problems(err, body, path, cls.model_fields))
-        (inner,) = expanded  # a macro expands into exactly one entry
-        return self.layer(inner, expanded[inner], path, mark)
-
-    def with_defaults(self, kind: str, cls: type[_Kind], body: Any, path: FieldPath, mark: Mark) -> Map:
-        if body is None:
-            body = Map(mark=mark)
-        elif not isinstance(body, Map):
-            if cls.shorthand is None:
-                self.report([problem(mark, path, f"{kind} takes a mapping of fields, got {short(body)}")])
-            body = marked({cls.shorthand: body}, mark)
-        merged = Map(mark=body.mark)
-        for source in (self.defaults.get(kind, Map()), body):
-            for key, value in source.items():
-                merged.set(key, value, source.value_mark(key), source.key_mark(key))
-        return merged
-
-    def children(self, value: Any, depth: int, path: FieldPath, mark: Mark) -> Seq | _Failed:
-        """A field holding entries: a list of them (depth 1) or a list of such lists (depth 2)."""
+    def children(self, value: Any, depth: int, path: FieldPath, mark: Mark, shape: Optional[Shape]) -> Any:
+        """A field holding entries: a list of them (depth 1) or a list of branches (depth 2), a branch being a
+        list of entries or `{when: condition, layers: [...]}`."""
         if depth == 1:
-            return self.entries(value, path, mark)
+            return self.entries(value, path, mark, shape)[0]
         if not isinstance(value, Seq):
-            self.problems.append(problem(mark, path, f"expected a list of branches, got {short(value)}"))
+            self.problems.append(self.problem(mark, path, f"expected a list of branches, got {short(value)}"))
             return FAILED
-        return Seq([self.children(v, depth - 1, path + (i,), value.value_mark(i)) for i, v in enumerate(value)],
-                   value.mark, value.item_marks)
+        out = Seq(mark=value.mark)
+        for i, branch in enumerate(value):
+            where = path + (i,)
+            if isinstance(branch, Map):
+                unknown = [k for k in branch if k not in ("when", "layers")]
+                if unknown or "layers" not in branch:
+                    self.problems.append(self.problem(value.value_mark(i), where, "a branch is a list of layers or "
+                                                                                  "{when: condition, layers: [...]}"))
+                    out.append_marked(FAILED, value.value_mark(i))
+                    continue
+                try:
+                    if not self.condition(branch, "when", where, shape):
+                        continue
+                except _Skip:
+                    out.append_marked(FAILED, value.value_mark(i))
+                    continue
+                branch, where = branch["layers"], where + ("layers",)
+            out.append_marked(self.children(branch, depth - 1, where, value.value_mark(i), shape),
+                              value.value_mark(i))
+        return out
+
+    def make(self, kind: str, body: Map, path: FieldPath, mark: Mark) -> Map:
+        """The expanded entry `{kind: body}`; inside a library block, placed at the block's use."""
+        if self.site is not None:
+            _, mark, path = self.site
+            body = _relabel(body, mark, REGISTRY[kind].children)
+        entry = Map(mark=mark)
+        entry.set(kind, body, mark)
+        entry.origin = path
+        return entry
 
 
-def _entry(kind: str, body: Map, path: FieldPath, mark: Mark) -> Map:
-    entry = Map(mark=mark)
-    entry.set(kind, body, mark)
-    entry.origin = path
-    return entry
+def _with_defaults(defaults: Optional[Map], body: Map) -> Map:
+    merged = Map(mark=body.mark)
+    for source_ in (defaults or Map(), body):
+        for key, value in source_.items():
+            merged.set(key, value, source_.value_mark(key), source_.key_mark(key))
+    return merged
+
+
+def plain(value: Any) -> Any:
+    """Values as Pydantic and MXNet take them: channel counts as plain integers, lists as lists."""
+    if isinstance(value, Channels):
+        return int(value)
+    if isinstance(value, list) and any(isinstance(v, Channels) for v in value):
+        return Seq([plain(v) for v in value], getattr(value, "mark", None), getattr(value, "item_marks", None))
+    if isinstance(value, Map) and any(isinstance(v, (Channels, list, Map)) for v in value.values()):
+        out = Map(mark=value.mark)
+        for k, v in value.items():
+            out.set(k, plain(v), value.value_mark(k), value.key_mark(k))
+        return out
+    return value
+
+
+def _relabel(body: Map, mark: Mark, children: Any) -> Map:
+    """`body` with every mark at `mark` (entries in child fields keep theirs)."""
+    def walk(node: Any) -> Any:
+        if isinstance(node, Map) and node.origin is None:
+            out = Map(mark=mark)
+            for k, v in node.items():
+                out.set(k, walk(v), mark, mark)
+            return out
+        if isinstance(node, Seq):
+            return Seq([walk(v) for v in node], mark, [mark] * len(node))
+        return node
+
+    out = Map(mark=mark)
+    for k, v in body.items():
+        out.set(k, v if k in children else walk(v), mark, mark)
+    return out
 
 
 def _field_adapter(cls: type[BaseModel], name: str) -> TypeAdapter[Any]:
@@ -272,8 +449,9 @@ def _field_adapter(cls: type[BaseModel], name: str) -> TypeAdapter[Any]:
     return TypeAdapter(Annotated[info.annotation, info])  # type: ignore[arg-type]
 
 
-def _defaults(raw: Any, mark: Mark, problems: list[Problem]) -> dict[str, Map]:
-    """`defaults: {kind: {field: value}}`: every kind and field must exist and every value fit."""
+def _defaults(raw: Any, mark: Mark, blocks: dict[str, Map], problems: list[Problem]) -> dict[str, Map]:
+    """`defaults: {kind: {field: value}}` (or `{block: {argument: value}}`): every kind and field must exist
+    and every value fit."""
     if raw is None:
         return {}
     if not isinstance(raw, Map):
@@ -282,11 +460,26 @@ def _defaults(raw: Any, mark: Mark, problems: list[Problem]) -> dict[str, Map]:
     out = {}
     for kind, fields in raw.items():
         path = ("defaults", kind)
-        if kind not in REGISTRY:
-            problems.append(problem(raw.key_mark(kind), path, f"unknown layer kind {kind!r}{hint(kind, REGISTRY)}"))
+        if kind not in REGISTRY and kind not in blocks:
+            known = set(REGISTRY) | set(blocks)
+            problems.append(problem(raw.key_mark(kind), path, f"unknown layer kind {kind!r}{hint(kind, known)}"))
             continue
         if not isinstance(fields, Map):
             problems.append(problem(raw.value_mark(kind), path, f"expected a mapping of fields, got {short(fields)}"))
+            continue
+        if kind in blocks:
+            args = blocks[kind].get("args") or Map()
+            types = blocks[kind].get("types") or Map()
+            for name, value in fields.items():
+                if name not in args:
+                    problems.append(problem(fields.key_mark(name), path + (name,), f"block {kind} has no argument "
+                                                                                   f"{name!r}{hint(name, args)}"))
+                elif name in types:
+                    try:
+                        TypeAdapter(argument_type(plain(types[name]))).validate_python(value)
+                    except ValidationError as err:
+                        problems.extend(pydantic_problems(err, value, path + (name,)))
+            out[kind] = fields
             continue
         cls = REGISTRY[kind]
         for name, value in fields.items():
@@ -311,61 +504,97 @@ def check_model(model: type[BaseModel], raw: Any, path: FieldPath, problems: lis
         return None
 
 
-def _blocks(raw: Any, mark: Mark, problems: list[Problem]) -> dict[str, Map]:
+def check_blocks(raw: Any, mark: Mark, problems: list[Problem], path: FieldPath = ("blocks",)) -> dict[str, Map]:
+    """Block definitions: each a valid `Block`, named as no layer kind is, with known argument types."""
     if raw is None:
         return {}
     if not isinstance(raw, Map):
-        problems.append(problem(mark, ("blocks",), f"expected a mapping of block definitions, got {short(raw)}"))
+        problems.append(problem(mark, path, f"expected a mapping of block definitions, got {short(raw)}"))
         return {}
     blocks = {}
     for name, definition in raw.items():
-        path = ("blocks", name)
+        where = path + (name,)
         if name in REGISTRY or not name.isidentifier():
             why = "is a built-in layer kind" if name in REGISTRY else "is not an identifier"
-            problems.append(problem(raw.key_mark(name), path, f"block name {name!r} {why}"))
-        elif check_model(Block, definition, path, problems) is not None:
+            problems.append(problem(raw.key_mark(name), where, f"block name {name!r} {why}"))
+            continue
+        block = check_model(Block, definition, where, problems)
+        if block is None:
+            continue
+        bad = False
+        for arg, declared in block.types.items():
+            types = definition["types"]
+            if arg not in block.args:
+                problems.append(problem(types.key_mark(arg), where + ("types", arg), f"no argument {arg!r} to type"))
+                bad = True
+                continue
+            try:
+                argument_type(plain(declared))
+            except ValueError as e:
+                problems.append(problem(types.value_mark(arg), where + ("types", arg), str(e)))
+                bad = True
+        if not bad:
             blocks[name] = definition
     return blocks
 
 
-def expand(raw: Map) -> Expanded:
-    """Expand a resolved spec tree: directives consumed, every stage and auxiliary head's layers expanded."""
+def input_shape(raw: Map) -> Optional[Shape]:
+    """The spec's input shape if it is well formed (else the validator reports it, and nothing reads `in`)."""
+    node = raw.get("input")
+    if not isinstance(node, Map):
+        return None
+    dims = [node.get(k) for k in ("channels", "height", "width")]
+    return tuple(dims) if all(type(d) is int and d >= 1 for d in dims) else None  # type: ignore[arg-type]
+
+
+def expand(raw: Map, shape_of: ShapeOf) -> Expanded:
+    """Expand a resolved spec tree: directives consumed, every stage and auxiliary head's layers expanded with
+    the shapes they receive (`shape_of` gives each expanded entry's output)."""
     problems: list[Problem] = []
-    defaults = _defaults(raw.get("defaults"), raw.value_mark("defaults"), problems)
+    blocks = {**check_blocks(library(), library().mark, problems),
+              **check_blocks(raw.get("blocks"), raw.value_mark("blocks"), problems)}
+    defaults = _defaults(raw.get("defaults"), raw.value_mark("defaults"), blocks, problems)
     scaling = check_model(Scaling, {k: raw[k] for k in ("width", "depth", "width_divisor") if k in raw}, (),
                           problems) or Scaling()
     args = raw.get("args") or Map()
     if not isinstance(args, Map):
         problems.append(problem(raw.value_mark("args"), ("args",), f"expected a mapping, got {short(args)}"))
         args = Map()
-    expansion = _Expansion(defaults, _blocks(raw.get("blocks"), raw.value_mark("blocks"), problems),
-                           {k: (v, args.value_mark(k)) for k, v in args.items()}, scaling)
+    expansion = _Expansion(defaults, blocks, {k: (v, args.value_mark(k)) for k, v in args.items()}, scaling,
+                           shape_of)
+    expanded: dict[str, Any] = {}
+    taps: dict[str, Optional[Shape]] = {}  # `b4` and `b4.0` -> the output there, for the auxiliary heads
+    stages = raw.get("stages")
+    if isinstance(stages, Map):
+        shape, out = input_shape(raw), Map(mark=stages.mark)
+        for name, layers in stages.items():
+            seq, outputs = expansion.entries(layers, ("stages", name), stages.value_mark(name), shape)
+            taps.update({f"{name}.{i}": s for i, s in enumerate(outputs)})
+            shape = taps[name] = outputs[-1] if outputs else shape
+            out.set(name, seq, stages.value_mark(name), stages.key_mark(name))
+        expanded["stages"] = out
+    heads = raw.get("aux")
+    if isinstance(heads, Map):
+        out = Map(mark=heads.mark)
+        for name, head in heads.items():
+            out.set(name, _aux(expansion, name, head, taps), heads.value_mark(name), heads.key_mark(name))
+        expanded["aux"] = out
     tree = Map(mark=raw.mark)
     for key, value in raw.items():
-        if key in DIRECTIVES:
-            continue
-        if key == "stages" and isinstance(value, Map):
-            value = _each(value, lambda name, layers, mark: expansion.entries(layers, ("stages", name), mark))
-        elif key == "aux" and isinstance(value, Map):
-            value = _each(value, lambda name, head, mark: _aux(expansion, name, head))
-        tree.set(key, value, raw.value_mark(key), raw.key_mark(key))
+        if key not in DIRECTIVES:
+            tree.set(key, expanded.get(key, value), raw.value_mark(key), raw.key_mark(key))
     return Expanded(tree, problems + expansion.problems)
 
 
-def _aux(expansion: _Expansion, name: str, head: Any) -> Any:
-    """An auxiliary head with its layers expanded (a head that is not a mapping is the validator's to report)."""
+def _aux(expansion: _Expansion, name: str, head: Any, taps: dict[str, Optional[Shape]]) -> Any:
+    """An auxiliary head with its layers expanded on the shape at its tap (a head that is not a mapping, or a
+    tap that does not exist, is the validator's to report)."""
     if not isinstance(head, Map) or not isinstance(head.get("layers"), Seq):
         return head
     out = Map(mark=head.mark)
     for key, value in head.items():
         if key == "layers":
-            value = expansion.entries(value, ("aux", name, "layers"), head.value_mark(key))
+            shape = taps.get(head["after"]) if isinstance(head.get("after"), str) else None
+            value, _ = expansion.entries(value, ("aux", name, "layers"), head.value_mark(key), shape)
         out.set(key, value, head.value_mark(key), head.key_mark(key))
-    return out
-
-
-def _each(node: Map, expand_one: Any) -> Map:
-    out = Map(mark=node.mark)
-    for key, value in node.items():
-        out.set(key, expand_one(key, value, node.value_mark(key)), node.value_mark(key), node.key_mark(key))
     return out

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .expand import MAX_REPEAT, Scaling
+from pydantic import TypeAdapter
+
+from .expand import MAX_REPEAT, Scaling, plain, argument_type, library
 from .kinds import REGISTRY
 from .schema import Spec
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
-ARGUMENT = {"type": "string", "pattern": r"^\$[A-Za-z_][A-Za-z0-9_]*$", "description": "A spec or block argument."}
+ARGUMENT = {"type": "string", "pattern": r"^\$", "description": "An expression: `$name`, `$in.channels`, "
+                                                            "`${in.channels // 2}`."}
+WHEN = {"anyOf": [{"type": "boolean"}, ARGUMENT], "description": "The entry exists only when this is true."}
 
 
 def _kind_schemas(defs: dict) -> dict[str, dict]:
@@ -36,12 +40,13 @@ def spec_schema() -> dict:
     defs: dict = {}
     kinds = _kind_schemas(defs)
     repeat = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_REPEAT}, ARGUMENT]}
-    entries = [{"type": "object", "properties": {kind: body, "repeat": repeat},
+    kinds.update(_library_schemas())
+    entries = [{"type": "object", "properties": {kind: body, "repeat": repeat, "when": WHEN},
                 "required": [kind], "additionalProperties": False} for kind, body in kinds.items()]
-    defs["LayerEntry"] = {"description": "A layer: a mapping with one kind key (and an optional `repeat`), "
-                                         "or a bare kind name. A spec's own blocks are used the same way.",
+    defs["LayerEntry"] = {"description": "A layer: a mapping with one kind key (and optional `repeat` and "
+                                         "`when`), or a bare kind name. A spec's own blocks are used the same way.",
                           "anyOf": [*entries, {"enum": sorted(kinds)},
-                                    {"type": "object", "minProperties": 1, "maxProperties": 2,
+                                    {"type": "object", "minProperties": 1, "maxProperties": 3,
                                      "propertyNames": {"not": {"enum": sorted(kinds)}},
                                      "description": "A use of one of the spec's blocks."},
                                     {"type": "string", "not": {"enum": sorted(kinds)}}]}
@@ -60,20 +65,41 @@ def spec_schema() -> dict:
     props["blocks"] = {"type": "object", "description": "Reusable, parameterised blocks; use one as a layer kind.",
                        "additionalProperties": {
                            "type": "object", "additionalProperties": False, "required": ["layers"], "properties": {
+                               "doc": {"type": "string", "description": "One line about the block."},
                                "args": {"type": "object", "description": "Arguments and their defaults (null: "
                                                                          "required); `$name` in the layers."},
+                               "types": {"type": "object", "description": "Types of arguments, checked at each "
+                                                                          "use: size, count, int, number, flag, "
+                                                                          "text, activation, [type, ...], "
+                                                                          "{one_of: [...]}."},
                                "layers": {"type": "array", "items": {"x-layer-entry": True}, "minItems": 1}}}}
     for name, info in Scaling.model_fields.items():
         props[name] = Scaling.model_json_schema()["properties"][name]
     props["defaults"] = {
         "type": "object", "description": "Field values applied to every layer of a kind unless the layer sets "
-                                         "them, e.g. {conv: {activation: relu}}.",
+                                         "them, e.g. {conv: {activation: relu}}; for a block, argument values.",
         "properties": {kind: {"type": "object", "properties": {f: s for f, s in
                                                                _object(body)["properties"].items()
-                                                               if f not in REGISTRY[kind].children},
+                                                               if kind not in REGISTRY or f not in REGISTRY[kind].children},
                               "additionalProperties": False} for kind, body in kinds.items()},
-        "additionalProperties": False}
+        "additionalProperties": {"type": "object", "description": "Argument values of one of the spec's blocks."}}
     return _link({"$schema": SCHEMA_URL, "title": "archspec network spec", **spec, "$defs": dict(sorted(defs.items()))})
+
+
+def _library_schemas() -> dict[str, Any]:
+    """A use of each library block: its arguments, typed where the block declares a type."""
+    out = {}
+    for name, block in library().items():
+        args, types = block.get("args") or {}, block.get("types") or {}
+        properties = {arg: ({"anyOf": [TypeAdapter(argument_type(plain(types[arg]))).json_schema(), ARGUMENT]}
+                            if arg in types else {}) for arg in args}
+        schema = {"type": "object", "description": block.get("doc", ""), "properties": properties,
+                  "additionalProperties": False}
+        required = [arg for arg, default in args.items() if default is None]
+        if required:
+            schema["required"] = required
+        out[name] = schema if required else {"anyOf": [schema, {"type": "null"}], "description": schema["description"]}
+    return out
 
 
 def _link(node: Any) -> Any:

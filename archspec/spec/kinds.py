@@ -4,15 +4,16 @@ constructor of each built-in kind is registered with it from the backend (`archs
 and a user's kind brings its own in its `gluon` method, so `register` adds a whole kind in one call.
 
 A *layer* (`Layer`) is something the analyser and the builder understand; a composite layer holds
-sequences of layers (`sequences()`) and combines their outputs (`combine()`). A *macro* (`Macro`) is
-sugar that validates its own fields and then expands into an ordinary layer entry.
+sequences of layers (`sequences()`) and combines their outputs (`combine()`). Composite ideas (Inception,
+residual, squeeze-and-excitation, ...) are not kinds but YAML blocks (`library.yaml`).
 """
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
+from typing import Annotated, Any, ClassVar, Literal, Optional, TypeVar, Union
 
-from pydantic import BaseModel, ConfigDict, Field, InstanceOf, PrivateAttr, Strict, WithJsonSchema, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, InstanceOf, PrivateAttr, Strict, WithJsonSchema,
+                      model_validator)
 
 from .diagnostics import UNKNOWN, FieldPath, Mark
 from .report import format_shape
@@ -28,7 +29,24 @@ Pair = Union[Size, Annotated[tuple[Size, Size], Field(min_length=2, max_length=2
 PairOrZero = Union[NonNegative, Annotated[tuple[NonNegative, NonNegative], Field(min_length=2, max_length=2)]]
 Flag = Annotated[bool, Strict()]
 
-Activation = Literal["relu", "sigmoid", "tanh", "softrelu", "softsign", "gelu", "swish"]
+#: activation functions every conv and dense layer knows; a registered kind with no required field is one too
+ACTIVATIONS = ("relu", "sigmoid", "tanh", "softrelu", "softsign", "gelu", "swish", "relu6", "hard_sigmoid",
+               "hard_swish")
+
+
+def _known_activation(name: str) -> str:
+    kind = REGISTRY.get(name)
+    if name in ACTIVATIONS or (kind is not None and not any(f.is_required() for f in kind.model_fields.values())):
+        return name
+    from .diagnostics import hint
+
+    raise ValueError(f"unknown activation {name!r}{hint(name, ACTIVATIONS)} (one of "
+                     f"{', '.join(map(repr, ACTIVATIONS))}, or a registered kind without required fields)")
+
+
+Activation = Annotated[str, Strict(), AfterValidator(_known_activation),
+                       WithJsonSchema({"anyOf": [{"enum": list(ACTIVATIONS)},
+                                                 {"type": "string", "description": "a registered layer kind"}]})]
 
 
 def pair(value: int | tuple[int, int]) -> tuple[int, int]:
@@ -39,14 +57,15 @@ class ShapeError(ValueError):
     """A layer cannot take the shape it is given; the analyser adds the YAML location."""
 
 
-REGISTRY: dict[str, type[_Kind]] = {}
-K = TypeVar("K", bound="type[_Kind]")
+REGISTRY: dict[str, type[Layer]] = {}
+K = TypeVar("K", bound="type[Layer]")
 
 
 def register(cls: K) -> K:
-    """Class decorator: make a `Layer` or `Macro` subclass available in specs under `cls.kind`."""
-    if not (isinstance(cls, type) and issubclass(cls, (Layer, Macro))):
-        raise TypeError("register() takes a subclass of archspec.Layer or archspec.Macro")
+    """Class decorator: make a `Layer` subclass available in specs under `cls.kind` (and, when it has no required
+    field, as an `activation:` of conv and dense layers)."""
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise TypeError("register() takes a subclass of archspec.Layer")
     kind = getattr(cls, "kind", None)
     if not isinstance(kind, str) or not kind.isidentifier():
         raise TypeError(f"{cls.__name__}.kind must be an identifier, got {kind!r}")
@@ -56,7 +75,15 @@ def register(cls: K) -> K:
     return cls
 
 
-class _Kind(BaseModel):
+class Layer(BaseModel):
+    """A layer the analyser and the builder understand.
+
+    A leaf kind overrides `infer` (its shape rule), the counts it has (`params`, `state`, `macs`) and, for
+    a kind of your own, `gluon` (its Gluon constructor). A composite kind returns its child sequences from
+    `sequences()` and merges their output shapes in `combine()`. `lint` may warn about a valid but useless
+    layer. Any hook may raise `ShapeError`; the analyser reports it at the layer's YAML line.
+    """
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: ClassVar[str]
@@ -70,16 +97,6 @@ class _Kind(BaseModel):
     # Where the entry was written; set by the validator, read by the analyser for error messages.
     _mark: Mark = PrivateAttr(default=UNKNOWN)
     _source: FieldPath = PrivateAttr(default=())
-
-
-class Layer(_Kind):
-    """A layer the analyser and the builder understand.
-
-    A leaf kind overrides `infer` (its shape rule), the counts it has (`params`, `state`, `macs`) and, for
-    a kind of your own, `gluon` (its Gluon constructor). A composite kind returns its child sequences from
-    `sequences()` and merges their output shapes in `combine()`. `lint` may warn about a valid but useless
-    layer. Any hook may raise `ShapeError`; the analyser reports it at the layer's YAML line.
-    """
 
     def infer(self, shape: Shape) -> Shape:
         """The output shape for an input of `shape` (a leaf's shape rule)."""
@@ -120,13 +137,6 @@ class Layer(_Kind):
 
     def display(self) -> str:
         return self.kind
-
-
-class Macro(_Kind):
-    """Sugar: validated like a layer, then replaced by the layer entry `expand()` returns."""
-
-    def expand(self) -> dict[str, Any]:
-        raise NotImplementedError
 
 
 def _need_image(kind: str, shape: Shape) -> tuple[int, int, int]:
@@ -375,12 +385,50 @@ class LRN(Layer):
         return shape
 
 
+@register
+class Upsample(Layer):
+    """Spatial upsampling by an integer `scale` or to a `size` (nearest neighbour, or bilinear)."""
+
+    kind: ClassVar[str] = "upsample"
+    scale: Optional[Size] = Field(None, description="Multiply height and width by this (or give `size`).")
+    size: Optional[Pair] = Field(None, description="Output size: an integer or [height, width], e.g. "
+                                                   "`[$height, $width]` of a block's input.")
+    mode: Literal["nearest", "bilinear"] = Field("nearest", description="Interpolation.")
+    align_corners: Flag = Field(False, description="Bilinear only: align the corner pixels (PyTorch's "
+                                                   "align_corners; MXNet's default is true).")
+
+    @model_validator(mode="after")
+    def _scale_or_size(self) -> Upsample:
+        if (self.scale is None) == (self.size is None):
+            raise ValueError("give either scale or size")
+        return self
+
+    def infer(self, shape: Shape) -> Shape:
+        c, h, w = _need_image(self.kind, shape)
+        out = (h * self.scale, w * self.scale) if self.scale is not None else pair(self.size or 1)
+        if self.mode == "nearest" and (out[0] % h or out[1] % w):
+            raise ShapeError(f"nearest upsampling needs a whole multiple of the input size {h}x{w}, "
+                             f"not {out[0]}x{out[1]} (use mode: bilinear)")
+        return (c, out[0], out[1])
+
+    def macs(self, shape: Shape, out: Shape) -> int:
+        return 4 * math.prod(out) if self.mode == "bilinear" else 0  # 4 weighted neighbours per output value
+
+
 # ---------------------------------------------------------------------------------------------
 # Composition: sequences and parallel branches
 
 # Validated layers; in the JSON Schema, a list of layer entries as a user writes them.
 Layers = Annotated[tuple[InstanceOf[Layer], ...],
                    WithJsonSchema({"type": "array", "items": {"x-layer-entry": True}})]
+
+
+_ENTRIES = {"type": "array", "items": {"x-layer-entry": True}}
+Branches = Annotated[tuple[Layers, ...], WithJsonSchema({
+    "type": "array", "minItems": 1, "items": {"anyOf": [_ENTRIES, {
+        "type": "object", "required": ["layers"], "additionalProperties": False,
+        "properties": {"when": {"anyOf": [{"type": "boolean"}, {"type": "string", "pattern": r"^\$"}]},
+                       "layers": _ENTRIES}}]}})]
 
 
 @register
@@ -423,8 +471,9 @@ class Parallel(Layer):
 
     kind: ClassVar[str] = "parallel"
     children: ClassVar[dict[str, int]] = {"branches": 2}
-    branches: tuple[Layers, ...] = Field(min_length=1, description="Branches, each a list of layers; "
-                                                                   "[] is the identity.")
+    branches: Branches = Field(min_length=1, description="Branches, each a list of layers ([] is the identity), or "
+                                                         "{when: condition, layers: [...]}, which exists only when "
+                                                         "the condition holds.")
     merge: Literal["concat", "add", "mul"] = Field("concat", description="How branch outputs combine: concat "
                                                    "on the channel axis, or elementwise add / mul (broadcasting).")
     label: str | None = Field(None, description="Shown in summaries and diagrams instead of `parallel`.")
@@ -442,36 +491,3 @@ class Parallel(Layer):
 
     def display(self) -> str:
         return self.label or f"parallel({self.merge})"
-
-
-# ---------------------------------------------------------------------------------------------
-# Macros
-
-Branch = Annotated[tuple[Size, Size], Field(min_length=2, max_length=2)]
-
-
-@register
-class Inception(Macro):
-    """The D2L Inception block: four branches concatenated on channels. Expands to a `parallel`."""
-
-    kind: ClassVar[str] = "inception"
-    c1: Size = Field(description="Branch 1: 1x1 convolution channels.")
-    c2: Branch = Field(description="Branch 2: [1x1 reduce channels, 3x3 convolution channels].")
-    c3: Branch = Field(description="Branch 3: [1x1 reduce channels, 5x5 convolution channels].")
-    c4: Size = Field(description="Branch 4: channels of the 1x1 convolution after the 3x3 pool.")
-    c3_kernel: Literal[3, 5] = Field(5, description="Kernel of branch 3's second convolution "
-                                                    "(torchvision and GluonCV use 3).")
-    pool: Literal["maxpool", "avgpool"] = Field("maxpool", description="Branch 4's pooling.")
-    activation: Activation | None = Field("relu", description="Activation after every convolution.")
-
-    def expand(self) -> dict[str, Any]:
-        def conv(channels: int, kernel: int, padding: int = 0) -> dict[str, Any]:
-            return {"conv": {"channels": channels, "kernel": kernel, "padding": padding,
-                             "activation": self.activation}}
-
-        return {"parallel": {"label": "inception", "merge": "concat", "branches": [
-            [conv(self.c1, 1)],
-            [conv(self.c2[0], 1), conv(self.c2[1], 3, 1)],
-            [conv(self.c3[0], 1), conv(self.c3[1], self.c3_kernel, self.c3_kernel // 2)],
-            [{self.pool: {"kernel": 3, "stride": 1, "padding": 1}}, conv(self.c4, 1)],
-        ]}}

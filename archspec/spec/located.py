@@ -43,8 +43,11 @@ def pydantic_problems(err: ValidationError, node: Any, prefix: FieldPath,
         grouped.setdefault(path, []).append(e)
     # `kernal: 3` makes `kernel` missing too; the typo is the one problem worth reporting.
     extras = [p[-1] for p, errs in grouped.items() if errs[0]["type"] == "extra_forbidden"]
+    # A list of the wrong length makes its missing items missing too; the length is the one problem.
+    lengths = {p for p, errs in grouped.items() if errs[0]["type"] in ("too_short", "too_long")}
     for path in [p for p, errs in grouped.items() if errs[0]["type"] == "missing"]:
-        if difflib.get_close_matches(str(path[-1]), [str(x) for x in extras], n=1, cutoff=0.6):
+        if path[:-1] in lengths or difflib.get_close_matches(str(path[-1]), [str(x) for x in extras], n=1,
+                                                             cutoff=0.6):
             del grouped[path]
     return [problem(mark_of(node, path, key=errors[0]["type"] == "extra_forbidden")[0], prefix + path,
                     _message(path, errors, sorted(fields or ()))) for path, errors in grouped.items()]

@@ -1,8 +1,9 @@
 """The validated spec, and the thin validator that turns an expanded tree into it.
 
-Expansion (`expand.py`) has already consumed the directives and made every layer entry plain; here
-each entry becomes its kind's Pydantic model, the auxiliary heads' taps are checked against the stages,
-and the whole becomes a frozen `Spec`. Problems of both passes are reported together, in line order.
+Expansion (`expand.py`) consumes the directives and makes every layer entry plain; here each entry becomes
+its kind's Pydantic model (as soon as expansion has made it, so that expansion can ask for its output
+shape), the auxiliary heads' taps are checked against the stages, and the whole becomes a frozen `Spec`.
+Problems of both passes, shape problems included, are reported together, in line order.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from .diagnostics import FieldPath, Problem, SpecError, hint, problem, short
 from .expand import DIRECTIVES, FAILED, check_model, expand
 from .kinds import REGISTRY, Layer, Layers, Shape, Size
+from .walk import output_shape
 from .loader import Map, Seq
 from .located import pydantic_problems
 
@@ -163,9 +165,20 @@ class _Validator:
 
 def validate(raw: Map) -> Spec:
     """Expand and validate a resolved spec tree. Raises `SpecError` listing every problem with its place."""
-    expanded = expand(raw)
-    tree, problems = expanded.tree, list(expanded.problems)
     validator = _Validator()
+
+    def shape_of(entry: Map, shape: Shape) -> Shape | None:
+        layer = validator.layer(entry)
+        if layer is None:
+            return None
+        try:
+            return output_shape(layer, shape)
+        except SpecError as e:
+            validator.problems += e.problems
+            return None
+
+    expanded = expand(raw, shape_of)
+    tree, problems = expanded.tree, list(expanded.problems)
     for key in tree:
         if key not in Spec.model_fields:
             problems.append(problem(tree.key_mark(key), (key,), f"unknown top-level field {key!r}"
@@ -183,6 +196,6 @@ def validate(raw: Map) -> Spec:
         spec = Spec.model_validate(fields)
     except ValidationError as err:
         problems += pydantic_problems(err, tree, (), Spec.model_fields)
-    if problems:
-        raise SpecError(sorted(problems, key=lambda p: (p.file, p.line, p.col)))
+    if problems:  # an entry repeated, or inside a block used twice, reports its problem once
+        raise SpecError(sorted(dict.fromkeys(problems), key=lambda p: (p.file, p.line, p.col)))
     return spec
