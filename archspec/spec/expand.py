@@ -91,7 +91,7 @@ def argument_type(spec: Any) -> Any:
     if isinstance(spec, list) and spec:
         n = len(spec)
         items = tuple(argument_type(s) for s in spec)
-        return Annotated[tuple[items], Field(min_length=n, max_length=n)]  # type: ignore[misc]
+        return Annotated[tuple[items], Field(min_length=n, max_length=n)]  # type: ignore[valid-type]
     if isinstance(spec, dict) and list(spec) == ["one_of"] and isinstance(spec["one_of"], list) and spec["one_of"]:
         from typing import Literal
 
