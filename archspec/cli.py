@@ -46,11 +46,22 @@ def _spec_options(p: argparse.ArgumentParser, many: bool = False) -> None:
                    help="refuse specs with more parameters (default %(default)s)")
     p.add_argument("--max-memory", type=int, default=Limits.max_memory, metavar="BYTES",
                    help="refuse specs with more activation bytes per example (default %(default)s)")
+    _plugin_option(p)
+
+
+def _plugin_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE_OR_FILE.py",
+                   help="import your own layer kinds from a module or a Python file (repeatable); installed "
+                        "packages' `archspec.kinds` entry points load by themselves")
 
 
 def _load(path: str, args: Args) -> tuple[Spec, Summary]:
-    spec = load_spec(path, args.overrides)
-    return spec, summarize(spec, args.input, Limits(args.max_params, args.max_memory))
+    overrides, shape = list(args.overrides), args.input
+    if shape is not None and len(shape) == 3:  # the spec's own input, so expressions over `in` see it too
+        overrides += [f"input.{k}={v}" for k, v in zip(("channels", "height", "width"), shape)]
+        shape = None
+    spec = load_spec(path, overrides)
+    return spec, summarize(spec, shape, Limits(args.max_params, args.max_memory))
 
 
 def print_problems(problems: Iterable[Problem], stream: TextIO, github: bool = False) -> None:
@@ -133,8 +144,18 @@ def cmd_compare(args: Args) -> int:
 
 def cmd_resolve(args: Args) -> int:
     from .spec.resolve import annotated_yaml, load_resolved
+    from .spec.schema import expanded
 
-    print(annotated_yaml(load_resolved(args.spec, args.overrides)), end="")
+    tree = load_resolved(args.spec, args.overrides)
+    print(annotated_yaml(expanded(tree) if args.expand else tree), end="")
+    return 0
+
+
+def cmd_blocks(args: Args) -> int:
+    from .spec.expand import library
+    from .spec.report import block_table
+
+    print(block_table(library(), markdown=args.markdown))
     return 0
 
 
@@ -240,7 +261,14 @@ def parser() -> argparse.ArgumentParser:
                                        "annotated with the file and line it came from")
     r.add_argument("spec", metavar="SPEC")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    r.add_argument("--expand", action="store_true", help="print the spec expanded: every block, argument, "
+                                                         "expression, default, `when` and `repeat` worked out")
+    _plugin_option(r)
     r.set_defaults(func=cmd_resolve)
+
+    b = sub.add_parser("blocks", help="the block library: every block a spec can use by name, and its arguments")
+    b.add_argument("--markdown", action="store_true", help="as a Markdown table (the README's)")
+    b.set_defaults(func=cmd_blocks, plugins=[])
 
     e = sub.add_parser("export", help="write the network as MXNet symbol files or ONNX, with its weights")
     _spec_options(e)
@@ -280,6 +308,7 @@ def parser() -> argparse.ArgumentParser:
     j = sub.add_parser("schema", help="print the JSON Schema of a spec file (for editors)")
     j.add_argument("-o", "--output", help="write to this file instead of standard output")
     j.add_argument("--markdown", action="store_true", help="the field reference of every layer kind, in Markdown")
+    _plugin_option(j)
     j.set_defaults(func=cmd_schema)
     return p
 
@@ -292,6 +321,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return launch(argv[1:])
     args = parser().parse_args(argv)
     try:
+        from .spec.plugins import load_entry_points, load_plugin
+
+        load_entry_points()
+        for name in getattr(args, "plugins", []):
+            load_plugin(name)
         return args.func(args)
     except SpecError as e:
         print_problems(e.problems, sys.stderr)

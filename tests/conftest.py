@@ -19,3 +19,4 @@ def write_spec(tmp_path):
         path.write_text(text, encoding="utf-8")
         return path
     return write
+

@@ -124,3 +124,90 @@ def densenet(num_classes=10):
     net.add(nn.BatchNorm(), nn.Activation('relu'), nn.GlobalAvgPool2D(), nn.Dense(num_classes))
     net.initialize(init.Xavier())
     return net
+
+
+# ---------------------------------------------------------------------------------------------
+# Modern variants, written from their papers' reference code (torchvision's mobilenet_v2, D2L's ResNeXtBlock).
+
+class _InvertedResidual(nn.Block):
+    """torchvision's InvertedResidual: expand (unless t == 1), depthwise, linear project; add when it can."""
+
+    def __init__(self, inp, oup, stride, t):
+        super().__init__()
+        self.use_res = stride == 1 and inp == oup
+        self.body = nn.Sequential()
+        hidden = inp * t
+        if t != 1:
+            self.body.add(nn.Conv2D(hidden, 1, use_bias=False), nn.BatchNorm(), _ReLU6())
+        self.body.add(nn.Conv2D(hidden, 3, strides=stride, padding=1, groups=hidden, use_bias=False),
+                      nn.BatchNorm(), _ReLU6(), nn.Conv2D(oup, 1, use_bias=False), nn.BatchNorm())
+
+    def forward(self, x):
+        return x + self.body(x) if self.use_res else self.body(x)
+
+
+class _ReLU6(nn.Block):
+    def forward(self, x):
+        return np.minimum(npx.relu(x), 6)
+
+
+def mobilenet_v2(num_classes=1000):
+    """torchvision.models.mobilenet_v2 at width 1 (the paper's Table 2), in Gluon."""
+    net = nn.Sequential()
+    net.add(nn.Conv2D(32, 3, strides=2, padding=1, use_bias=False), nn.BatchNorm(), _ReLU6())
+    inp = 32
+    for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                       (6, 320, 1, 1)]:
+        for i in range(n):
+            net.add(_InvertedResidual(inp, c, s if i == 0 else 1, t))
+            inp = c
+    net.add(nn.Conv2D(1280, 1, use_bias=False), nn.BatchNorm(), _ReLU6(), nn.GlobalAvgPool2D(), nn.Dropout(0.2),
+            nn.Dense(num_classes))
+    return net
+
+
+class ResNeXtBlock(nn.Block):
+    """D2L's ResNeXtBlock (MXNet edition), as the book writes it."""
+
+    def __init__(self, num_channels, groups, bot_mul, use_1x1conv=False, strides=1):
+        super().__init__()
+        bot_channels = int(round(num_channels * bot_mul))
+        self.conv1 = nn.Conv2D(bot_channels, kernel_size=1, padding=0, strides=1)
+        self.conv2 = nn.Conv2D(bot_channels, kernel_size=3, padding=1, strides=strides,
+                               groups=bot_channels // groups)
+        self.conv3 = nn.Conv2D(num_channels, kernel_size=1, padding=0, strides=1)
+        self.bn1, self.bn2, self.bn3 = nn.BatchNorm(), nn.BatchNorm(), nn.BatchNorm()
+        if use_1x1conv:
+            self.conv4 = nn.Conv2D(num_channels, kernel_size=1, strides=strides)
+            self.bn4 = nn.BatchNorm()
+        else:
+            self.conv4 = None
+
+    def forward(self, X):
+        Y = npx.relu(self.bn1(self.conv1(X)))
+        Y = npx.relu(self.bn2(self.conv2(Y)))
+        Y = self.bn3(self.conv3(Y))
+        if self.conv4:
+            X = self.bn4(self.conv4(X))
+        return npx.relu(Y + X)
+
+    def ordered_params(self):
+        """In the order a spec's block creates them: each conv followed by its batch norm."""
+        parts = [self.conv1, self.bn1, self.conv2, self.bn2, self.conv3, self.bn3]
+        parts += [self.conv4, self.bn4] if self.conv4 else []
+        return [p for part in parts for p in part.collect_params().values()]
+
+
+def resnext(num_classes=10, groups=16):
+    """D2L's ResNet stem and a ResNet-18 body of ResNeXtBlocks (a projection where the shape changes)."""
+    net = nn.Sequential()
+    net.add(nn.Conv2D(64, kernel_size=7, strides=2, padding=3), nn.BatchNorm(), nn.Activation('relu'),
+            nn.MaxPool2D(pool_size=3, strides=2, padding=1))
+    inp = 64
+    for channels, first_stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+        for i in range(2):
+            stride = first_stride if i == 0 else 1
+            net.add(ResNeXtBlock(channels, groups, 1, use_1x1conv=inp != channels or stride != 1, strides=stride))
+            inp = channels
+    net.add(nn.GlobalAvgPool2D(), nn.Dense(num_classes))
+    return net

@@ -32,6 +32,32 @@ def test_every_spec_agrees_with_mxnet(path):
     assert summary.params + summary.state == count
 
 
+SCALINGS = ["width=0.25", "width=0.5", "width=0.75", "width=1.25", "width=2.0", "depth=2"]
+SCALED = """
+import sys
+sys.path.insert(0, {tests!r})
+from test_analysis import measured
+from archspec import build_model, load_spec, summarize
+for scaling in {scalings!r}:
+    spec = load_spec({path!r}, [scaling])
+    summary = summarize(spec, limits=None)
+    shapes, count = measured(build_model(spec, hybridize=False, limits=None), spec.input.shape)
+    assert [r.output for r in summary.stages] == shapes, (scaling, [r.output for r in summary.stages], shapes)
+    assert summary.params + summary.state == count, (scaling, summary.params + summary.state, count)
+print("ok")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_every_spec_scales_and_still_agrees_with_mxnet(path):
+    """No spec holds a number that a multiplier breaks: at every width and at depth 2 each validates, builds, and
+    MXNet agrees with the analysis. (A process per spec: MXNet keeps the memory of every network it built.)"""
+    code = SCALED.format(tests=str(ROOT / "tests"), scalings=SCALINGS, path=str(path))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "tests")
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
 def test_analysis_does_not_import_mxnet():
     code = ("import sys, archspec, glob\n"
             "for p in glob.glob(%r):\n    archspec.summarize(archspec.load_spec(p))\n"

@@ -113,3 +113,22 @@ def test_github_format_cannot_be_forged_by_a_spec(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines and "\r" not in "".join(lines)
     assert all(line.startswith(f"::error file={tmp_path}/a%2Cb%3A%3Ac.yaml,line=5,") for line in lines), lines
+
+
+def test_readme_block_table_is_current(capsys):
+    assert main(["blocks", "--markdown"]) == 0
+    table = capsys.readouterr().out
+    assert "| `inception` | `c1, c2, c3, c4, c3_kernel=5, pool=maxpool, activation=relu` |" in table
+    assert table in (ROOT / "README.md").read_text(), "regenerate with `archspec blocks --markdown`"
+
+
+def test_resolve_expand_shows_what_a_block_becomes(capsys):
+    assert main(["resolve", "--expand", str(ROOT / "specs/resnet18.yaml")]) == 0
+    out = capsys.readouterr().out
+    expanded = yaml.safe_load(out)
+    first, down = expanded["stages"]["b2"][0], expanded["stages"]["b3"][0]
+    # d2l.Residual(64) on 64 channels: no projection; d2l.Residual(128, strides=2): a 1x1 projection
+    assert first["sequential"]["layers"][0]["parallel"]["branches"][1] == []
+    assert down["sequential"]["layers"][0]["parallel"]["branches"][1] == [
+        {"conv": {"channels": 128, "kernel": 1, "stride": 2, "activation": None}}]
+    assert "# resnet18.yaml:" in out

@@ -1,6 +1,7 @@
 """The architecture, enforced: the spec core never imports MXNet (checked in the source, and by running all of
 it with MXNet unimportable), and imports point only down the rooms: spec <- gluon <- train <- cli."""
 import ast
+import os
 import subprocess
 import sys
 
@@ -100,3 +101,29 @@ def test_importing_archspec_changes_nothing():
     env = {k: v for k, v in __import__("os").environ.items() if k != "OMP_NUM_THREADS"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_the_block_library_ships_in_the_wheel(tmp_path):
+    """Installed from a wheel (no checkout, no specs/), a spec still uses the library's blocks by name."""
+    import shutil
+    source = tmp_path / "src"  # a copy: building writes build/ beside the sources
+    shutil.copytree(ROOT / "archspec", source / "archspec", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
+                            "-q", "-w", str(tmp_path / "dist")], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr[-2000:]
+    (wheel,) = (tmp_path / "dist").glob("archspec-*.whl")
+    import zipfile
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    spec = tmp_path / "net.yaml"
+    spec.write_text("name: n\ninput: {channels: 3, height: 32, width: 32}\nstages:\n"
+                    "  body: [{inception: {c1: 8, c2: [8, 16], c3: [4, 8], c4: 8}}, {residual: {channels: 40}}]\n")
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(tmp_path / "site")}
+    proc = subprocess.run([sys.executable, "-m", "archspec", "summary", str(spec)], capture_output=True, text=True,
+                          cwd=tmp_path, env=env)
+    assert proc.returncode == 0 and "40x32x32" in proc.stdout, proc.stdout + proc.stderr
+    assert str(tmp_path / "site") in subprocess.run(
+        [sys.executable, "-c", "import archspec; print(archspec.__file__)"], capture_output=True, text=True,
+        cwd=tmp_path, env=env).stdout

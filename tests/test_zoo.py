@@ -5,7 +5,7 @@ import pytest
 from d2l import mxnet as d2l
 from mxnet import autograd, init, np, npx
 from mxnet.gluon import nn
-from reference import alexnet, copy_params, densenet, googlenet, materialise, nin, vgg
+from reference import alexnet, copy_params, densenet, googlenet, materialise, mobilenet_v2, nin, resnext, vgg
 
 from archspec import SpecError, build_model, load_spec, summarize
 from conftest import ROOT
@@ -128,6 +128,52 @@ def test_squeeze_and_excitation_exercise():
     assert s.params == 5_977_530 + sum(c * r + r + r * c + c for c, r in gates)
     assert s.row("b3.0").kind == "inception_se" and s.row("b3.0.1").kind == "se_gate"
     assert [r.output for r in s.stages] == [r.output for r in summarize(load_spec(spec_path("googlenet"))).stages]
+
+
+def test_mobilenet_v2_is_torchvisions():
+    """The published count (torchvision.models.mobilenet_v2: 3,504,872), and the same outputs as MobileNetV2
+    written in plain Gluon once its weights are copied in."""
+    npx.set_np()
+    s = summarize(load_spec(spec_path("mobilenetv2")))
+    assert s.params == 3_504_872
+    ref = mobilenet_v2()
+    ref.initialize(init.Xavier())
+    ref = materialise(ref, (1, 3, 224, 224))
+    net = build_model(spec_path("mobilenetv2"), hybridize=False)
+    copy_params(ref, net)
+    x = np.random.uniform(size=(1, 3, 224, 224))
+    assert onp.abs(ref(x).asnumpy() - net(x).asnumpy()).max() < 1e-4
+    assert counts(net) == s.params + s.state
+
+
+def test_resnext_is_d2l_resnext_blocks():
+    npx.set_np()
+    ref = resnext()
+    ref.initialize(init.Xavier())
+    ref = materialise(ref, (2, 1, 96, 96))
+    net = build_model(spec_path("resnext"), hybridize=False)
+    ordered = [p for block in ref for p in (block.ordered_params() if hasattr(block, "ordered_params")
+                                            else block.collect_params().values())]
+    mine = list(net.collect_params().values())
+    assert [p.shape for p in ordered] == [p.shape for p in mine]
+    for s, d in zip(ordered, mine):
+        d.set_data(s.data())
+    x = np.random.uniform(size=(2, 1, 96, 96))
+    assert onp.abs(ref(x).asnumpy() - net(x).asnumpy()).max() < 1e-4
+
+
+@pytest.mark.parametrize("growth", [16, 48])
+def test_densenet_transitions_halve_their_input_at_any_growth_rate(growth):
+    """D2L's transition_block(num_channels // 2): 64 + 4 g channels in, half of that out, and so on."""
+    s = summarize(load_spec(spec_path("densenet"), [f"args.growth_rate={growth}"]))
+    transitions = [r for r in s.rows if r.depth == 1 and r.kind == "transition"]
+    channels, expected = 64, []
+    for _ in transitions:
+        channels += 4 * growth
+        expected.append(((channels,), (channels // 2,)))
+        channels //= 2
+    assert [(r.input[:1], r.output[:1]) for r in transitions] == expected
+    assert s.row("dense").output[0] == channels + 4 * growth
 
 
 def test_depthwise_exercise():

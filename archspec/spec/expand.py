@@ -336,9 +336,8 @@ class _Expansion:
                 try:
                     TypeAdapter(argument_type(plain(declared))).validate_python(plain(value))
                 except ValidationError as err:
-                    located = pydantic_problems(err, value, path + (arg,))
-                    found += [self.problem(where if p.path == path + (arg,) else Mark(p.file, p.line, p.col),
-                                           p.path, p.message) for p in located]
+                    found += [self.problem(Mark(p.file, p.line, p.col), p.path, p.message)
+                              for p in pydantic_problems(err, value, path + (arg,), at=where)]
         self.report(found)
         return scope
 
@@ -474,11 +473,11 @@ def _defaults(raw: Any, mark: Mark, blocks: dict[str, Map], problems: list[Probl
                 if name not in args:
                     problems.append(problem(fields.key_mark(name), path + (name,), f"block {kind} has no argument "
                                                                                    f"{name!r}{hint(name, args)}"))
-                elif name in types:
+                elif name in types and not is_expression(value):  # an expression is checked where it is used
                     try:
                         TypeAdapter(argument_type(plain(types[name]))).validate_python(value)
                     except ValidationError as err:
-                        problems.extend(pydantic_problems(err, value, path + (name,)))
+                        problems.extend(pydantic_problems(err, value, path + (name,), at=fields.value_mark(name)))
             out[kind] = fields
             continue
         cls = REGISTRY[kind]
@@ -487,10 +486,12 @@ def _defaults(raw: Any, mark: Mark, blocks: dict[str, Map], problems: list[Probl
                 problems.append(problem(fields.key_mark(name), path + (name,), f"{kind} has no field {name!r}"
                                                                                f"{hint(name, cls.model_fields)}"))
                 continue
+            if is_expression(value):  # checked where it is used
+                continue
             try:
                 _field_adapter(cls, name).validate_python(value)
             except ValidationError as err:
-                problems.extend(pydantic_problems(err, value, path + (name,)))
+                problems.extend(pydantic_problems(err, value, path + (name,), at=fields.value_mark(name)))
         out[kind] = fields
     return out
 

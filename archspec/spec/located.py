@@ -11,10 +11,12 @@ from .diagnostics import UNKNOWN, FieldPath, Mark, Problem, hint, problem, short
 from .loader import Map, Seq
 
 
-def mark_of(node: Any, loc: FieldPath, key: bool = False) -> tuple[Mark, FieldPath, FieldPath]:
-    """Follow `loc` into a marked tree. Returns the mark of the deepest node reached, the part of
-    `loc` that exists in the data, and the part that does not (a missing field, a union member)."""
-    mark = getattr(node, "mark", UNKNOWN)
+def mark_of(node: Any, loc: FieldPath, key: bool = False,
+            at: Mark = UNKNOWN) -> tuple[Mark, FieldPath, FieldPath]:
+    """Follow `loc` into a marked tree (`at` is the mark of a root that has none: a scalar). Returns the mark of
+    the deepest node reached, the part of `loc` that exists in the data, and the part that does not (a missing
+    field, a union member)."""
+    mark = getattr(node, "mark", at)
     for i, part in enumerate(loc):
         if isinstance(node, Map) and part in node:
             last = i == len(loc) - 1
@@ -33,9 +35,10 @@ _EXPECTED = {"int_type": "an integer", "int_parsing": "an integer", "float_type"
              "model_type": "a mapping", "model_attributes_type": "a mapping", "none_required": "null"}
 
 
-def pydantic_problems(err: ValidationError, node: Any, prefix: FieldPath,
-                      fields: Iterable[str] | None = None) -> list[Problem]:
-    """Turn a Pydantic error on `node` (found at `prefix`) into located problems, one per field."""
+def pydantic_problems(err: ValidationError, node: Any, prefix: FieldPath, fields: Iterable[str] | None = None,
+                      at: Mark = UNKNOWN) -> list[Problem]:
+    """Turn a Pydantic error on `node` (found at `prefix`, written at `at` if it is a scalar) into located
+    problems, one per field."""
     grouped: dict[FieldPath, list[Any]] = {}
     for e in err.errors():
         _, found, rest = mark_of(node, tuple(e["loc"]))
@@ -49,7 +52,7 @@ def pydantic_problems(err: ValidationError, node: Any, prefix: FieldPath,
         if path[:-1] in lengths or difflib.get_close_matches(str(path[-1]), [str(x) for x in extras], n=1,
                                                              cutoff=0.6):
             del grouped[path]
-    return [problem(mark_of(node, path, key=errors[0]["type"] == "extra_forbidden")[0], prefix + path,
+    return [problem(mark_of(node, path, errors[0]["type"] == "extra_forbidden", at)[0], prefix + path,
                     _message(path, errors, sorted(fields or ()))) for path, errors in grouped.items()]
 
 

@@ -2,7 +2,7 @@
 all read the same."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 
 def format_shape(shape: Sequence[int]) -> str:
@@ -37,6 +37,26 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str, tota
         return "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(row, widths, align))
 
     if title is None:
-        return "\n".join(line(r) for r in everything)
+        return "\n".join(line(r).rstrip() for r in everything)
     rule = "-" * len(line(header))
     return "\n".join([title, rule, line(header), rule, *map(line, rows), *([rule, line(total)] if total else [])])
+
+
+def block_table(blocks: Mapping[str, Any], markdown: bool = False) -> str:
+    """The library's blocks: name, arguments (`name` if required, `name=default` otherwise) and what each is."""
+    rows = []
+    for name, block in blocks.items():
+        args = ", ".join(arg if default is None else f"{arg}={_yaml_value(default)}"
+                         for arg, default in (block.get("args") or {}).items())
+        rows.append([name, args, str(block.get("doc", ""))])
+    if not markdown:
+        return table(["block", "arguments", "what it is"], rows, "lll")
+    return "\n".join(["| block | arguments | what it is |", "|---|---|---|",
+                      *(f"| `{name}` | `{args}` | {doc} |" for name, args, doc in rows)])
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_yaml_value, value)) + "]"
+    return {True: "true", False: "false", None: "null"}.get(value, str(value)) if isinstance(value, bool) \
+        or value is None else str(value)

@@ -111,6 +111,11 @@ class _Validator:
         except ValidationError as err:
             self.problems += pydantic_problems(err, fields, entry.origin or (), cls.model_fields)
             return None
+        except Exception as e:  # a validator of the user's own kind that raised something else
+            if cls.__module__.startswith("archspec."):
+                raise
+            self.problems.append(problem(entry.mark, entry.origin or (), f"{kind}: {type(e).__name__}: {e}"))
+            return None
         assert isinstance(layer, Layer)
         layer._mark, layer._source = entry.mark, entry.origin or ()
         return layer
@@ -165,6 +170,15 @@ class _Validator:
 
 def validate(raw: Map) -> Spec:
     """Expand and validate a resolved spec tree. Raises `SpecError` listing every problem with its place."""
+    return _expand_and_validate(raw)[1]
+
+
+def expanded(raw: Map) -> Map:
+    """The expanded tree of a valid spec (what `archspec resolve --expand` prints); `SpecError` if invalid."""
+    return _expand_and_validate(raw)[0]
+
+
+def _expand_and_validate(raw: Map) -> tuple[Map, Spec]:
     validator = _Validator()
 
     def shape_of(entry: Map, shape: Shape) -> Shape | None:
@@ -198,4 +212,4 @@ def validate(raw: Map) -> Spec:
         problems += pydantic_problems(err, tree, (), Spec.model_fields)
     if problems:  # an entry repeated, or inside a block used twice, reports its problem once
         raise SpecError(sorted(dict.fromkeys(problems), key=lambda p: (p.file, p.line, p.col)))
-    return spec
+    return tree, spec

@@ -1,0 +1,135 @@
+"""Specs that read the shape they receive: expressions, `when`, scaling that composes with both, and the
+errors an expression can cause, located at its YAML line - hostile ones refused quickly."""
+import json
+import time
+
+import pytest
+
+from archspec import SpecError, load_spec, summarize
+from archspec.cli import main
+from conftest import ROOT
+
+HEAD = "name: t\ninput: {channels: 3, height: 8, width: 8}\n"
+
+
+def spec(write_spec, body, blocks=""):
+    return write_spec(HEAD + (f"blocks:\n{blocks}" if blocks else "") + "stages:\n  s:\n" + body)
+
+
+def test_in_is_the_shape_each_entry_receives(write_spec):
+    path = spec(write_spec, "    - conv: {channels: 6, kernel: 3, padding: 1}\n"
+                            "    - conv: {channels: $in.channels, kernel: 3, groups: $in.channels}\n"
+                            "    - conv: {channels: '${in.channels * 2 + in.height // 3}', kernel: 1}\n")
+    s = summarize(load_spec(path))
+    assert [s.row(f"s.{i}").output for i in range(3)] == [(6, 8, 8), (6, 6, 6), (14, 6, 6)]
+
+
+def test_when_keeps_an_entry_or_a_branch_only_where_it_holds(write_spec):
+    blocks = ("  maybe_down:\n    args: {channels: null}\n    layers:\n      - parallel:\n          merge: add\n"
+              "          branches:\n            - [{conv: {channels: $channels, kernel: 1}}]\n"
+              "            - when: '${in.channels == channels}'\n              layers: []\n"
+              "            - when: '${in.channels != channels}'\n              layers: [{conv: {channels: $channels, kernel: 1}}]\n")
+    path = spec(write_spec, "    - maybe_down: {channels: 3}\n    - maybe_down: {channels: 5}\n", blocks)
+    same, changed = load_spec(path).stages["s"]
+    # same channels: the identity branch and no projection; new channels: a projection, no identity
+    assert [[layer.kind for layer in branch] for branch in same.branches] == [["conv"], []]
+    assert [[layer.kind for layer in branch] for branch in changed.branches] == [["conv"], ["conv"]]
+
+
+def test_a_residual_block_keeps_its_shortcut_at_any_width():
+    """d2l.Residual's projection exists only where the shape changes, at width 1 and at width 0.5."""
+    for width in (1, 0.5):
+        s = summarize(load_spec(ROOT / "specs/resnet18.yaml", [f"width={width}"]))
+        projected = sorted({r.path.split(".branch")[0] for r in s.rows if ".branch2.0" in r.path})
+        assert projected == ["b3.0.0", "b4.0.0", "b5.0.0"], width
+
+
+@pytest.mark.parametrize("width", [0.3, 0.5])
+def test_the_exercises_that_broke_with_width_now_hold(width):
+    se = summarize(load_spec(ROOT / "specs/googlenet-se.yaml", [f"width={width}"]))
+    gate = se.row("b3.0.1")  # the SE gate squeezes what its inception block gives, by 16
+    squeeze = se.row("b3.0.1.branch2.1")
+    assert squeeze.output[0] == max(1, gate.input[0] // 16)
+    depthwise = load_spec(ROOT / "specs/googlenet-depthwise.yaml", [f"width={width}"])
+    s = summarize(depthwise)
+    for row in (r for r in s.rows if r.path.endswith(".0") and r.path.count(".") == 2 and r.kind == "conv"):
+        assert row.output[0] == row.input[0]  # the 7x7 convolution stays depthwise
+
+
+def test_a_number_that_meets_in_channels_is_a_channel_count(write_spec):
+    """At width 0.5 a block's `channels: 64` is 32 wherever it is used, so comparing it with in.channels holds."""
+    blocks = ("  b:\n    args: {channels: null}\n    layers:\n"
+              "      - conv: {channels: $channels, kernel: 1}\n        when: '${in.channels != channels}'\n"
+              "      - conv: {channels: '${in.channels // 4}', kernel: 1}\n")
+    text = HEAD.replace("channels: 3", "channels: 64") + "width: 0.5\nblocks:\n" + blocks + \
+        "stages:\n  s:\n    - conv: {channels: 64, kernel: 1}\n    - b: {channels: 64}\n"
+    s = summarize(load_spec(write_spec(text)))
+    assert s.row("s.0").output[0] == 32  # 64 scaled
+    assert s.row("s.1").kind == "conv" and s.row("s.1").output[0] == 8  # no projection; 32 // 4, not scaled again
+
+
+@pytest.mark.parametrize("value, fragments", [
+    ("${" + "(" * 200 + "1" + ")" * 200 + "}", ["nested deeper than 32"]),
+    ("$" + "1+" * 5000 + "1", ["longer than 500 characters"]),
+    ("${123456789012345678901234567890}", ["too large"]),
+    ("${2 * 1000000000 * 1000000000 * 1000000000 * 1000000000}", ["too large"]),
+    ("${in.channels // 0}", ["division by zero", "in = in (3x8x8)"]),
+    ("$nope", ["unknown argument '$nope'"]),
+    ("${nope + 1}", ["unknown name 'nope'"]),
+    ("$in.__class__", ["not '__class__'"]),
+    ("${in.channels.real}", ["has no attribute 'real'"]),
+    ("${__import__('os').system('true')}", ["unknown function '__import__'"]),
+    ("${[1, 2]}", ["unexpected '['"]),
+    ("${1 if 2 else 3}", ["unexpected 'if'"]),
+    ("${in.channels < 2 < 3}", ["chained comparisons"]),
+    ("${min()}", ["min() takes numbers"]),
+    ("${make_divisible(10, 0)}", ["positive integer divisor"]),
+    ("${'a' * 3}", ["* needs numbers"]),
+    ("${true + 1}", ["+ needs numbers"]),
+], ids=["deep", "long", "huge literal", "huge result", "division by zero", "unknown argument", "unknown name",
+        "dunder", "attribute of a number", "import", "list literal", "python syntax", "chained", "empty call",
+        "zero divisor", "string arithmetic", "bool arithmetic"])
+def test_hostile_or_broken_expressions_are_refused_at_their_line(write_spec, capsys, value, fragments):
+    path = spec(write_spec, f"    - conv: {{kernel: 1, channels: {json.dumps(value)}}}\n")
+    started = time.perf_counter()
+    assert main(["validate", str(path)]) == 1
+    assert time.perf_counter() - started < 2
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}:5:") and "stages.s.0.conv.channels" in out, out
+    assert "Traceback" not in out and "internal error" not in out
+    for fragment in fragments:
+        assert fragment in out, out
+
+
+def test_an_error_inside_a_block_names_the_use_and_the_definition(write_spec):
+    blocks = "  gate:\n    args: {reduction: 0}\n    layers:\n      - conv: {channels: '${in.channels // reduction}', kernel: 1}\n"
+    path = spec(write_spec, "    - gate\n", blocks)
+    with pytest.raises(SpecError) as e:
+        load_spec(path)
+    (p,) = e.value.problems
+    assert (p.line, p.path) == (7, ("stages", "s", 0, "gate", 0, "conv", "channels"))  # the definition's line
+    assert "division by zero" in p.message and "reduction = 0" in p.message and "used at line 10" in p.message
+
+
+def test_an_error_inside_a_library_block_is_reported_where_the_block_is_used(write_spec):
+    with pytest.raises(SpecError) as e:  # a bad argument: at its value
+        load_spec(spec(write_spec, "    - se_gate: {channels: 0}\n"))
+    (bad,) = e.value.problems
+    assert (bad.line, bad.path) == (5, ("stages", "s", 0, "se_gate", "channels"))
+    assert "greater than or equal to 1" in bad.message
+    with pytest.raises(SpecError) as e:  # a layer inside the library block that cannot take its input: at the use
+        load_spec(spec(write_spec, "    - flatten\n    - residual: {channels: 4}\n", ))
+    (inside,) = e.value.problems
+    assert (inside.line, inside.path[:4]) == (6, ("stages", "s", 1, "residual"))
+    assert "needs a (channels, height, width) input" in inside.message
+
+
+def test_when_must_be_true_or_false(write_spec):
+    path = spec(write_spec, "    - conv: {channels: 4, kernel: 1}\n      when: $in.channels\n")
+    with pytest.raises(SpecError, match="`when` takes true or false, got 3"):
+        load_spec(path)
+
+
+def test_a_plain_dollar_string_is_written_twice(write_spec):
+    path = spec(write_spec, "    - conv: {channels: 4, kernel: 1}\n    - sequential: {label: $$money, layers: [flatten]}\n")
+    assert summarize(load_spec(path)).row("s.1").kind == "$money"

@@ -1,0 +1,108 @@
+"""Kinds of the user's own reach every command through `--plugin` or an installed package's entry point; a
+spec never loads code by itself; a kind that fails is reported at its YAML line."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+KINDS = '''
+from typing import ClassVar
+from archspec import Layer, register
+
+@register
+class Mish(Layer):
+    """x * tanh(softplus(x))."""
+    kind: ClassVar[str] = "mish"
+    def infer(self, shape): return shape
+    def gluon(self, shape):
+        from mxnet.gluon import nn
+        return nn.HybridLambda(lambda F, x: x * F.np.tanh(F.np.log1p(F.np.exp(x))))
+
+@register
+class Broken(Layer):
+    kind: ClassVar[str] = "broken"
+    def infer(self, shape): raise ValueError("this kind is broken on purpose")
+'''
+
+SPEC = """name: m
+input: {channels: 1, height: 8, width: 8}
+stages:
+  body:
+    - conv: {channels: 4, kernel: 3, activation: mish}
+    - mish
+    - flatten
+    - dense: 3
+"""
+
+
+def archspec(*args, env=None, cwd=None):
+    return subprocess.run([sys.executable, "-m", "archspec", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=cwd)
+
+
+@pytest.fixture
+def plugin(tmp_path):
+    (tmp_path / "mykinds.py").write_text(KINDS)
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    return tmp_path
+
+
+def test_every_command_takes_a_plugin(plugin):
+    spec, kinds = plugin / "spec.yaml", plugin / "mykinds.py"
+    refused = archspec("validate", spec)
+    assert refused.returncode == 1 and "unknown layer kind 'mish'" in refused.stdout
+    assert archspec("validate", "--plugin", kinds, spec).returncode == 0
+    summary = archspec("summary", "--plugin", kinds, spec, "--depth", "1", "--build")
+    assert summary.returncode == 0 and "mish" in summary.stdout and "MISMATCH" not in summary.stdout, summary.stderr
+    drawn = archspec("draw", "--plugin", kinds, spec, "-o", plugin / "m.dot")
+    assert drawn.returncode == 0 and "mish" in (plugin / "m.dot").read_text()
+    exported = archspec("export", "--plugin", kinds, spec, "--format", "mxnet", "-o", plugin / "m")
+    assert exported.returncode == 0, exported.stderr
+    assert (plugin / "m-symbol.json").is_file()
+    assert "mish" in archspec("schema", "--plugin", kinds).stdout
+
+
+def test_a_kind_that_raises_is_reported_at_its_line_and_the_other_files_still_run(plugin):
+    bad = plugin / "bad.yaml"
+    bad.write_text(SPEC.replace("    - mish\n", "    - broken\n"))
+    proc = archspec("validate", "--plugin", plugin / "mykinds.py", bad, plugin / "spec.yaml")
+    assert proc.returncode == 1
+    assert proc.stdout.startswith(f"{bad}:6:7: stages.body.1.broken: broken on input 4x6x6: ValueError: this kind "
+                                  "is broken on purpose"), proc.stdout
+    assert f"{plugin / 'spec.yaml'}: ok" in proc.stderr and "internal error" not in proc.stderr
+
+
+def test_a_plugin_that_fails_to_load_is_named(plugin):
+    (plugin / "typo.py").write_text("import nonexistent_module_xyz\n")
+    proc = archspec("validate", "--plugin", plugin / "typo.py", plugin / "spec.yaml")
+    assert proc.returncode == 1 and "--plugin" in proc.stderr and "nonexistent_module_xyz" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    missing = archspec("validate", "--plugin", plugin / "nope.py", plugin / "spec.yaml")
+    assert missing.returncode == 1 and "no such file" in missing.stderr
+
+
+def test_an_installed_package_adds_kinds_through_its_entry_point(plugin):
+    site = plugin / "site"
+    (site / "mykinds_pkg-1.0.dist-info").mkdir(parents=True)
+    (site / "mykinds_pkg-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: mykinds-pkg\n"
+                                                                 "Version: 1.0\n")
+    (site / "mykinds_pkg-1.0.dist-info" / "entry_points.txt").write_text("[archspec.kinds]\nmish = mykinds_pkg\n")
+    (site / "mykinds_pkg.py").write_text(KINDS)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+    proc = archspec("validate", plugin / "spec.yaml", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_spec_cannot_load_code(plugin, tmp_path):
+    canary = tmp_path / "canary"
+    (plugin / "evil.py").write_text(f"open({str(canary)!r}, 'w').write('ran')\n")
+    for text in ("plugin: evil.py\n", "plugins: [evil]\n", "import: evil\n"):
+        hostile = plugin / "hostile.yaml"
+        hostile.write_text(SPEC.replace("stages:", text + "stages:").replace("activation: mish", "activation: relu")
+                           .replace("    - mish\n", ""))
+        proc = archspec("validate", hostile, cwd=plugin)
+        assert proc.returncode == 1 and "unknown top-level field" in proc.stdout
+    assert not canary.exists()
