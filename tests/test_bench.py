@@ -3,9 +3,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 
+@pytest.mark.slow
 def test_benchmark_runs_on_a_tiny_batch(tmp_path):
     out = tmp_path / "smoke.json"
     done = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--smoke", "--precision", "--out", str(out)],

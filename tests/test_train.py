@@ -51,6 +51,7 @@ def test_idx_round_trip_and_refusals(tmp_path):
         read_idx(tmp_path / "c")
 
 
+@pytest.mark.slow
 def test_lenet_learns_real_digits_through_the_cli(digits, tmp_path, capsys):
     started = time.perf_counter()
     assert main(train_args(digits, tmp_path / "run", "--epochs", "8")) == 0
@@ -72,6 +73,7 @@ def test_lenet_learns_real_digits_through_the_cli(digits, tmp_path, capsys):
     assert report["examples"] == 360 and report["accuracy"] == pytest.approx(accuracy, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(digits, tmp_path):
     def command(out, *more):  # 180 steps per epoch, a checkpoint every 20 steps
         return ARCHSPEC + train_args(digits, out, "--epochs", "2", "--checkpoint-every", "20", "--keep", "2", *more,
@@ -125,6 +127,7 @@ def test_an_existing_run_folder_is_not_overwritten(digits, tmp_path, capsys):
     assert "not empty" in capsys.readouterr().err and os.listdir(tmp_path / "run") == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_dist_sync_with_mxnets_launcher_two_workers_one_server(digits, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = ARCHSPEC + ["launch", "-n", "2", "-s", "1", "--launcher", "local", "--",
@@ -146,6 +149,7 @@ def params_of_initial(tmp_path):
     return params(tmp_path / "initial.params")
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(digits, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(ARCHSPEC + train_args(digits, out, "--epochs", "50"), stderr=subprocess.PIPE, text=True,

@@ -36,7 +36,7 @@ def assert_same_network(reference, name, batch=2):
     ("alexnet", alexnet),
     ("nin", nin),
     ("densenet", densenet),
-    ("vgg11", vgg),
+    pytest.param("vgg11", vgg, marks=pytest.mark.slow),
 ], ids=["lenet", "alexnet", "nin", "densenet", "vgg11"])
 def test_d2l_chapter_networks(name, make):
     npx.set_np()

@@ -333,11 +333,8 @@ class _Expansion:
         for arg, declared in (definition.get("types") or Map()).items():
             if arg in scope and arg in args:
                 value, where = scope[arg]
-                try:
-                    TypeAdapter(argument_type(plain(declared))).validate_python(plain(value))
-                except ValidationError as err:
-                    found += [self.problem(Mark(p.file, p.line, p.col), p.path, p.message)
-                              for p in pydantic_problems(err, value, path + (arg,), at=where)]
+                found += [self.problem(Mark(p.file, p.line, p.col), p.path, p.message) for p in
+                          check_value(TypeAdapter(argument_type(plain(declared))), value, path + (arg,), where)]
         self.report(found)
         return scope
 
@@ -448,6 +445,18 @@ def _field_adapter(cls: type[BaseModel], name: str) -> TypeAdapter[Any]:
     return TypeAdapter(Annotated[info.annotation, info])  # type: ignore[arg-type]
 
 
+def check_value(adapter: TypeAdapter[Any], value: Any, path: FieldPath, at: Mark) -> list[Problem]:
+    """The problems of `value` (written at `at`) against a field's or an argument's type; an expression is
+    checked where it is used, once evaluated."""
+    if is_expression(value):
+        return []
+    try:
+        adapter.validate_python(plain(value))
+        return []
+    except ValidationError as err:
+        return pydantic_problems(err, value, path, at=at)
+
+
 def _defaults(raw: Any, mark: Mark, blocks: dict[str, Map], problems: list[Problem]) -> dict[str, Map]:
     """`defaults: {kind: {field: value}}` (or `{block: {argument: value}}`): every kind and field must exist
     and every value fit."""
@@ -462,38 +471,28 @@ def _defaults(raw: Any, mark: Mark, blocks: dict[str, Map], problems: list[Probl
         if kind not in REGISTRY and kind not in blocks:
             known = set(REGISTRY) | set(blocks)
             problems.append(problem(raw.key_mark(kind), path, f"unknown layer kind {kind!r}{hint(kind, known)}"))
-            continue
-        if not isinstance(fields, Map):
+        elif not isinstance(fields, Map):
             problems.append(problem(raw.value_mark(kind), path, f"expected a mapping of fields, got {short(fields)}"))
-            continue
-        if kind in blocks:
-            args = blocks[kind].get("args") or Map()
-            types = blocks[kind].get("types") or Map()
+        else:
             for name, value in fields.items():
-                if name not in args:
-                    problems.append(problem(fields.key_mark(name), path + (name,), f"block {kind} has no argument "
-                                                                                   f"{name!r}{hint(name, args)}"))
-                elif name in types and not is_expression(value):  # an expression is checked where it is used
-                    try:
-                        TypeAdapter(argument_type(plain(types[name]))).validate_python(value)
-                    except ValidationError as err:
-                        problems.extend(pydantic_problems(err, value, path + (name,), at=fields.value_mark(name)))
+                problems += _default(kind, blocks.get(kind), name, value, path + (name,), fields)
             out[kind] = fields
-            continue
-        cls = REGISTRY[kind]
-        for name, value in fields.items():
-            if name not in cls.model_fields or name in cls.children:
-                problems.append(problem(fields.key_mark(name), path + (name,), f"{kind} has no field {name!r}"
-                                                                               f"{hint(name, cls.model_fields)}"))
-                continue
-            if is_expression(value):  # checked where it is used
-                continue
-            try:
-                _field_adapter(cls, name).validate_python(value)
-            except ValidationError as err:
-                problems.extend(pydantic_problems(err, value, path + (name,), at=fields.value_mark(name)))
-        out[kind] = fields
     return out
+
+
+def _default(kind: str, block: Optional[Map], name: str, value: Any, path: FieldPath, fields: Map) -> list[Problem]:
+    """The problems of one default: a field of a kind, or an argument of a block."""
+    if block is not None:
+        args, types = block.get("args") or Map(), block.get("types") or Map()
+        if name not in args:
+            return [problem(fields.key_mark(name), path, f"block {kind} has no argument {name!r}{hint(name, args)}")]
+        if name not in types:
+            return []
+        return check_value(TypeAdapter(argument_type(plain(types[name]))), value, path, fields.value_mark(name))
+    cls = REGISTRY[kind]
+    if name not in cls.model_fields or name in cls.children:
+        return [problem(fields.key_mark(name), path, f"{kind} has no field {name!r}{hint(name, cls.model_fields)}")]
+    return check_value(_field_adapter(cls, name), value, path, fields.value_mark(name))
 
 
 def check_model(model: type[BaseModel], raw: Any, path: FieldPath, problems: list[Problem]) -> Any:
