@@ -7,7 +7,7 @@ import pytest
 from mxnet import np, npx
 from reference import copy_params, googlenet, materialise
 
-from archspec import build_model, load_spec
+from archspec import build_model, load_spec, summarize
 from conftest import ROOT
 
 GOOGLENET = ROOT / "specs" / "googlenet.yaml"
@@ -159,3 +159,50 @@ print("ok")
 """
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
+
+
+def test_modern_activations_compute_their_formulas(write_spec):
+    """relu6, hard_sigmoid and hard_swish (MobileNetV2/V3) as the papers define them, on a ramp through -8..8."""
+    path = write_spec("name: a\ninput: {channels: 1, height: 1, width: 17}\nstages:\n"
+                      "  r6: [{activation: relu6}]\n  hs: [{activation: hard_sigmoid}]\n")
+    x = onp.linspace(-8, 8, 17, dtype="float32").reshape(1, 1, 1, 17)
+    net = build_model(path)
+    relu6 = onp.minimum(onp.maximum(x, 0), 6)
+    assert onp.allclose(net.r6(np.array(x)).asnumpy(), relu6)
+    assert onp.allclose(net(np.array(x)).asnumpy(), onp.minimum(onp.maximum(relu6 + 3, 0), 6) / 6)
+    swish = build_model(write_spec("name: s\ninput: {channels: 1, height: 1, width: 17}\nstages:\n"
+                                   "  s: [{conv: {channels: 1, kernel: 1, activation: hard_swish}}]\n", "s.yaml"))
+    swish.s[0][0].weight.set_data(np.ones((1, 1, 1, 1)))
+    swish.s[0][0].bias.set_data(np.zeros(1))
+    assert onp.allclose(swish(np.array(x)).asnumpy(), x * onp.clip(x + 3, 0, 6) / 6)
+
+
+def test_upsampling_by_scale_or_to_a_size(write_spec):
+    path = write_spec("name: u\ninput: {channels: 1, height: 2, width: 3}\nstages:\n"
+                      "  nearest: [{upsample: {scale: 2}}]\n"
+                      "  bilinear: [{upsample: {size: [7, 11], mode: bilinear, align_corners: true}}]\n")
+    s = summarize(load_spec(path))
+    assert [r.output for r in s.stages] == [(1, 4, 6), (1, 7, 11)]
+    net = build_model(path)
+    x = onp.arange(6, dtype="float32").reshape(1, 1, 2, 3)
+    assert onp.array_equal(net.nearest(np.array(x)).asnumpy(), x.repeat(2, axis=2).repeat(2, axis=3))
+    ramp = onp.add.outer(onp.linspace(0, 3, 4), onp.linspace(0, 5, 6)).astype("float32").reshape(1, 1, 4, 6)
+    # bilinear with aligned corners reproduces a linear ramp exactly, at any size
+    expected = onp.add.outer(onp.linspace(0, 3, 7), onp.linspace(0, 5, 11)).reshape(1, 1, 7, 11)
+    assert onp.allclose(net.bilinear(np.array(ramp)).asnumpy(), expected, atol=1e-5)
+
+
+def test_aspp_image_pooling_branch_in_yaml(write_spec):
+    """DeepLab's image pooling: average the whole map, 1x1 conv, upsample back to the input's size, concatenated
+    with the other branches. The size comes from the block's input, so the block fits any map."""
+    text = ("name: aspp\ninput: {channels: 8, height: 9, width: 12}\nblocks:\n  aspp:\n"
+            "    args: {channels: 4, height: $in.height, width: $in.width}\n    layers:\n"
+            "      - parallel:\n          merge: concat\n          branches:\n"
+            "            - [{conv: {channels: $channels, kernel: 1}}]\n"
+            "            - [{conv: {channels: $channels, kernel: 3, padding: 6, dilation: 6}}]\n"
+            "            - [global_avg_pool, {conv: {channels: $channels, kernel: 1}},\n"
+            "               {upsample: {size: [$height, $width], mode: bilinear}}]\n"
+            "stages:\n  head: [aspp]\n")
+    path = write_spec(text)
+    assert summarize(load_spec(path)).row("head").output == (12, 9, 12)
+    assert build_model(path)(np.zeros((2, 8, 9, 12))).shape == (2, 12, 9, 12)

@@ -22,6 +22,15 @@ class Mish(Layer):
         return nn.HybridLambda(lambda F, x: x * F.np.tanh(F.np.log1p(F.np.exp(x))))
 
 @register
+class Liar(Layer):
+    """Claims to double the channels, builds an identity."""
+    kind: ClassVar[str] = "liar"
+    def infer(self, shape): return (2 * shape[0],) + tuple(shape[1:])
+    def gluon(self, shape):
+        from mxnet.gluon import nn
+        return nn.HybridLambda(lambda F, x: x)
+
+@register
 class Broken(Layer):
     kind: ClassVar[str] = "broken"
     def infer(self, shape): raise ValueError("this kind is broken on purpose")
@@ -73,6 +82,13 @@ def test_a_kind_that_raises_is_reported_at_its_line_and_the_other_files_still_ru
     assert proc.stdout.startswith(f"{bad}:6:7: stages.body.1.broken: broken on input 4x6x6: ValueError: this kind "
                                   "is broken on purpose"), proc.stdout
     assert f"{plugin / 'spec.yaml'}: ok" in proc.stderr and "internal error" not in proc.stderr
+
+
+def test_summary_build_fails_when_mxnet_disagrees_with_the_static_counts(plugin):
+    liar = plugin / "liar.yaml"
+    liar.write_text(SPEC.replace("    - mish\n", "    - liar\n"))
+    proc = archspec("summary", "--plugin", plugin / "mykinds.py", liar, "--build")
+    assert proc.returncode == 1 and "MISMATCH" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_a_plugin_that_fails_to_load_is_named(plugin):
