@@ -46,6 +46,9 @@ def _spec_options(p: argparse.ArgumentParser, many: bool = False) -> None:
                    help="refuse specs with more parameters (default %(default)s)")
     p.add_argument("--max-memory", type=int, default=Limits.max_memory, metavar="BYTES",
                    help="refuse specs with more activation bytes per example (default %(default)s)")
+    p.add_argument("--max-layers", type=int, default=Limits.max_layers, metavar="N",
+                   help="refuse specs that expand to more layers, repeats and blocks multiplied out (default "
+                        "%(default)s)")
     _plugin_option(p)
 
 
@@ -60,8 +63,8 @@ def _load(path: str, args: Args) -> tuple[Spec, Summary]:
     if shape is not None and len(shape) == 3:  # the spec's own input, so expressions over `in` see it too
         overrides += [f"input.{k}={v}" for k, v in zip(("channels", "height", "width"), shape)]
         shape = None
-    spec = load_spec(path, overrides)
-    return spec, summarize(spec, shape, Limits(args.max_params, args.max_memory))
+    spec = load_spec(path, overrides, args.max_layers)
+    return spec, summarize(spec, shape, Limits(args.max_params, args.max_memory, args.max_layers))
 
 
 def print_problems(problems: Iterable[Problem], stream: TextIO, github: bool = False) -> None:

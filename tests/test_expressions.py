@@ -1,6 +1,8 @@
 """Specs that read the shape they receive: expressions, `when`, scaling that composes with both, and the
 errors an expression can cause, located at its YAML line - hostile ones refused quickly."""
 import json
+import subprocess
+import sys
 import time
 
 import pytest
@@ -133,3 +135,40 @@ def test_when_must_be_true_or_false(write_spec):
 def test_a_plain_dollar_string_is_written_twice(write_spec):
     path = spec(write_spec, "    - conv: {channels: 4, kernel: 1}\n    - sequential: {label: $$money, layers: [flatten]}\n")
     assert summarize(load_spec(path)).row("s.1").kind == "$money"
+
+
+BOMBS = {
+    "nested repeats": "blocks:\n  a: {layers: [{activation: relu, repeat: 1000}]}\n"
+                      "  b: {layers: [{a: {}, repeat: 1000}]}\n  c: {layers: [{b: {}, repeat: 1000}]}\n"
+                      "stages:\n  s: [c]\n",
+    "nested sequentials": "blocks:\n  a: {layers: [{sequential: {layers: [{activation: relu, repeat: 1000}]}, "
+                          "repeat: 1000}]}\nstages:\n  s: [{a: {}, repeat: 1000}]\n",
+    "fan-out": "blocks:\n  b0: {layers: [activation: relu]}\n" + "".join(
+        f"  b{i}: {{layers: [parallel: {{merge: add, branches: [[b{i - 1}], [b{i - 1}], [b{i - 1}]]}}]}}\n"
+        for i in range(1, 16)) + "stages:\n  s: [b15]\n",
+}
+
+
+@pytest.mark.parametrize("name", BOMBS)
+def test_expansion_bombs_are_refused_while_expanding(write_spec, name):
+    """A few lines that multiply out to millions of layers: refused at the entry that crosses the budget, in well
+    under a second and a few tens of MB here (bounded loosely, so that only a real explosion fails this)."""
+    path = write_spec(HEAD + BOMBS[name])
+    code = ("import resource, sys, time\nfrom archspec.cli import main\nstarted = time.perf_counter()\n"
+            f"code = main(['validate', {str(path)!r}])\n"
+            "print(code, time.perf_counter() - started, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    code, seconds, megabytes = proc.stdout.split()[-3:]
+    assert code == "1" and float(seconds) < 10 and int(megabytes) < 500, proc.stdout
+    assert "expands to more than 5,000 layers" in proc.stdout and proc.stdout.startswith(f"{path}:")
+    assert "--max-layers" in proc.stdout
+
+
+def test_a_large_legitimate_network_is_well_inside_the_budget(write_spec):
+    """ResNet-152's 50 bottleneck blocks (3, 8, 36, 3) expand to a few hundred layers."""
+    text = HEAD.replace("height: 8, width: 8", "height: 64, width: 64") + "stages:\n" + "".join(
+        f"  s{i}:\n    - resnext_block: {{channels: {c}, stride: {2 if i else 1}}}\n"
+        f"    - resnext_block: {{channels: {c}}}\n      repeat: {n - 1}\n"
+        for i, (n, c) in enumerate([(3, 64), (8, 128), (36, 256), (3, 512)]))
+    s = summarize(load_spec(write_spec(text)))
+    assert 300 < len(s.rows) < 1_000

@@ -73,7 +73,7 @@ def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Ove
             raise TypeError("overrides apply to a spec file; pass its path instead of a loaded Spec")
         spec = spec_or_path
     else:
-        spec = load_spec(spec_or_path, _with_keywords(overrides, kwargs))
+        spec = load_spec(spec_or_path, _with_keywords(overrides, kwargs), (limits or Limits()).max_layers)
     summary = summarize(spec, limits=limits)  # every shape and the budget are checked before MXNet allocates
     npx.set_np()
     net, builder = Network(spec), _Builder(summary)

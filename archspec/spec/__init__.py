@@ -13,13 +13,16 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, Mapping, Optional, Union
 
+from .expand import MAX_LAYERS
 from .resolve import load_resolved
 from .schema import Spec, validate
 
 Overrides = Optional[Union[Mapping[str, Any], Iterable[str]]]  # {"stages.b3.0.c1": 96} or ["stages.b3.0.c1=96"]
 
 
-def load_spec(source: Union[str, os.PathLike[str], Mapping[str, Any]], overrides: Overrides = None) -> Spec:
+def load_spec(source: Union[str, os.PathLike[str], Mapping[str, Any]], overrides: Overrides = None,
+              max_layers: int = MAX_LAYERS) -> Spec:
     """Load, resolve (`base:`, overrides), expand and validate a spec: the path of a YAML file, or the same
-    data as a Python mapping. Raises `SpecError` with the place of every problem. Does not import MXNet."""
-    return validate(load_resolved(source, overrides))
+    data as a Python mapping. A spec that expands to more than `max_layers` layers is refused while it is being
+    expanded. Raises `SpecError` with the place of every problem. Does not import MXNet."""
+    return validate(load_resolved(source, overrides), max_layers)

@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from .diagnostics import UNKNOWN, Problem, SpecError, problem
+from .expand import MAX_LAYERS
 from .kinds import Shape
 from .report import format_shape, si, size_in_bytes, table
 from .schema import Spec
@@ -23,6 +24,7 @@ class Limits:
 
     max_params: int = 1_000_000_000  # ~4 GB of float32 weights
     max_memory: int = 4 << 30  # activation bytes for one example
+    max_layers: int = MAX_LAYERS  # layers the spec expands to; checked while expanding (`load_spec`)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,9 @@ from .located import pydantic_problems
 
 MAX_REPEAT = 1000
 MAX_BLOCK_DEPTH = 16
+#: layers a spec may expand to (every layer, branches and repeats included): a ResNet-152 has about 500, and
+#: the budget is checked while expanding, so a spec of nested repeats is refused before it costs anything
+MAX_LAYERS = 5_000
 #: top-level keys this pass consumes; what is left is validated as a `Spec`
 DIRECTIVES = ("args", "blocks", "defaults", "width", "depth", "width_divisor")
 #: the types a block argument may declare (`types: {c2: [size, size]}`), as Pydantic checks them
@@ -115,10 +118,15 @@ class Expanded:
 
     tree: Map
     problems: list[Problem]
+    complete: bool = True  # False: expansion stopped (over budget); nothing after it can be checked
 
 
 class _Skip(Exception):
     """The entry being expanded failed; its problems are recorded."""
+
+
+class _OverBudget(Exception):
+    """The spec expands to more layers than allowed: expansion stops at once (its problem is recorded)."""
 
 
 Scope = dict[str, tuple[Any, Mark]]  # `$name` -> (value, where it was written)
@@ -127,9 +135,11 @@ _UNKNOWN_INPUT: Final = object()  # `in` after an entry that failed: no further 
 
 class _Expansion:
     def __init__(self, defaults: dict[str, Map], blocks: dict[str, Map], scope: Scope, scaling: Scaling,
-                 shape_of: ShapeOf):
+                 shape_of: ShapeOf, max_layers: int = MAX_LAYERS):
         self.defaults, self.blocks, self.scope, self.scaling = defaults, blocks, scope, scaling
-        self.shape_of = shape_of
+        self.shape_of, self.max_layers = shape_of, max_layers
+        self.layers = 0  # layers expanded so far, every copy of a repeat counted
+        self.sizes: dict[int, int] = {}  # layers in an expanded entry (itself included), by id
         self.active: list[tuple[str, Mark]] = []  # blocks being expanded and where each is used
         self.site: Optional[tuple[str, Mark, FieldPath]] = None  # the library block being expanded, at its use
         self.reads_of_in = 0  # how often an expression read `in`: an entry that did not is the same at any input
@@ -198,14 +208,34 @@ class _Expansion:
             repeat = self.scaling.repeat(repeat)
         results: list[tuple[Union[Map, _Failed], Optional[Shape]]] = []
         same: Optional[Map] = None  # the expansion every copy shares, once one has shown it does not read `in`
-        for _ in range(repeat):
+        for copy in range(repeat):
             reads = self.reads_of_in
             entry = same or self.expand_kind(kind, item, path, shape)
-            if self.reads_of_in == reads:
+            if self.reads_of_in == reads and same is None:
                 same = entry
+                self.spend(self.size(entry) * (repeat - copy - 1), mark, path)  # the copies still to come
             shape = self.shape_of(entry, shape) if shape is not None else None
             results.append((entry, shape))
         return results
+
+    def size(self, entry: Any) -> int:
+        """Layers in an expanded entry, itself included."""
+        if not isinstance(entry, Map):
+            return 0
+        if id(entry) not in self.sizes:
+            ((kind, body),) = entry.items()
+            inner = [body[f] for f in REGISTRY[kind].children if f in body]
+            self.sizes[id(entry)] = 1 + sum(self.size(e) for seqs in inner for e in _entries_in(seqs))
+        return self.sizes[id(entry)]
+
+    def spend(self, layers: int, mark: Mark, path: FieldPath) -> None:
+        """Count `layers` more against the budget; past it, stop expanding altogether."""
+        self.layers += layers
+        if self.layers > self.max_layers:
+            self.problems.append(self.problem(mark, path, f"the spec expands to more than {self.max_layers:,} "
+                                                          "layers here (repeats and blocks multiplied out); raise "
+                                                          "--max-layers if it is meant to be this large"))
+            raise _OverBudget
 
     def condition(self, node: Map, key: str, path: FieldPath, shape: Optional[Shape]) -> bool:
         """`when: condition` of an entry or a branch (true when absent)."""
@@ -391,6 +421,7 @@ class _Expansion:
 
     def make(self, kind: str, body: Map, path: FieldPath, mark: Mark) -> Map:
         """The expanded entry `{kind: body}`; inside a library block, placed at the block's use."""
+        self.spend(1, mark, path)
         if self.site is not None:
             _, mark, path = self.site
             body = _relabel(body, mark, REGISTRY[kind].children)
@@ -398,6 +429,13 @@ class _Expansion:
         entry.set(kind, body, mark)
         entry.origin = path
         return entry
+
+
+def _entries_in(value: Any) -> list[Any]:
+    """The entries of a child field: a list of entries, or a list of such lists."""
+    if not isinstance(value, Seq):
+        return []
+    return [e for item in value for e in (_entries_in(item) if isinstance(item, Seq) else [item])]
 
 
 def _with_defaults(defaults: Optional[Map], body: Map) -> Map:
@@ -547,9 +585,9 @@ def input_shape(raw: Map) -> Optional[Shape]:
     return tuple(dims) if all(type(d) is int and d >= 1 for d in dims) else None  # type: ignore[arg-type]
 
 
-def expand(raw: Map, shape_of: ShapeOf) -> Expanded:
+def expand(raw: Map, shape_of: ShapeOf, max_layers: int = MAX_LAYERS) -> Expanded:
     """Expand a resolved spec tree: directives consumed, every stage and auxiliary head's layers expanded with
-    the shapes they receive (`shape_of` gives each expanded entry's output)."""
+    the shapes they receive (`shape_of` gives each expanded entry's output), at most `max_layers` layers."""
     problems: list[Problem] = []
     blocks = {**check_blocks(library(), library().mark, problems),
               **check_blocks(raw.get("blocks"), raw.value_mark("blocks"), problems)}
@@ -561,7 +599,20 @@ def expand(raw: Map, shape_of: ShapeOf) -> Expanded:
         problems.append(problem(raw.value_mark("args"), ("args",), f"expected a mapping, got {short(args)}"))
         args = Map()
     expansion = _Expansion(defaults, blocks, {k: (v, args.value_mark(k)) for k, v in args.items()}, scaling,
-                           shape_of)
+                           shape_of, max_layers)
+    try:
+        expanded = _expand_layers(raw, expansion)
+    except _OverBudget:
+        return Expanded(raw, problems + expansion.problems, complete=False)
+    tree = Map(mark=raw.mark)
+    for key, value in raw.items():
+        if key not in DIRECTIVES:
+            tree.set(key, expanded.get(key, value), raw.value_mark(key), raw.key_mark(key))
+    return Expanded(tree, problems + expansion.problems)
+
+
+def _expand_layers(raw: Map, expansion: _Expansion) -> dict[str, Any]:
+    """The stages' and the auxiliary heads' layers, expanded."""
     expanded: dict[str, Any] = {}
     taps: dict[str, Optional[Shape]] = {}  # `b4` and `b4.0` -> the output there, for the auxiliary heads
     stages = raw.get("stages")
@@ -579,11 +630,7 @@ def expand(raw: Map, shape_of: ShapeOf) -> Expanded:
         for name, head in heads.items():
             out.set(name, _aux(expansion, name, head, taps), heads.value_mark(name), heads.key_mark(name))
         expanded["aux"] = out
-    tree = Map(mark=raw.mark)
-    for key, value in raw.items():
-        if key not in DIRECTIVES:
-            tree.set(key, expanded.get(key, value), raw.value_mark(key), raw.key_mark(key))
-    return Expanded(tree, problems + expansion.problems)
+    return expanded
 
 
 def _aux(expansion: _Expansion, name: str, head: Any, taps: dict[str, Optional[Shape]]) -> Any:

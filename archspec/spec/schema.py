@@ -12,9 +12,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from .diagnostics import FieldPath, Problem, SpecError, hint, problem, short
-from .expand import DIRECTIVES, FAILED, check_model, expand
+from .expand import DIRECTIVES, FAILED, MAX_LAYERS, check_model, expand
 from .kinds import REGISTRY, Layer, Layers, Shape, Size
-from .walk import output_shape
+from .walk import Walk
 from .loader import Map, Seq
 from .located import pydantic_problems
 
@@ -168,30 +168,35 @@ class _Validator:
         return False
 
 
-def validate(raw: Map) -> Spec:
-    """Expand and validate a resolved spec tree. Raises `SpecError` listing every problem with its place."""
-    return _expand_and_validate(raw)[1]
+def validate(raw: Map, max_layers: int = MAX_LAYERS) -> Spec:
+    """Expand and validate a resolved spec tree (refusing one that expands to more than `max_layers` layers).
+    Raises `SpecError` listing every problem with its place."""
+    return _expand_and_validate(raw, max_layers)[1]
 
 
-def expanded(raw: Map) -> Map:
+def expanded(raw: Map, max_layers: int = MAX_LAYERS) -> Map:
     """The expanded tree of a valid spec (what `archspec resolve --expand` prints); `SpecError` if invalid."""
-    return _expand_and_validate(raw)[0]
+    return _expand_and_validate(raw, max_layers)[0]
 
 
-def _expand_and_validate(raw: Map) -> tuple[Map, Spec]:
-    validator = _Validator()
+def _expand_and_validate(raw: Map, max_layers: int) -> tuple[Map, Spec]:
+    validator, walk = _Validator(), Walk(remember=True)
 
     def shape_of(entry: Map, shape: Shape) -> Shape | None:
         layer = validator.layer(entry)
         if layer is None:
             return None
         try:
-            return output_shape(layer, shape)
+            out = walk.layer(layer, shape, "", 0)
+            walk.rows.clear()  # only the output is wanted here; the analysis keeps the rows
+            return out
         except SpecError as e:
             validator.problems += e.problems
             return None
 
-    expanded = expand(raw, shape_of)
+    expanded = expand(raw, shape_of, max_layers)
+    if not expanded.complete:
+        raise SpecError(expanded.problems)
     tree, problems = expanded.tree, list(expanded.problems)
     for key in tree:
         if key not in Spec.model_fields:

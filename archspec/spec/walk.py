@@ -4,7 +4,7 @@ output shape of each entry it expands (`output_shape`), so `$in` is known where 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 from .diagnostics import Problem, SpecError, problem
 from .kinds import Layer, Layers, Shape, ShapeError
@@ -37,9 +37,11 @@ def child_path(path: str, name: str | None) -> str:
 class Walk:
     """Rows in pre-order (a node before its children), each summing what is inside it."""
 
-    def __init__(self) -> None:
+    def __init__(self, remember: bool = False) -> None:
         self.rows: list[Row] = []
         self.warnings: list[Problem] = []
+        # Outputs by (layer, input): expansion asks for every entry's output as it builds bigger ones around it
+        self.outputs: Optional[dict[tuple[int, Shape], Shape]] = {} if remember else None
 
     def sequence(self, layers: Layers, shape: Shape, path: str, depth: int) -> Shape:
         for i, layer in enumerate(layers):
@@ -57,6 +59,9 @@ class Walk:
         return out
 
     def layer(self, layer: Layer, shape: Shape, path: str, depth: int) -> Shape:
+        if self.outputs is not None and (id(layer), shape) in self.outputs:
+            return self.outputs[id(layer), shape]
+
         def visit() -> tuple[Shape, Counts]:
             sequences = layer.sequences()
             outs = [self.sequence(seq, shape, child_path(path, name), depth + 1) for name, seq in sequences]
@@ -80,12 +85,12 @@ class Walk:
                                                                  f"{type(e).__name__}: {e}")]) from None
         if useless:
             self.warnings.append(problem(layer._mark, layer._source, useless, severity="warning"))
+        if self.outputs is not None:
+            self.outputs[id(layer), shape] = out
         return out
 
     def stage(self, name: str, layers: Layers, shape: Shape, kind: str) -> Shape:
         return self.node(name, kind, 0, shape, lambda: (self.sequence(layers, shape, name, 1), (0, 0, 0, 0)))
 
 
-def output_shape(layer: Layer, shape: Shape) -> Shape:
-    """The output shape of one validated layer on `shape`; a `SpecError` at its line if it cannot take it."""
-    return Walk().layer(layer, shape, "", 0)
+
