@@ -276,7 +276,8 @@ def parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("blocks", help="the block library: every block a spec can use by name, and its arguments")
     b.add_argument("--markdown", action="store_true", help="as a Markdown table (the README's)")
-    b.set_defaults(func=cmd_blocks, plugins=[])
+    _plugin_option(b)
+    b.set_defaults(func=cmd_blocks)
 
     e = sub.add_parser("export", help="write the network as MXNet symbol files or ONNX, with its weights")
     _spec_options(e)

@@ -122,3 +122,19 @@ def test_a_spec_cannot_load_code(plugin, tmp_path):
         proc = archspec("validate", hostile, cwd=plugin)
         assert proc.returncode == 1 and "unknown top-level field" in proc.stdout
     assert not canary.exists()
+
+
+def test_a_registered_kind_replaces_the_library_block_of_its_name(plugin):
+    (plugin / "shadow.py").write_text(KINDS.replace('kind: ClassVar[str] = "mish"', 'kind: ClassVar[str] = "se_gate"'))
+    spec = plugin / "gated.yaml"
+    spec.write_text(SPEC.replace("activation: mish", "activation: relu").replace("    - mish\n", "    - se_gate\n"))
+    assert archspec("validate", "--plugin", plugin / "shadow.py", ROOT / "specs" / "lenet.yaml").returncode == 0
+    proc = archspec("summary", "--plugin", plugin / "shadow.py", spec, "--depth", "1")
+    assert proc.returncode == 0 and "se_gate" in proc.stdout and "parallel" not in proc.stdout, proc.stderr
+
+
+def test_a_kind_whose_shape_rule_gives_a_non_shape_is_reported(plugin):
+    (plugin / "negative.py").write_text(KINDS.replace("def infer(self, shape): return shape",
+                                                      "def infer(self, shape): return (-16,) + tuple(shape[1:])", 1))
+    proc = archspec("validate", "--plugin", plugin / "negative.py", plugin / "spec.yaml")
+    assert proc.returncode == 1 and "not a shape of positive integers" in proc.stdout, proc.stdout + proc.stderr

@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 from pydantic import ValidationError
 
 from .diagnostics import FieldPath, Mark, Problem, hint, problem, short
-from .expressions import Channels, Evaluation, ExpressionError, Incoming, is_expression, literal, parse, show, source
+from .expressions import (Channels, ChannelsFloat, Evaluation, ExpressionError, Incoming, is_channels, is_expression,
+                          literal, parse, show, source)
 from .kinds import REGISTRY, Activation, Flag, Layer, NonNegative, Shape, Size
 from .loader import Map, Seq, marked, parse_yaml
 from .located import pydantic_problems
@@ -62,7 +63,7 @@ class Scaling(BaseModel):
 
     def channels(self, value: Any) -> Any:
         """A channel count written at width 1, scaled; anything else (a count from `in`) as it is."""
-        if self.width == 1 or type(value) is not int:
+        if self.width == 1 or type(value) is not int or value <= 0:
             return value
         d = self.width_divisor
         return max(d, int(value * self.width / d + 0.5) * d)
@@ -143,6 +144,7 @@ class _Expansion:
         self.active: list[tuple[str, Mark]] = []  # blocks being expanded and where each is used
         self.site: Optional[tuple[str, Mark, FieldPath]] = None  # the library block being expanded, at its use
         self.reads_of_in = 0  # how often an expression read `in`: an entry that did not is the same at any input
+        self.no_input = False  # evaluating a value outside the layers, where `in` means nothing
         self.problems: list[Problem] = []
 
     # -- problems --------------------------------------------------------------------------------------------
@@ -199,8 +201,9 @@ class _Expansion:
                                   "for each layer")
         kind = kinds[0]
         if not self.condition(item, "when", path, shape):
+            self.spend(1, mark, path)  # an entry left out costs its condition: it counts against the budget too
             return []
-        repeat = self.value(item.get("repeat", 1), path + ("repeat",), item.value_mark("repeat"), shape)
+        repeat = plain(self.value(item.get("repeat", 1), path + ("repeat",), item.value_mark("repeat"), shape))
         if type(repeat) is not int or not 1 <= repeat <= MAX_REPEAT:
             self.fail(item.value_mark("repeat"), path + ("repeat",),
                       f"repeat must be an integer from 1 to {MAX_REPEAT}, got {short(repeat)}")
@@ -256,6 +259,17 @@ class _Expansion:
         return self.layer(kind, item[kind], where, mark, shape)
 
     # -- values ----------------------------------------------------------------------------------------------
+    def outside_layers(self, value: Any, path: FieldPath, mark: Mark) -> Any:
+        """A value outside the layers (a spec argument, `input`, an auxiliary head's `after`), its expressions
+        evaluated over the spec's arguments; a problem is recorded, and the value is then None."""
+        self.no_input = True
+        try:
+            return self.value(value, path, mark, None)
+        except _Skip:
+            return None
+        finally:
+            self.no_input = False
+
     def value(self, value: Any, path: FieldPath, mark: Mark, shape: Optional[Shape]) -> Any:
         """One value with its expressions evaluated."""
         return self.substitute(value, path, mark, shape)
@@ -286,10 +300,13 @@ class _Expansion:
 
     def evaluate(self, text: str, path: FieldPath, mark: Mark, shape: Optional[Shape], found: list[Problem]) -> Any:
         names = {name: value for name, (value, _) in self.scope.items()}
-        names["in"] = Incoming(shape) if shape is not None else _UNKNOWN_INPUT
+        if not self.no_input:  # outside the layers there is no input shape to read
+            names["in"] = Incoming(shape) if shape is not None else _UNKNOWN_INPUT
         evaluation = Evaluation(names, self.scaling.channels)
         try:
             value = evaluation(parse(source(text)))
+            if isinstance(value, Incoming):
+                raise ExpressionError("`in` is the shape the entry receives; use in.channels, in.height or in.width")
         except ExpressionError as e:
             if evaluation.used.get("in") is _UNKNOWN_INPUT:
                 raise _Skip from None  # an entry before this one failed; its problem says why
@@ -346,20 +363,26 @@ class _Expansion:
 
     def bind(self, name: str, definition: Map, body: Map, path: FieldPath, mark: Mark,
              shape: Optional[Shape]) -> Scope:
-        """The scope inside a use of block `name`: the outer arguments, the block's defaults, then `body`; each
-        argument of a declared type checked."""
+        """The scope inside a use of block `name`: the outer arguments, then `body`, then the defaults of the
+        arguments `body` leaves out, in order (a default may use `in`, the outer arguments and the arguments before
+        it: `hidden: ${channels * 4}`); each argument of a declared type checked."""
         args: Map = definition.get("args") or Map()
-        scope = dict(self.scope)
-        for arg, default in args.items():
-            if default is not None and arg not in body:  # a default may use `in` and the outer arguments
-                scope[arg] = (self.value(default, path + (arg,), args.value_mark(arg), shape), args.value_mark(arg))
         found = [self.problem(body.key_mark(arg), path + (arg,), f"block {name} has no argument {arg!r}"
                                                                  f"{hint(arg, args)} (arguments: "
                                                                  f"{', '.join(args) or 'none'})")
                  for arg in body if arg not in args]
-        scope.update({arg: (value, body.value_mark(arg)) for arg, value in body.items()})
         found += [self.problem(mark, path, f"block {name} needs argument {arg!r}") for arg in args
-                  if arg not in scope or (args[arg] is None and arg not in body)]
+                  if args[arg] is None and arg not in body]
+        self.report(found)
+        outer = self.scope
+        self.scope = scope = {**outer, **{arg: (value, body.value_mark(arg)) for arg, value in body.items()}}
+        try:
+            for arg, default in args.items():
+                if default is not None and arg not in body:
+                    scope[arg] = (self.value(default, path + (arg,), args.value_mark(arg), shape),
+                                  args.value_mark(arg))
+        finally:
+            self.scope = outer
         for arg, declared in (definition.get("types") or Map()).items():
             if arg in scope and arg in args:
                 value, where = scope[arg]
@@ -404,8 +427,11 @@ class _Expansion:
             if isinstance(branch, Map):
                 unknown = [k for k in branch if k not in ("when", "layers")]
                 if unknown or "layers" not in branch:
-                    self.problems.append(self.problem(value.value_mark(i), where, "a branch is a list of layers or "
-                                                                                  "{when: condition, layers: [...]}"))
+                    what = f"unknown key {unknown[0]!r}{hint(unknown[0], ('when', 'layers'))}" if unknown \
+                        else "no `layers`"
+                    self.problems.append(self.problem(value.value_mark(i), where, f"{what}: a branch is a list of "
+                                                                                  "layers or {when: condition, "
+                                                                                  "layers: [...]}"))
                     out.append_marked(FAILED, value.value_mark(i))
                     continue
                 try:
@@ -450,9 +476,11 @@ def plain(value: Any) -> Any:
     """Values as Pydantic and MXNet take them: channel counts as plain integers, lists as lists."""
     if isinstance(value, Channels):
         return int(value)
-    if isinstance(value, list) and any(isinstance(v, Channels) for v in value):
+    if isinstance(value, ChannelsFloat):
+        return float(value)
+    if isinstance(value, list) and any(is_channels(v) for v in value):
         return Seq([plain(v) for v in value], getattr(value, "mark", None), getattr(value, "item_marks", None))
-    if isinstance(value, Map) and any(isinstance(v, (Channels, list, Map)) for v in value.values()):
+    if isinstance(value, Map) and any(is_channels(v) or isinstance(v, (list, Map)) for v in value.values()):
         out = Map(mark=value.mark)
         for k, v in value.items():
             out.set(k, plain(v), value.value_mark(k), value.key_mark(k))
@@ -542,8 +570,10 @@ def check_model(model: type[BaseModel], raw: Any, path: FieldPath, problems: lis
         return None
 
 
-def check_blocks(raw: Any, mark: Mark, problems: list[Problem], path: FieldPath = ("blocks",)) -> dict[str, Map]:
-    """Block definitions: each a valid `Block`, named as no layer kind is, with known argument types."""
+def check_blocks(raw: Any, mark: Mark, problems: list[Problem], library: bool = False) -> dict[str, Map]:
+    """Block definitions: each a valid `Block`, named as no layer kind is, with known argument types. A kind
+    registered under the name of a library block replaces it (the user asked for it by name)."""
+    path: FieldPath = ("blocks",)
     if raw is None:
         return {}
     if not isinstance(raw, Map):
@@ -552,6 +582,8 @@ def check_blocks(raw: Any, mark: Mark, problems: list[Problem], path: FieldPath 
     blocks = {}
     for name, definition in raw.items():
         where = path + (name,)
+        if library and name in REGISTRY:
+            continue
         if name in REGISTRY or not name.isidentifier():
             why = "is a built-in layer kind" if name in REGISTRY else "is not an identifier"
             problems.append(problem(raw.key_mark(name), where, f"block name {name!r} {why}"))
@@ -589,17 +621,24 @@ def expand(raw: Map, shape_of: ShapeOf, max_layers: int = MAX_LAYERS) -> Expande
     """Expand a resolved spec tree: directives consumed, every stage and auxiliary head's layers expanded with
     the shapes they receive (`shape_of` gives each expanded entry's output), at most `max_layers` layers."""
     problems: list[Problem] = []
-    blocks = {**check_blocks(library(), library().mark, problems),
+    blocks = {**check_blocks(library(), library().mark, problems, library=True),
               **check_blocks(raw.get("blocks"), raw.value_mark("blocks"), problems)}
     defaults = _defaults(raw.get("defaults"), raw.value_mark("defaults"), blocks, problems)
-    scaling = check_model(Scaling, {k: raw[k] for k in ("width", "depth", "width_divisor") if k in raw}, (),
-                          problems) or Scaling()
+    multipliers = Map(mark=raw.mark)
+    for key in ("width", "depth", "width_divisor"):
+        if key in raw:
+            multipliers.set(key, raw[key], raw.value_mark(key), raw.key_mark(key))
+    scaling = check_model(Scaling, multipliers, (), problems) or Scaling()
     args = raw.get("args") or Map()
     if not isinstance(args, Map):
         problems.append(problem(raw.value_mark("args"), ("args",), f"expected a mapping, got {short(args)}"))
         args = Map()
-    expansion = _Expansion(defaults, blocks, {k: (v, args.value_mark(k)) for k, v in args.items()}, scaling,
-                           shape_of, max_layers)
+    expansion = _Expansion(defaults, blocks, {}, scaling, shape_of, max_layers)
+    for name, value in args.items():  # in order: an argument may use the ones before it
+        expansion.scope[name] = (expansion.outside_layers(value, ("args", name), args.value_mark(name)),
+                                 args.value_mark(name))
+    if isinstance(raw.get("input"), Map):
+        raw = _with(raw, "input", expansion.outside_layers(raw["input"], ("input",), raw.value_mark("input")))
     try:
         expanded = _expand_layers(raw, expansion)
     except _OverBudget:
@@ -634,14 +673,25 @@ def _expand_layers(raw: Map, expansion: _Expansion) -> dict[str, Any]:
 
 
 def _aux(expansion: _Expansion, name: str, head: Any, taps: dict[str, Optional[Shape]]) -> Any:
-    """An auxiliary head with its layers expanded on the shape at its tap (a head that is not a mapping, or a
-    tap that does not exist, is the validator's to report)."""
-    if not isinstance(head, Map) or not isinstance(head.get("layers"), Seq):
+    """An auxiliary head with its `after` and `weight` evaluated and its layers expanded on the shape at its tap
+    (a head that is not a mapping, or a tap that does not exist, is the validator's to report)."""
+    if not isinstance(head, Map):
         return head
     out = Map(mark=head.mark)
     for key, value in head.items():
-        if key == "layers":
-            shape = taps.get(head["after"]) if isinstance(head.get("after"), str) else None
-            value, _ = expansion.entries(value, ("aux", name, "layers"), head.value_mark(key), shape)
+        if key in ("after", "weight"):
+            value = expansion.outside_layers(value, ("aux", name, key), head.value_mark(key))
         out.set(key, value, head.value_mark(key), head.key_mark(key))
+    if isinstance(out.get("layers"), Seq):
+        shape = taps.get(out["after"]) if isinstance(out.get("after"), str) else None
+        layers, _ = expansion.entries(out["layers"], ("aux", name, "layers"), out.value_mark("layers"), shape)
+        out.set("layers", layers, out.value_mark("layers"), out.key_mark("layers"))
+    return out
+
+
+def _with(node: Map, key: str, value: Any) -> Map:
+    """A copy of `node` with `key` set to `value` (at the same marks)."""
+    out = Map(mark=node.mark)
+    for k, v in node.items():
+        out.set(k, value if k == key else v, node.value_mark(k), node.key_mark(k))
     return out

@@ -13,6 +13,7 @@ width 1 and scaled first; a result that comes from `in.channels` is not scaled a
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -35,6 +36,14 @@ class ExpressionError(ValueError):
 
 class Channels(int):
     """A channel count that already carries the spec's width scaling (it comes from `in.channels`)."""
+
+
+class ChannelsFloat(float):
+    """A channel count on its way to an integer (`in.channels * 1.5`), already scaled like `Channels`."""
+
+
+def is_channels(value: Any) -> bool:
+    return isinstance(value, (Channels, ChannelsFloat))
 
 
 @dataclass(frozen=True)
@@ -171,7 +180,7 @@ class _Parser:
         if self.peek() in ("-", "+"):
             op = self.take()[1]
             operand = self.nested(self.unary)
-            return ("arith", "-", ("num", 0), operand) if op == "-" else operand
+            return ("negate", operand) if op == "-" else operand
         return self.postfix()
 
     def postfix(self) -> Node:
@@ -246,8 +255,17 @@ class Evaluation:
 
             known = ", ".join(sorted(self.names)) or "none"
             raise ExpressionError(f"unknown name {name!r}{hint(name, self.names)} (names here: {known})")
-        self.used[name] = self.names[name]
-        return self.names[name]
+        value = self.names[name]
+        self.used[name] = value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ExpressionError(f"{name} is {value}, not a finite number")
+        return value
+
+    def _negate(self, node: Node) -> Number:
+        value = self(node)
+        if not _is_number(value):
+            raise ExpressionError(f"- needs a number, got {_show(value)}")
+        return _checked(-value, is_channels(value))
 
     def _attr(self, node: Node, name: str) -> Any:
         value = self(node)
@@ -293,8 +311,7 @@ class Evaluation:
             raise ExpressionError(f"division by zero ({_show(a)} {op} 0)")
         result = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "//": lambda: a // b,
                   "%": lambda: a % b}[op]()
-        channels = isinstance(a, Channels) or (isinstance(b, Channels) and op in ("+", "-", "*"))
-        return _checked(result, channels)
+        return _checked(result, is_channels(a) or (is_channels(b) and op in ("+", "-", "*")))
 
     def _call(self, function: str, args: tuple[Node, ...]) -> Number:
         values = [self(a) for a in args]
@@ -306,21 +323,21 @@ class Evaluation:
             value, divisor = values
             rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
             rounded += divisor if rounded < 0.9 * value else 0  # never round down by more than 10%
-            return _checked(rounded, isinstance(value, Channels))
-        channels = any(isinstance(v, Channels) for v in values)
+            return _checked(rounded, is_channels(value))
+        channels = any(is_channels(v) for v in values)
         if function == "round":
             if len(values) != 1:
                 raise ExpressionError("round(value) takes one value")
             return _checked(round(values[0]), channels)
         if channels:
-            values = [v if isinstance(v, Channels) or type(v) is not int else self.scale(v) for v in values]
+            values = [v if is_channels(v) or type(v) is not int else self.scale(v) for v in values]
         return _checked((min if function == "min" else max)(values), channels)
 
     def _together(self, a: Any, b: Any, op: str) -> tuple[Any, Any]:
         """A plain integer that meets a channel count is a channel count at width 1: scale it first."""
-        if isinstance(a, Channels) and type(b) is int:
+        if is_channels(a) and type(b) is int:
             return a, self.scale(b)
-        if isinstance(b, Channels) and type(a) is int:
+        if is_channels(b) and type(a) is int:
             return self.scale(a), b
         return a, b
 
@@ -336,15 +353,20 @@ def _truth(value: Any, op: str) -> bool:
 
 
 def _checked(value: Number, channels: bool) -> Number:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ExpressionError(f"the result is {value}, not a finite number")
     if abs(value) > MAX_MAGNITUDE:
         raise ExpressionError("the result is too large")
-    return Channels(value) if channels and isinstance(value, int) else value
+    if channels:
+        return Channels(value) if isinstance(value, int) else ChannelsFloat(value)
+    return value
 
 
 def _show(value: Any) -> str:
     if isinstance(value, Incoming):
         return f"in ({value})"
-    text = repr(int(value)) if isinstance(value, Channels) else repr(value)
+    text = repr(int(value)) if isinstance(value, Channels) else repr(float(value)) if isinstance(
+        value, ChannelsFloat) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 

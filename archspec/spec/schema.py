@@ -7,6 +7,7 @@ Problems of both passes, shape problems included, are reported together, in line
 """
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -19,6 +20,7 @@ from .loader import Map, Seq
 from .located import pydantic_problems
 
 StageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+_TAP = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[0-9]+)?")  # where an auxiliary head taps: `b4` or `b4.0`
 
 
 class Input(BaseModel):
@@ -126,7 +128,7 @@ class _Validator:
         out = [self.children(v, depth - 1) for v in value]
         return None if any(o is None for o in out) else tuple(out)
 
-    def aux(self, raw: Any, stages: dict[str, tuple[Layer, ...]] | None) -> Any:
+    def aux(self, raw: Any, stages: dict[str, tuple[Layer, ...] | None] | None) -> Any:
         """`aux: {name: {after: b4.0, weight: 0.3, layers: [...]}}`, each tap checked against the stages."""
         if not isinstance(raw, Map):
             return raw  # Pydantic reports the type
@@ -147,12 +149,17 @@ class _Validator:
             found: list[Problem] = []
             head = check_model(Aux, fields, path, found)
             self.problems += [p for p in found if "layers" in fields or p.path[:3] != path + ("layers",)]
-            if head is not None and stages is not None and self.tap_ok(name, head, raw, body, stages):
+            after = fields.get("after")
+            # The tap is checked even when the head's layers failed: at a tap that does not exist they cannot work
+            tap_ok = stages is not None and isinstance(after, str) and _TAP.fullmatch(after) is not None \
+                and self.tap_ok(name, after, raw, body, stages)
+            if head is not None and tap_ok:
                 heads[name] = head
         return heads
 
-    def tap_ok(self, name: str, head: Aux, raw: Map, body: Map, stages: dict[str, tuple[Layer, ...]]) -> bool:
-        stage, index = head.tap
+    def tap_ok(self, name: str, after: str, raw: Map, body: Map, stages: dict[str, tuple[Layer, ...] | None]) -> bool:
+        stage, _, layer = after.partition(".")
+        index = int(layer) if layer else None
         where, path = body.value_mark("after"), ("aux", name, "after")
         if name in stages:
             self.problems.append(problem(raw.key_mark(name), path[:2], f"auxiliary head {name!r} has the name of "
@@ -160,9 +167,10 @@ class _Validator:
         elif stage not in stages:
             self.problems.append(problem(where, path, f"no stage {stage!r} to tap{hint(stage, stages)} "
                                                       f"(stages: {', '.join(stages)})"))
-        elif index is not None and index >= len(stages[stage]):
-            self.problems.append(problem(where, path, f"stage {stage} has {len(stages[stage])} layers "
-                                                      f"(0 to {len(stages[stage]) - 1}); cannot tap after layer {index}"))
+        elif index is not None and stages[stage] is not None and index >= len(stages[stage] or ()):
+            count = len(stages[stage] or ())
+            self.problems.append(problem(where, path, f"stage {stage} has {count} layers (0 to {count - 1}); "
+                                                      f"cannot tap after layer {index}"))
         else:
             return True
         return False
@@ -203,13 +211,12 @@ def _expand_and_validate(raw: Map, max_layers: int) -> tuple[Map, Spec]:
             problems.append(problem(tree.key_mark(key), (key,), f"unknown top-level field {key!r}"
                                     f"{hint(key, SPEC_KEYS)} (fields: {', '.join(sorted(SPEC_KEYS))})"))
     fields = {k: v for k, v in tree.items() if k in Spec.model_fields}
-    stages = None
+    validated: dict[str, tuple[Layer, ...] | None] | None = None
     if isinstance(tree.get("stages"), Map):
         validated = {name: validator.layers(seq) for name, seq in tree["stages"].items()}
-        stages = {name: layers or () for name, layers in validated.items()}  # a failed stage is reported
-        fields["stages"] = stages
+        fields["stages"] = {name: layers or () for name, layers in validated.items()}  # a failed one is reported
     if "aux" in tree:
-        fields["aux"] = validator.aux(tree["aux"], stages)
+        fields["aux"] = validator.aux(tree["aux"], validated)
     problems += validator.problems
     try:
         spec = Spec.model_validate(fields)

@@ -66,6 +66,8 @@ class Walk:
             sequences = layer.sequences()
             outs = [self.sequence(seq, shape, child_path(path, name), depth + 1) for name, seq in sequences]
             out = layer.combine(shape, outs) if sequences else layer.infer(shape)
+            if not (isinstance(out, tuple) and out and all(type(d) is int and d >= 1 for d in out)):
+                raise ShapeError(f"its shape rule gave {out!r}, not a shape of positive integers")
             return out, (layer.params(shape, out), layer.state(shape, out), layer.macs(shape, out),
                          layer.activations(shape, out) * BYTES_PER_VALUE)
 
