@@ -180,7 +180,7 @@ class _Expansion:
                 expanded = self.entry(item, path + (i,), seq.value_mark(i), shape)
             except _Skip:
                 expanded = [(FAILED, None)]
-            for entry, shape in expanded:
+            for entry, shape in expanded:  # the next item receives what the last copy gives
                 out.append_marked(entry, seq.value_mark(i))
                 outputs.append(shape)
         return out, outputs
@@ -203,7 +203,7 @@ class _Expansion:
         if not self.condition(item, "when", path, shape):
             self.spend(1, mark, path)  # an entry left out costs its condition: it counts against the budget too
             return []
-        repeat = plain(self.value(item.get("repeat", 1), path + ("repeat",), item.value_mark("repeat"), shape))
+        repeat = plain(self.substitute(item.get("repeat", 1), path + ("repeat",), item.value_mark("repeat"), shape))
         if type(repeat) is not int or not 1 <= repeat <= MAX_REPEAT:
             self.fail(item.value_mark("repeat"), path + ("repeat",),
                       f"repeat must be an integer from 1 to {MAX_REPEAT}, got {short(repeat)}")
@@ -244,7 +244,7 @@ class _Expansion:
         """`when: condition` of an entry or a branch (true when absent)."""
         if key not in node:
             return True
-        value = self.value(node[key], path + (key,), node.value_mark(key), shape)
+        value = self.substitute(node[key], path + (key,), node.value_mark(key), shape)
         if not isinstance(value, bool):
             self.fail(node.value_mark(key), path + (key,), f"`when` takes true or false, got {short(value)}")
         return bool(value)
@@ -264,15 +264,11 @@ class _Expansion:
         evaluated over the spec's arguments; a problem is recorded, and the value is then None."""
         self.no_input = True
         try:
-            return self.value(value, path, mark, None)
+            return self.substitute(value, path, mark, None)
         except _Skip:
             return None
         finally:
             self.no_input = False
-
-    def value(self, value: Any, path: FieldPath, mark: Mark, shape: Optional[Shape]) -> Any:
-        """One value with its expressions evaluated."""
-        return self.substitute(value, path, mark, shape)
 
     def substitute(self, value: Any, path: FieldPath, mark: Mark, shape: Optional[Shape],
                    skip: Any = ()) -> Any:
@@ -379,7 +375,7 @@ class _Expansion:
         try:
             for arg, default in args.items():
                 if default is not None and arg not in body:
-                    scope[arg] = (self.value(default, path + (arg,), args.value_mark(arg), shape),
+                    scope[arg] = (self.substitute(default, path + (arg,), args.value_mark(arg), shape),
                                   args.value_mark(arg))
         finally:
             self.scope = outer
