@@ -1,26 +1,54 @@
-"""Files that appear whole or not at all: written beside their destination, then renamed over it."""
+"""Files that appear whole or not at all: written beside their destination, flushed to disk, then renamed over
+it (and the rename flushed too), so a crash or a power cut leaves the old file or the new one. A process killed
+mid-write leaves a `.archspec-*` temporary file, which `remove_leftovers` clears on the next run."""
 from __future__ import annotations
 
 import os
 import tempfile
 from typing import Callable
 
+from .spec.diagnostics import InputError
+
 
 def save_atomically(path: str | os.PathLike, save: Callable[[str], None]) -> None:
     """Call `save(temporary_path)` (e.g. `net.save_parameters`), then rename the result to `path`."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".archspec-")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".archspec-")
+    except OSError as e:
+        raise InputError(f"{path}: cannot write here ({e.strerror or e})") from None
     os.close(fd)
     try:
         save(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would outlive the rename
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())  # the data is on disk before the name points at it
         os.replace(tmp, path)
+        _sync_folder(folder)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _sync_folder(folder: str) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_leftovers(folder: str | os.PathLike) -> list[str]:
+    """Delete the temporary files a killed process left in `folder`; returns their names."""
+    names = sorted(n for n in os.listdir(folder) if n.startswith(".archspec-")) if os.path.isdir(folder) else []
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            os.unlink(path)
+    return names
 
 
 def write_atomically(path: str | os.PathLike, data: bytes) -> None:

@@ -84,7 +84,7 @@ class Layer(BaseModel):
     layer. Any hook may raise `ShapeError`; the analyser reports it at the layer's YAML line.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     kind: ClassVar[str]
     #: a scalar body fills this field: `- dropout: 0.5`, `- activation: relu`
@@ -159,7 +159,7 @@ def _window(size: int, kernel: int, stride: int, padding: int, dilation: int = 1
 
 
 class BatchNormOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     epsilon: float = Field(1e-5, gt=0, description="Added to the variance for numerical stability.")
     momentum: float = Field(0.9, ge=0, le=1, description="Running-statistics momentum.")
 

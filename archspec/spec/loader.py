@@ -21,6 +21,9 @@ from .diagnostics import UNKNOWN, Mark, fail
 MAX_BYTES = 1 << 20  # a spec is a page of text, not a data file
 MAX_DEPTH = 64
 MAX_NODES = 100_000
+MAX_DIGITS = 18  # integers fit in 64 bits; Python would also refuse to print one of 4,300 digits
+# Plain scalars that YAML 1.1 (PyYAML) reads as numbers and YAML 1.2 as text: `010` (octal 8), `1:30` (base 60, 90)
+_AMBIGUOUS_NUMBER = re.compile(r"^[-+]?(0[0-9_]+|[0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)?)$")
 
 _CORE_TAGS = {f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool", "null")}
 _MAP_TAG, _SEQ_TAG = "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"
@@ -159,6 +162,11 @@ def _convert(loader: _Loader, node: yaml.Node, path: tuple[Any, ...]) -> Any:
     if node.tag not in _CORE_TAGS:
         raise fail(mark, path, f"YAML tag {node.tag!r} is not allowed in a spec "
                    "(only strings, numbers, booleans and null)")
+    if isinstance(node, yaml.ScalarNode) and node.style is None and _AMBIGUOUS_NUMBER.match(node.value):
+        raise fail(mark, path, f"{node.value!r} is a number only in YAML 1.1 (octal or base 60) and text in YAML "
+                               "1.2; write it without leading zeros or colons, or quote it")
+    if node.tag.endswith(":int") and len(node.value.lstrip("+-").replace("_", "")) > MAX_DIGITS:
+        raise fail(mark, path, f"integer of {len(node.value)} digits; a spec's numbers have at most {MAX_DIGITS}")
     return loader.construct_object(node)
 
 

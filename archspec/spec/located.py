@@ -3,7 +3,7 @@ key, for an unknown field), worded as a user reads it, with a did-you-mean for t
 from __future__ import annotations
 
 import difflib
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Union
 
 from pydantic import ValidationError
 
@@ -35,10 +35,14 @@ _EXPECTED = {"int_type": "an integer", "int_parsing": "an integer", "float_type"
              "model_type": "a mapping", "model_attributes_type": "a mapping", "none_required": "null"}
 
 
-def pydantic_problems(err: ValidationError, node: Any, prefix: FieldPath, fields: Iterable[str] | None = None,
+Fields = Union[Iterable[str], Callable[[FieldPath], Iterable[str]], None]  # the fields there are (at a path)
+
+
+def pydantic_problems(err: ValidationError, node: Any, prefix: FieldPath, fields: Fields = None,
                       at: Mark = UNKNOWN) -> list[Problem]:
     """Turn a Pydantic error on `node` (found at `prefix`, written at `at` if it is a scalar) into located
-    problems, one per field."""
+    problems, one per field; `fields` names the fields a typo is compared with (a function of the path to the
+    mapping, for nested models)."""
     grouped: dict[FieldPath, list[Any]] = {}
     for e in err.errors():
         _, found, rest = mark_of(node, tuple(e["loc"]))
@@ -52,8 +56,11 @@ def pydantic_problems(err: ValidationError, node: Any, prefix: FieldPath, fields
         if path[:-1] in lengths or difflib.get_close_matches(str(path[-1]), [str(x) for x in extras], n=1,
                                                              cutoff=0.6):
             del grouped[path]
+    def allowed(path: FieldPath) -> list[str]:
+        return sorted(fields(path[:-1]) if callable(fields) else fields or ())
+
     return [problem(mark_of(node, path, errors[0]["type"] == "extra_forbidden", at)[0], prefix + path,
-                    _message(path, errors, sorted(fields or ()))) for path, errors in grouped.items()]
+                    _message(path, errors, allowed(path))) for path, errors in grouped.items()]
 
 
 def _message(path: FieldPath, errors: list[Any], allowed: list[str]) -> str:

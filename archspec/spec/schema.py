@@ -7,6 +7,7 @@ Problems of both passes, shape problems included, are reported together, in line
 """
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Annotated, Any, Literal
 
@@ -40,7 +41,7 @@ class Aux(BaseModel):
     """An auxiliary classifier: extra layers tapped from inside the network that run only while training
     (GoogLeNet's two side heads). The built network returns `(main, *aux)` under `autograd.record()`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     after: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*(\.[0-9]+)?$")] = Field(
         description="Where the head taps the network: after a stage (`b4`) or after one of its layers (`b4.0`, "
                     "counted as in `archspec summary --depth 1`).")
@@ -176,6 +177,14 @@ class _Validator:
         return False
 
 
+def _fields_at(path: FieldPath) -> Any:
+    """The fields of the part of a `Spec` at `path` (for did-you-mean hints)."""
+    if not path:
+        return SPEC_KEYS
+    nested: dict[str, type[BaseModel]] = {"input": Input, "aux": Aux}
+    return nested[path[0]].model_fields if path[0] in nested else ()
+
+
 def validate(raw: Map, max_layers: int = MAX_LAYERS) -> Spec:
     """Expand and validate a resolved spec tree (refusing one that expands to more than `max_layers` layers).
     Raises `SpecError` listing every problem with its place."""
@@ -206,10 +215,13 @@ def _expand_and_validate(raw: Map, max_layers: int) -> tuple[Map, Spec]:
     if not expanded.complete:
         raise SpecError(expanded.problems)
     tree, problems = expanded.tree, list(expanded.problems)
+    args: Any = raw.get("args") if isinstance(raw.get("args"), Map) else {}
     for key in tree:
         if key not in Spec.model_fields:
-            problems.append(problem(tree.key_mark(key), (key,), f"unknown top-level field {key!r}"
-                                    f"{hint(key, SPEC_KEYS)} (fields: {', '.join(sorted(SPEC_KEYS))})"))
+            argument = difflib.get_close_matches(key, list(args), n=1, cutoff=0.6)
+            near = hint(key, SPEC_KEYS) or (f"; did you mean the argument args.{argument[0]}?" if argument else "")
+            problems.append(problem(tree.key_mark(key), (key,), f"unknown top-level field {key!r}{near} "
+                                                               f"(fields: {', '.join(sorted(SPEC_KEYS))})"))
     fields = {k: v for k, v in tree.items() if k in Spec.model_fields}
     validated: dict[str, tuple[Layer, ...] | None] | None = None
     if isinstance(tree.get("stages"), Map):
@@ -221,7 +233,7 @@ def _expand_and_validate(raw: Map, max_layers: int) -> tuple[Map, Spec]:
     try:
         spec = Spec.model_validate(fields)
     except ValidationError as err:
-        problems += pydantic_problems(err, tree, (), Spec.model_fields)
+        problems += pydantic_problems(err, tree, (), _fields_at)
     if problems:  # an entry repeated, or inside a block used twice, reports its problem once
         raise SpecError(sorted(dict.fromkeys(problems), key=lambda p: (p.file, p.line, p.col)))
     return tree, spec
