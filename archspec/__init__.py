@@ -37,12 +37,12 @@ def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Ove
 
 def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[str]],
           config: Optional[Config] = None, overrides: Overrides = None, resume: bool = False,
-          stream: Optional[TextIO] = None) -> tuple[list[dict[str, Any]], Path]:
+          stream: Optional[TextIO] = None, force: bool = False) -> tuple[list[dict[str, Any]], Path]:
     """Train a spec into the run folder `out` (`archspec.train.train`); returns the per-epoch metrics and the
     run folder. Imports MXNet."""
     from .train import Config, train as run
 
-    return run(spec_path, out, config or Config(), overrides, resume=resume, stream=stream)
+    return run(spec_path, out, config or Config(), overrides, resume=resume, stream=stream, force=force)
 
 
 __all__ = ["InputError", "Layer", "Limits", "Problem", "REGISTRY", "Row", "ShapeError", "Spec",

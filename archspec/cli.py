@@ -208,7 +208,7 @@ def cmd_train(args: Args) -> int:
     out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.spec))[0])
     try:
         history, out = train(args.spec, out, config, args.overrides, resume=args.resume,
-                             command=["archspec", *sys.argv[1:]])
+                             command=["archspec", *sys.argv[1:]], force=args.force)
     except TrainingInterrupted as e:
         print(f"archspec: {e}", file=sys.stderr)
         return 130
@@ -298,6 +298,7 @@ def parser() -> argparse.ArgumentParser:
     add_options(t, TRAIN_OPTIONS)
     t.add_argument("--out", metavar="DIR", help="run folder (default runs/SPEC_NAME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--force", action="store_true", help="with --resume: train a finished run again over its results")
     t.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="loss and accuracy of trained parameters on a dataset split")

@@ -3,6 +3,7 @@ it (and the rename flushed too), so a crash or a power cut leaves the old file o
 mid-write leaves a `.archspec-*` temporary file, which `remove_leftovers` clears on the next run."""
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from typing import Callable
@@ -49,6 +50,15 @@ def remove_leftovers(folder: str | os.PathLike) -> list[str]:
         if os.path.isfile(path):
             os.unlink(path)
     return names
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_atomically(path: str | os.PathLike, data: bytes) -> None:

@@ -214,3 +214,76 @@ def test_bad_settings_are_refused_before_anything_is_written(digits, tmp_path, c
     assert code in (1, 2)
     assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Nothing wrong is accepted, nothing is lost: data, one run per folder, resume identity.
+
+def copy_digits(digits, folder, change=None):
+    """The digits dataset in another folder, with `change(name, array)` applied to its arrays."""
+    folder.mkdir()
+    for path in digits.iterdir():
+        array = read_idx(path)
+        write_idx(folder / path.name, change(path.name, array) if change else array)
+    return folder
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda name, a: onp.where(onp.arange(len(a)) == 3, 10, a).astype(a.dtype) if "labels" in name else a,
+     "label 10 (example 3, and 0 more) is outside 0..9; the network has 10 outputs"),
+    (lambda name, a: (a - 1).astype(onp.int32) if "labels" in name else a, "is outside 0..9"),
+    (lambda name, a: a[:0], "no examples"),
+], ids=["label too large", "negative label", "empty"])
+def test_data_a_network_cannot_learn_from_is_refused_before_the_run_folder(digits, tmp_path, capsys, change, message):
+    data = copy_digits(digits, tmp_path / "data", change)
+    args = train_args(data, tmp_path / "run", "--epochs", "1")
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"\x1f\x8b\x08\x00" + b"garbage" * 20, "cannot read IDX data"),
+    (b"\x00\x00\x08\x04" + b"\xff\xff\xff\xff" * 4, "more than archspec reads"),
+], ids=["garbage gzip", "dimensions that overflow"])
+def test_corrupt_idx_files_are_reported_with_the_file(digits, tmp_path, capsys, content, message):
+    data = copy_digits(digits, tmp_path / "data")
+    images = next(data.glob("train-images*"))
+    images.unlink()
+    target = data / ("train-images-idx3-ubyte.gz" if content.startswith(b"\x1f\x8b") else "train-images-idx3-ubyte")
+    target.write_bytes(content)
+    assert main(train_args(data, tmp_path / "run", "--epochs", "1")) == 1
+    err = capsys.readouterr().err
+    assert str(target) in err and message in err and "internal error" not in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.slow
+def test_two_runs_into_one_folder_one_trains_the_other_is_refused(digits, tmp_path):
+    command = ARCHSPEC + train_args(digits, tmp_path / "run", "--epochs", "10")  # long enough to overlap
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(run.wait(timeout=300), run.stderr.read()) for run in runs]
+    assert sorted(code for code, _ in results) == [0, 1], results
+    refused = next(err for code, err in results if code == 1)
+    assert "another run is using this folder (PID " in refused and "archspec train" in refused
+
+
+def test_resume_refuses_another_network_or_other_data_and_a_finished_run(digits, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(train_args(digits, run, "--epochs", "1")) == 0
+    before = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    capsys.readouterr()
+    relu = "stages.features.0.activation=relu"  # no parameter changes shape: only the identity check sees it
+    assert main(train_args(digits, run, "--epochs", "2", "--resume", "--set", relu)) == 1
+    assert 'it differs (saved -> now): stages.features.0.activation: "sigmoid" -> "relu"' in capsys.readouterr().err
+    other = copy_digits(digits, tmp_path / "other", lambda name, a: a[::-1].copy() if "t10k-labels" in name else a)
+    assert main(train_args(other, run, "--epochs", "2", "--resume")) == 1
+    assert "these differ (saved, now): data.test.labels: " in capsys.readouterr().err
+    assert main(train_args(digits, run, "--epochs", "1", "--resume")) == 1
+    assert "it finished 1 epoch(s)" in capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before  # refused runs change nothing
+    (run / ".archspec-leftover").write_bytes(b"from a killed run")
+    assert main(train_args(digits, run, "--epochs", "2", "--resume")) == 0  # extending is fine
+    assert not (run / ".archspec-leftover").exists()

@@ -2,24 +2,15 @@
 checkpoint complete. A crash at any moment leaves complete checkpoints and ignorable leftovers."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..files import save_atomically, write_atomically
+from ..files import save_atomically, sha256, write_atomically
 from ..gluon.build import load_parameters
 from ..gluon.compat import params_by_path, updates_on_servers
 from ..gluon.modules import Network
 from ..spec.diagnostics import InputError
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fingerprint(net: Network) -> dict[str, Any]:
@@ -37,7 +28,7 @@ def save_checkpoint(folder: Path, net: Network, trainer: Any, state: dict[str, A
     for suffix, save in savers.items():
         save_atomically(folder / f"{name}{suffix}", save)
     meta = {**state, "fingerprint": _fingerprint(net),
-            "sha256": {s: _sha256(folder / f"{name}{s}") for s in savers}}
+            "sha256": {s: sha256(folder / f"{name}{s}") for s in savers}}
     write_atomically(folder / f"{name}.json", json.dumps(meta, indent=1).encode())
     for old in sorted(folder.glob("step-*.json"))[:-keep]:  # the marker first: never a half-deleted "complete" one
         old.unlink()
@@ -60,7 +51,7 @@ def latest_checkpoint(folder: Path) -> Optional[dict[str, Any]]:
         raise InputError(f"{meta_path}: corrupt checkpoint record; delete it to resume from the one before") from None
     for suffix, digest in meta.get("sha256", {}).items():
         path = meta_path.with_suffix(suffix)
-        if not path.is_file() or _sha256(path) != digest:
+        if not path.is_file() or sha256(path) != digest:
             raise InputError(f"{path}: missing or corrupt (its checksum does not match {meta_path.name}); delete "
                              f"{meta_path.name} to resume from the checkpoint before it")
     meta["path"] = str(meta_path.with_suffix(""))

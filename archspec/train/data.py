@@ -4,8 +4,11 @@ scaled on the device with the same operators as Gluon's `transforms.Resize` and 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import math
 import os
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional
@@ -29,15 +32,35 @@ class Split:
 
     images: onp.ndarray
     labels: onp.ndarray
+    source: str = ""  # where the labels come from, for messages
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def check(self, classes: int) -> None:
+        """Refuse a split that cannot train a network of `classes` outputs: empty, or a label out of range."""
+        if len(self) == 0:
+            raise InputError(f"{self.source}: no examples")
+        bad = onp.flatnonzero((self.labels < 0) | (self.labels >= classes))
+        if len(bad):
+            raise InputError(f"{self.source}: label {int(self.labels[bad[0]])} (example {int(bad[0])}, and "
+                             f"{len(bad) - 1} more) is outside 0..{classes - 1}; the network has {classes} outputs")
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What a resumed run must find again: the examples themselves (their shapes and SHA-256), wherever the
+        files are and however they are compressed."""
+        def digest(array: onp.ndarray) -> str:
+            return hashlib.sha256(str(array.shape).encode() + onp.ascontiguousarray(array).tobytes()).hexdigest()
+
+        return {"examples": len(self), "images": digest(self.images), "labels": digest(self.labels)}
 
 
 def read_idx(path: str | os.PathLike) -> onp.ndarray:
     """An IDX file (LeCun's MNIST format), plain or gzipped, as a numpy array. Refuses anything else."""
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
+    if path.exists() and not path.is_file():  # a FIFO or a device would block or never end
+        raise InputError(f"{path}: not a regular file; a dataset is IDX files")
     try:
         with opener(path, "rb") as f:
             header = f.read(4)
@@ -45,11 +68,11 @@ def read_idx(path: str | os.PathLike) -> onp.ndarray:
                 raise InputError(f"{path}: not an IDX file (bad magic number {header.hex() or 'empty'})")
             dims = struct.unpack(f">{header[3]}I", f.read(4 * header[3]))
             dtype = onp.dtype(_IDX_TYPES[header[2]])
-            size = int(onp.prod(dims)) * dtype.itemsize
+            size = math.prod(dims) * dtype.itemsize  # Python integers: dimensions cannot overflow
             if size > MAX_IDX_BYTES:
                 raise InputError(f"{path}: {size:,} bytes of data is more than archspec reads ({MAX_IDX_BYTES:,})")
             data = f.read(size)
-    except (OSError, EOFError, struct.error) as e:
+    except (OSError, EOFError, struct.error, zlib.error) as e:  # gzip's errors: OSError, EOFError or zlib.error
         raise InputError(f"{path}: cannot read IDX data: {e}") from None
     if len(data) != size:
         raise InputError(f"{path}: truncated: dimensions {dims} need {size:,} bytes, found {len(data):,}")
@@ -87,7 +110,7 @@ def load_idx_folder(folder: str | os.PathLike, split: str) -> Split:
     if labels.ndim != 1 or len(labels) != len(images):
         raise InputError(f"{labels_file}: expected {len(images)} labels for {len(images)} images, got shape "
                          f"{labels.shape}")
-    return Split(images if images.ndim == 4 else images[..., None], labels.astype(onp.int32))
+    return Split(images if images.ndim == 4 else images[..., None], labels.astype(onp.int32), str(labels_file))
 
 
 def load_fashion_mnist(split: str, root: str | os.PathLike | None = None) -> Split:
@@ -105,7 +128,7 @@ def load_fashion_mnist(split: str, root: str | os.PathLike | None = None) -> Spl
                          "download the four IDX files yourself and pass their folder with --data-dir") from None
     images, labels = dataset_arrays(dataset)
     images = images.asnumpy() if hasattr(images, "asnumpy") else onp.asarray(images)
-    return Split(images.astype(onp.uint8), onp.asarray(labels).astype(onp.int32))
+    return Split(images.astype(onp.uint8), onp.asarray(labels).astype(onp.int32), f"Fashion-MNIST ({split})")
 
 
 def load(data: str, split: str, data_dir: str | os.PathLike | None = None) -> Split:

@@ -27,11 +27,13 @@ from ..files import save_atomically, write_atomically
 from ..gluon.build import build_model
 from ..gluon.modules import Network
 from ..spec import Overrides, load_spec
+from ..spec.analysis import summarize
 from ..spec.diagnostics import InputError
 from ..spec.resolve import annotated_yaml, load_resolved
 from . import data as datasets
 from .checkpoints import latest_checkpoint, restore, save_checkpoint
 from .config import Config
+from .folder import RunFolder, check_new, network_identity
 
 METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds")
 
@@ -116,26 +118,6 @@ def evaluate(net: Network, split: datasets.Split, batch_size: int = 256, ctx: An
     return tally.loss / max(tally.count, 1), tally.correct / max(tally.count, 1)
 
 
-def _check_run_folder(out: Path, config: Config, spec_name: str, resume: bool) -> None:
-    """A new run needs an empty folder; a resumed one the settings it was started with."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: not a folder; --out names the run folder")
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise InputError(f"{out}: the run folder is not empty; pass --resume to continue it, or choose another --out")
-    run_file = out / "config.json"
-    if resume and run_file.is_file():
-        try:
-            saved = json.loads(run_file.read_text())
-            before = dict(saved.get("config", {}))
-        except (OSError, ValueError, AttributeError, TypeError):
-            raise InputError(f"{run_file}: corrupt run record; start a new run folder") from None
-        diff = {k: (before.get(k), v) for k, v in config.model_dump().items()
-                if k not in Config.MAY_CHANGE and before.get(k) != v}
-        if diff or saved.get("spec") != spec_name:
-            raise InputError(f"{out}: --resume continues a run with the same settings; these differ "
-                             f"(saved, now): {diff or {'spec': (saved.get('spec'), spec_name)}}")
-
-
 def _step(net: Network, trainer: Any, loss_fn: Any, x: Any, labels: Any, contexts: list[Any]) -> tuple[float, int]:
     """One training step on a batch split across `contexts`; returns (summed loss, correct predictions)."""
     xs = gluon.utils.split_and_load(x, contexts, even_split=False)
@@ -164,6 +146,7 @@ class _Run:
     rank: int
     workers: int
     stream: TextIO
+    folder: RunFolder
     epoch: int = 0
     step: int = 0  # within the epoch
     global_step: int = 0
@@ -180,7 +163,6 @@ class _Run:
         restore(meta, self.net, self.trainer)
         self.epoch, self.step, self.global_step = meta["epoch"], meta["step_in_epoch"], meta["step"]
         self.tally, self.history = _Tally(**meta["tally"]), meta["history"]
-        print(f"resuming {self.out} at epoch {self.epoch + 1}, step {self.step}/{self.steps}", file=self.stream)
 
     def run_epoch(self) -> None:
         """The rest of the current epoch, from `step`; then test, metrics and an end-of-epoch checkpoint."""
@@ -218,9 +200,10 @@ class _Run:
     def finish(self) -> None:
         save_atomically(self.out / "final.params", self.net.save_parameters)
         _plot(self.out, self.history)
+        self.folder.release()
 
 
-def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resume: bool,
+def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resume: bool, force: bool,
            command: Optional[list[str]], stream: TextIO) -> _Run:
     """Everything checked before the run folder is touched, then the network, the trainer and the folder."""
     contexts = parse_contexts(config.ctx)
@@ -232,12 +215,18 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
     rank, workers = (kv.rank, kv.num_workers) if distributed else (0, 1)
     if distributed:
         out = out / f"worker-{rank}"  # each worker keeps its own run folder
-    _check_run_folder(out, config, spec.name, resume)
+    check_new(out, resume)
     train_split = datasets.load(config.data, "train", config.data_dir)  # bad data: nothing written yet
     test_split = datasets.load(config.data, "test", config.data_dir)
     if train_split.images.shape[-1] != spec.input.channels:
         raise InputError(f"the data has {train_split.images.shape[-1]} channel(s); {spec.name} takes "
                          f"{spec.input.channels} (set input.channels)")
+    classes = summarize(spec).output
+    if len(classes) != 1:
+        raise InputError(f"{spec.name} outputs {'x'.join(map(str, classes))}, not one score a class; end it with "
+                         "a dense layer")
+    for split in (train_split, test_split):
+        split.check(classes[0])
     if distributed:  # dist_sync needs the same number of equal batches on every worker: drop the rest
         steps = len(train_split) // workers // config.batch_size
         if steps == 0:
@@ -245,7 +234,11 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
                              f"{config.batch_size} each")
     else:
         steps = math.ceil(len(train_split) / config.batch_size)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = RunFolder(out, " ".join(command or sys.argv))  # locked from here on: no other run writes here
+    identity = {"network": network_identity(spec),
+                "data": {"train": train_split.fingerprint(), "test": test_split.fingerprint()}}
+    meta = latest_checkpoint(out / "checkpoints") if resume else None
+    folder.check(config, identity, resume, meta["epoch"] if meta else None, force)
 
     mx.random.seed(config.seed)
     net = build_model(spec, ctx=contexts)
@@ -254,16 +247,18 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
     # one run in four here ended with a layer differing by 6.3 between the two workers.
     trainer = gluon.Trainer(net.collect_params(), config.optimizer, config.optimizer_params(), kvstore=kv,
                             update_on_kvstore=True if distributed else None)
-    run = _Run(config, out, net, trainer, contexts, train_split, test_split, steps, rank, workers, stream)
-    meta = latest_checkpoint(out / "checkpoints") if resume else None
+    run = _Run(config, out, net, trainer, contexts, train_split, test_split, steps, rank, workers, stream, folder)
     if resume and not meta:
         print(f"{out}: no checkpoint to resume from; starting from the beginning", file=stream)
     if meta:
-        run.resume_from(meta)
+        run.resume_from(meta)  # refuses a checkpoint whose parameter shapes differ
+    if resume:
+        folder.same_network(identity["network"])  # and a network that differs in anything else
+    if meta:
+        print(f"resuming {out} at epoch {run.epoch + 1}, step {run.step}/{steps}", file=stream)
     else:
         (out / "spec.yaml").write_text(annotated_yaml(load_resolved(spec_path, overrides)))
-    write_atomically(out / "config.json", json.dumps({"spec": spec.name, "config": config.model_dump()},
-                                                     indent=1).encode())
+    folder.record(config, identity)
     with open(out / "command.txt", "a") as f:
         f.write(" ".join(command or sys.argv) + "\n")
     return run
@@ -271,10 +266,10 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
 
 def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[str]], config: Config = Config(),
           overrides: Overrides = None, resume: bool = False, command: Optional[list[str]] = None,
-          stream: Optional[TextIO] = None) -> tuple[list[dict[str, Any]], Path]:
+          stream: Optional[TextIO] = None, force: bool = False) -> tuple[list[dict[str, Any]], Path]:
     """Train a spec; returns the per-epoch metrics and the run folder (`out`, or `out/worker-K` for worker K of
     a distributed run). See the module docstring and the README for what the folder holds."""
-    run = _setup(spec_path, Path(out), config, overrides, resume, command, stream or sys.stderr)
+    run = _setup(spec_path, Path(out), config, overrides, resume, force, command, stream or sys.stderr)
     try:
         while run.epoch < config.epochs:
             run.run_epoch()
