@@ -49,7 +49,13 @@ def _spec_options(p: argparse.ArgumentParser, many: bool = False) -> None:
     p.add_argument("--max-layers", type=int, default=Limits.max_layers, metavar="N",
                    help="refuse specs that expand to more layers, repeats and blocks multiplied out (default "
                         "%(default)s)")
+    _base_option(p)
     _plugin_option(p)
+
+
+def _base_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base-outside", action="store_true", help="follow a `base:` outside the spec's folder (by "
+                                                               "default refused: a spec names no file elsewhere)")
 
 
 def _plugin_option(p: argparse.ArgumentParser) -> None:
@@ -63,7 +69,7 @@ def _load(path: str, args: Args) -> tuple[Spec, Summary]:
     if shape is not None and len(shape) == 3:  # the spec's own input, so expressions over `in` see it too
         overrides += [f"input.{k}={v}" for k, v in zip(("channels", "height", "width"), shape)]
         shape = None
-    spec = load_spec(path, overrides, args.max_layers)
+    spec = load_spec(path, overrides, args.max_layers, args.base_outside)
     return spec, summarize(spec, shape, Limits(args.max_params, args.max_memory, args.max_layers))
 
 
@@ -154,7 +160,7 @@ def cmd_resolve(args: Args) -> int:
     from .spec.resolve import annotated_yaml, load_resolved
     from .spec.schema import expanded
 
-    tree = load_resolved(args.spec, args.overrides)
+    tree = load_resolved(args.spec, args.overrides, args.base_outside)
     print(annotated_yaml(expanded(tree) if args.expand else tree), end="")
     return 0
 
@@ -208,7 +214,7 @@ def cmd_train(args: Args) -> int:
     out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.spec))[0])
     try:
         history, out = train(args.spec, out, config, args.overrides, resume=args.resume,
-                             command=["archspec", *sys.argv[1:]], force=args.force)
+                             command=["archspec", *sys.argv[1:]], force=args.force, base_outside=args.base_outside)
     except TrainingInterrupted as e:
         print(f"archspec: {e}", file=sys.stderr)
         return 130
@@ -232,7 +238,8 @@ def cmd_evaluate(args: Args) -> int:
     split = data.load(config.data, args.split, config.data_dir)
     loss, accuracy = evaluate(net, split, config.batch_size, contexts)
     if not math.isfinite(loss):
-        raise InputError(f"{args.params}: these parameters give a loss of {loss} on {len(split)} examples "
+        raise InputError(f"{args.params}: the network with these parameters gives a loss of {loss} on "
+                         f"{len(split)} examples "
                          "(corrupt, or a run that diverged)")
     print(json.dumps({"spec": spec.name, "split": args.split, "examples": len(split), "loss": round(loss, 6),
                       "accuracy": round(accuracy, 6)}))
@@ -271,6 +278,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
     r.add_argument("--expand", action="store_true", help="print the spec expanded: every block, argument, "
                                                          "expression, default, `when` and `repeat` worked out")
+    _base_option(r)
     _plugin_option(r)
     r.set_defaults(func=cmd_resolve)
 

@@ -287,3 +287,25 @@ def test_resume_refuses_another_network_or_other_data_and_a_finished_run(digits,
     (run / ".archspec-leftover").write_bytes(b"from a killed run")
     assert main(train_args(digits, run, "--epochs", "2", "--resume")) == 0  # extending is fine
     assert not (run / ".archspec-leftover").exists()
+
+
+def test_evaluate_refuses_parameters_that_give_no_loss_and_prints_no_broken_json(digits, tmp_path, capsys):
+    net = build_lenet()
+    weight = net.collect_params()[next(iter(net.collect_params()))]
+    weight.set_data(weight.data() * float("nan"))  # what a bit flip in an exponent does
+    net.save_parameters(str(tmp_path / "broken.params"))
+    assert main(["evaluate", LENET, "--params", str(tmp_path / "broken.params"), "--data-dir", str(digits)]) == 1
+    out = capsys.readouterr()
+    assert out.out == "" and "gives a loss of nan" in out.err
+
+
+def test_out_that_is_a_file_is_refused(digits, tmp_path, capsys):
+    (tmp_path / "run").write_text("notes")
+    assert main(train_args(digits, tmp_path / "run", "--epochs", "1")) == 1
+    assert "not a folder" in capsys.readouterr().err and (tmp_path / "run").read_text() == "notes"
+
+
+def build_lenet():
+    from archspec import build_model
+
+    return build_model(LENET)

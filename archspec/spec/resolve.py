@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 import os
-from typing import Any, Iterable, Mapping, Union
+from typing import Any, Iterable, Mapping, Optional, Union
 
 from .diagnostics import Mark, fail
 from .loader import Map, Seq, load_yaml, marked, parse_yaml
@@ -30,20 +30,24 @@ def merge(base: Any, child: Any) -> Any:
 
 
 def load_resolved(source: Union[str, os.PathLike[str], Mapping[str, Any]],
-                  overrides: Union[Mapping[str, Any], Iterable[str], None] = None) -> Map:
-    """Load a spec file (or take a mapping of the same data), follow its `base:` chain, apply `overrides`."""
+                  overrides: Union[Mapping[str, Any], Iterable[str], None] = None,
+                  base_outside: bool = False) -> Map:
+    """Load a spec file (or take a mapping of the same data), follow its `base:` chain, apply `overrides`.
+    A `base:` must lie in the folder of the spec named (or below it) unless `base_outside`: an untrusted spec
+    cannot make archspec read, and `resolve` print, any file it names."""
     if isinstance(source, Mapping):
         raw = marked(dict(source), Mark("<dict>", 1, 1))
         if "base" in raw:
             raise fail(raw.mark, ("base",), "`base:` needs a spec file; load the file instead of a dict")
     else:
-        raw = _with_bases(Path(source), [])
+        path = Path(source)
+        raw = _with_bases(path, [], None if base_outside else path.resolve().parent)
     for key, value, mark in _parse_overrides(overrides):
         _apply_override(raw, key, value, mark)
     return raw
 
 
-def _with_bases(path: Path, chain: list[Path]) -> Map:
+def _with_bases(path: Path, chain: list[Path], root: Optional[Path]) -> Map:
     raw = load_yaml(path)
     base = raw.get("base")
     if base is None:
@@ -52,13 +56,16 @@ def _with_bases(path: Path, chain: list[Path]) -> Map:
     if not isinstance(base, str):
         raise fail(mark, ("base",), f"base must be a path to another spec, got {base!r}")
     base_path = (path.parent / base).resolve()
+    if root is not None and root not in base_path.parents:
+        raise fail(mark, ("base",), f"base {base!r} is outside {root}, the folder of the spec named; pass "
+                                    "--base-outside to follow it")
     if base_path in chain or base_path == path.resolve():
         raise fail(mark, ("base",), f"circular base: {base} is already being loaded")
     if len(chain) >= MAX_BASE_DEPTH:
         raise fail(mark, ("base",), f"base chain longer than {MAX_BASE_DEPTH}")
     if not base_path.is_file():
         raise fail(mark, ("base",), f"base spec {base!r} not found (looked for {base_path})")
-    parent = _with_bases(base_path, chain + [path.resolve()])
+    parent = _with_bases(base_path, chain + [path.resolve()], root)
     child = Map(mark=raw.mark)
     for key, value in raw.items():
         if key != "base":

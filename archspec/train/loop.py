@@ -204,12 +204,12 @@ class _Run:
 
 
 def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resume: bool, force: bool,
-           command: Optional[list[str]], stream: TextIO) -> _Run:
+           command: Optional[list[str]], stream: TextIO, base_outside: bool) -> _Run:
     """Everything checked before the run folder is touched, then the network, the trainer and the folder."""
     contexts = parse_contexts(config.ctx)
     if config.resize:
         overrides = _with_input(overrides, config.resize)
-    spec = load_spec(spec_path, overrides)
+    spec = load_spec(spec_path, overrides, base_outside=base_outside)
     distributed = config.kvstore.startswith("dist")
     kv: Any = mx.kv.create(config.kvstore) if distributed else config.kvstore
     rank, workers = (kv.rank, kv.num_workers) if distributed else (0, 1)
@@ -257,7 +257,7 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
     if meta:
         print(f"resuming {out} at epoch {run.epoch + 1}, step {run.step}/{steps}", file=stream)
     else:
-        (out / "spec.yaml").write_text(annotated_yaml(load_resolved(spec_path, overrides)))
+        (out / "spec.yaml").write_text(annotated_yaml(load_resolved(spec_path, overrides, base_outside)))
     folder.record(config, identity)
     with open(out / "command.txt", "a") as f:
         f.write(" ".join(command or sys.argv) + "\n")
@@ -266,10 +266,12 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
 
 def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[str]], config: Config = Config(),
           overrides: Overrides = None, resume: bool = False, command: Optional[list[str]] = None,
-          stream: Optional[TextIO] = None, force: bool = False) -> tuple[list[dict[str, Any]], Path]:
+          stream: Optional[TextIO] = None, force: bool = False,
+          base_outside: bool = False) -> tuple[list[dict[str, Any]], Path]:
     """Train a spec; returns the per-epoch metrics and the run folder (`out`, or `out/worker-K` for worker K of
-    a distributed run). See the module docstring and the README for what the folder holds."""
-    run = _setup(spec_path, Path(out), config, overrides, resume, force, command, stream or sys.stderr)
+    a distributed run). See the module docstring and the README for what the folder holds. `force` trains a
+    finished run again; `base_outside` follows a `base:` outside the spec's folder."""
+    run = _setup(spec_path, Path(out), config, overrides, resume, force, command, stream or sys.stderr, base_outside)
     try:
         while run.epoch < config.epochs:
             run.run_epoch()
