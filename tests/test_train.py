@@ -309,3 +309,12 @@ def build_lenet():
     from archspec import build_model
 
     return build_model(LENET)
+
+
+def test_a_checkpoint_record_of_the_wrong_shape_is_corrupt(digits, tmp_path, capsys):
+    assert main(train_args(digits, tmp_path / "run", "--epochs", "1")) == 0
+    (record,) = (tmp_path / "run" / "checkpoints").glob("*.json")
+    record.write_text('{"epoch": "one", "sha256": {}}')
+    capsys.readouterr()
+    assert main(train_args(digits, tmp_path / "run", "--epochs", "2", "--resume")) == 1
+    assert "corrupt checkpoint record" in capsys.readouterr().err

@@ -28,7 +28,11 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
     if not output.parent.is_dir():
         raise InputError(f"{output.parent}: no such directory")
     graph = traced(net)  # the graph that is exported
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=".archspec-export-") as tmp:
+    try:
+        folder = tempfile.TemporaryDirectory(dir=output.parent, prefix=".archspec-export-")
+    except OSError as e:
+        raise InputError(f"{output}: cannot write here ({e.strerror or e})") from None
+    with folder as tmp:
         net.export(os.path.join(tmp, "model"))
         if fmt == "mxnet":
             files = {Path(tmp, "model-symbol.json"): Path(f"{output}-symbol.json"),

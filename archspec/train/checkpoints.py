@@ -45,7 +45,9 @@ def latest_checkpoint(folder: Path) -> Optional[dict[str, Any]]:
     meta_path = markers[-1]
     try:
         meta = json.loads(meta_path.read_text())
-        if not isinstance(meta, dict):
+        if not (isinstance(meta, dict) and all(type(meta.get(k)) is int for k in ("epoch", "step_in_epoch", "step"))
+                and isinstance(meta.get("tally"), dict) and isinstance(meta.get("history"), list)
+                and isinstance(meta.get("sha256"), dict)):
             raise ValueError
     except (OSError, ValueError):
         raise InputError(f"{meta_path}: corrupt checkpoint record; delete it to resume from the one before") from None
