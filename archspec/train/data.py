@@ -41,6 +41,8 @@ class Split:
         """Refuse a split that cannot train a network of `classes` outputs: empty, or a label out of range."""
         if len(self) == 0:
             raise InputError(f"{self.source}: no examples")
+        if min(self.images.shape[1:3]) < 1:
+            raise InputError(f"{self.source}: images of {self.images.shape[1]}x{self.images.shape[2]} pixels")
         bad = onp.flatnonzero((self.labels < 0) | (self.labels >= classes))
         if len(bad):
             raise InputError(f"{self.source}: label {int(self.labels[bad[0]])} (example {int(bad[0])}, and "
