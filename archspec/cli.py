@@ -247,11 +247,15 @@ def cmd_evaluate(args: Args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    from .train.config import add_options  # pydantic only: no MXNet
-
     p = argparse.ArgumentParser(prog="archspec", description="YAML specs for MXNet Gluon networks.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _spec_commands(sub)
+    _backend_commands(sub)
+    return p
 
+
+def _spec_commands(sub: Any) -> None:
+    """The commands that read specs without MXNet."""
     v = sub.add_parser("validate", help="check specs (schema, shapes, budget); exit 1 if any is invalid")
     _spec_options(v, many=True)
     v.add_argument("--format", choices=["text", "github"], default="text",
@@ -287,6 +291,22 @@ def parser() -> argparse.ArgumentParser:
     _plugin_option(b)
     b.set_defaults(func=cmd_blocks)
 
+    d = sub.add_parser("draw", help="an architecture diagram (Graphviz): svg, png, pdf or dot")
+    _spec_options(d)
+    d.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.svg, .png, .pdf or .dot")
+    d.set_defaults(func=cmd_draw)
+
+    j = sub.add_parser("schema", help="print the JSON Schema of a spec file (for editors)")
+    j.add_argument("-o", "--output", help="write to this file instead of standard output")
+    j.add_argument("--markdown", action="store_true", help="the field reference of every layer kind, in Markdown")
+    _plugin_option(j)
+    j.set_defaults(func=cmd_schema)
+
+
+def _backend_commands(sub: Any) -> None:
+    """The commands that build networks with MXNet: export, train, evaluate, launch."""
+    from .train.config import add_options  # pydantic only: no MXNet
+
     e = sub.add_parser("export", help="write the network as MXNet symbol files or ONNX, with its weights")
     _spec_options(e)
     e.add_argument("--params", metavar="FILE", help="weights to export (from training or save_parameters); "
@@ -295,11 +315,6 @@ def parser() -> argparse.ArgumentParser:
                    help="mxnet: OUTPUT-symbol.json + OUTPUT-0000.params; onnx: the file OUTPUT")
     e.add_argument("-o", "--output", required=True, metavar="PATH")
     e.set_defaults(func=cmd_export)
-
-    d = sub.add_parser("draw", help="an architecture diagram (Graphviz): svg, png, pdf or dot")
-    _spec_options(d)
-    d.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.svg, .png, .pdf or .dot")
-    d.set_defaults(func=cmd_draw)
 
     t = sub.add_parser("train", help="train a spec (Fashion-MNIST, or IDX files with --data-dir); resumable")
     _spec_options(t)
@@ -322,13 +337,6 @@ def parser() -> argparse.ArgumentParser:
                                        "--kvstore dist_sync", add_help=False)
     la.add_argument("launch_args", nargs=argparse.REMAINDER, help="-n WORKERS -s SERVERS --launcher local|ssh "
                     "[-H HOSTFILE] -- COMMAND (see mxnet/tools/launch.py)")
-
-    j = sub.add_parser("schema", help="print the JSON Schema of a spec file (for editors)")
-    j.add_argument("-o", "--output", help="write to this file instead of standard output")
-    j.add_argument("--markdown", action="store_true", help="the field reference of every layer kind, in Markdown")
-    _plugin_option(j)
-    j.set_defaults(func=cmd_schema)
-    return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -203,6 +203,21 @@ class _Run:
         self.folder.release()
 
 
+def _data(spec: Any, config: Config) -> tuple[datasets.Split, datasets.Split]:
+    """The training and test splits, checked against the network: channels, and labels it has outputs for."""
+    splits = datasets.load(config.data, "train", config.data_dir), datasets.load(config.data, "test", config.data_dir)
+    if splits[0].images.shape[-1] != spec.input.channels:
+        raise InputError(f"the data has {splits[0].images.shape[-1]} channel(s); {spec.name} takes "
+                         f"{spec.input.channels} (set input.channels)")
+    classes = summarize(spec).output
+    if len(classes) != 1:
+        raise InputError(f"{spec.name} outputs {'x'.join(map(str, classes))}, not one score a class; end it with "
+                         "a dense layer")
+    for split in splits:
+        split.check(classes[0])
+    return splits
+
+
 def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resume: bool, force: bool,
            command: Optional[list[str]], stream: TextIO, base_outside: bool) -> _Run:
     """Everything checked before the run folder is touched, then the network, the trainer and the folder."""
@@ -216,17 +231,7 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
     if distributed:
         out = out / f"worker-{rank}"  # each worker keeps its own run folder
     check_new(out, resume)
-    train_split = datasets.load(config.data, "train", config.data_dir)  # bad data: nothing written yet
-    test_split = datasets.load(config.data, "test", config.data_dir)
-    if train_split.images.shape[-1] != spec.input.channels:
-        raise InputError(f"the data has {train_split.images.shape[-1]} channel(s); {spec.name} takes "
-                         f"{spec.input.channels} (set input.channels)")
-    classes = summarize(spec).output
-    if len(classes) != 1:
-        raise InputError(f"{spec.name} outputs {'x'.join(map(str, classes))}, not one score a class; end it with "
-                         "a dense layer")
-    for split in (train_split, test_split):
-        split.check(classes[0])
+    train_split, test_split = _data(spec, config)  # bad data: nothing written yet
     if distributed:  # dist_sync needs the same number of equal batches on every worker: drop the rest
         steps = len(train_split) // workers // config.batch_size
         if steps == 0:
