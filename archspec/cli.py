@@ -65,6 +65,10 @@ def _plugin_option(p: argparse.ArgumentParser) -> None:
 
 
 def _load(path: str, args: Args) -> tuple[Spec, Summary]:
+    from .spec.resolve import spec_path
+
+    if str(spec_path(path)) != str(path):  # a name, not a file: say which spec it stands for
+        print(f"{path}: the zoo's {spec_path(path)}", file=sys.stderr)
     overrides, shape = list(args.overrides), args.input
     if shape is not None and len(shape) == 3:  # the spec's own input, so expressions over `in` see it too
         overrides += [f"input.{k}={v}" for k, v in zip(("channels", "height", "width"), shape)]
@@ -162,6 +166,19 @@ def cmd_resolve(args: Args) -> int:
 
     tree = load_resolved(args.spec, args.overrides, args.base_outside)
     print(annotated_yaml(expanded(tree) if args.expand else tree), end="")
+    return 0
+
+
+def cmd_zoo(args: Args) -> int:
+    from .spec.resolve import zoo, zoo_names
+
+    rows = []
+    for name in zoo_names():
+        spec = load_spec(zoo() / f"{name}.yaml")
+        s = summarize(spec)
+        rows.append([name, format_shape(s.input), f"{s.params + s.state:,}", f"{s.macs / 1e6:,.1f} M",
+                     spec.description])
+    print(table(["name", "input", "params", "MACs", "what it is"], rows, "llrrl"))
     return 0
 
 
@@ -285,6 +302,9 @@ def _spec_commands(sub: Any) -> None:
     _base_option(r)
     _plugin_option(r)
     r.set_defaults(func=cmd_resolve)
+
+    z = sub.add_parser("zoo", help="the specs that ship with archspec, usable by name (archspec summary googlenet)")
+    z.set_defaults(func=cmd_zoo, plugins=[])
 
     b = sub.add_parser("blocks", help="the block library: every block a spec can use by name, and its arguments")
     b.add_argument("--markdown", action="store_true", help="as a Markdown table (the README's)")

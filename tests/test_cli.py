@@ -132,3 +132,41 @@ def test_resolve_expand_shows_what_a_block_becomes(capsys):
     assert down["sequential"]["layers"][0]["parallel"]["branches"][1] == [
         {"conv": {"channels": 128, "kernel": 1, "stride": 2, "activation": None}}]
     assert "# resnet18.yaml:" in out
+
+
+def test_the_pre_commit_hook_passes_a_good_spec_and_stops_a_bad_one(tmp_path):
+    """The hook as pre-commit runs it: its `entry` with the staged files that match `files`."""
+    import re
+    import shlex
+
+    (hook,) = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    good, bad = tmp_path / "specs" / "good.yaml", tmp_path / "specs" / "bad.yaml"
+    good.parent.mkdir()
+    good.write_text("name: g\ninput: {channels: 1, height: 8, width: 8}\nstages:\n  s: [flatten, {dense: 3}]\n")
+    bad.write_text("name: b\ninput: {channels: 1, height: 8, width: 8}\nstages:\n  s: [{dense: {units: 0}}]\n")
+    assert all(re.search(hook["files"], str(p.relative_to(tmp_path))) for p in (good, bad))
+    assert not re.search(hook["files"], "docs/mkdocs.yaml")
+    entry = shlex.split(hook["entry"])
+    assert entry[0] == "archspec"
+    run = [sys.executable, "-m", "archspec", *entry[1:]]
+    assert subprocess.run([*run, str(good)], capture_output=True).returncode == 0
+    failed = subprocess.run([*run, str(good), str(bad)], capture_output=True, text=True)
+    assert failed.returncode == 1 and failed.stdout.startswith(f"{bad}:4:")
+
+
+def test_a_zoo_name_stands_for_its_spec_and_a_path_wins(tmp_path, capsys, monkeypatch):
+    assert main(["summary", "googlenet", "--json"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["params"] == 5_977_530 and "googlenet: the zoo's" in out.err
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("base: googlenet\nname: mine\nargs: {num_classes: 7}\n")  # outside the zoo's folder, by name
+    assert main(["summary", str(mine), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["output"] == [7]
+    (tmp_path / "googlenet").write_text("name: local\ninput: {channels: 1, height: 8, width: 8}\n"
+                                        "stages:\n  s: [flatten]\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["summary", "googlenet", "--json"]) == 0  # a file of that name wins over the zoo
+    assert json.loads(capsys.readouterr().out)["name"] == "local"
+    assert main(["zoo"]) == 0
+    listed = capsys.readouterr().out
+    assert "googlenet " in listed and "5,977,530" in listed and "mobilenetv2" in listed

@@ -104,26 +104,41 @@ def test_importing_archspec_changes_nothing():
 
 
 @pytest.mark.slow
-def test_the_block_library_ships_in_the_wheel(tmp_path):
-    """Installed from a wheel (no checkout, no specs/), a spec still uses the library's blocks by name."""
+def test_the_wheel_carries_the_zoo_and_the_block_library(tmp_path):
+    """Installed from a wheel into a fresh virtual environment (not editable: no checkout, no specs/), from an empty
+    folder: a zoo network builds by name, a user's spec starts from `base: googlenet`, and the library's blocks
+    work."""
     import shutil
+    import site
+
     source = tmp_path / "src"  # a copy: building writes build/ beside the sources
     shutil.copytree(ROOT / "archspec", source / "archspec", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "specs", source / "specs")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, source / name)
     built = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
                             "-q", "-w", str(tmp_path / "dist")], capture_output=True, text=True)
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("archspec-*.whl")
-    import zipfile
-    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
-    spec = tmp_path / "net.yaml"
-    spec.write_text("name: n\ninput: {channels: 3, height: 32, width: 32}\nstages:\n"
-                    "  body: [{inception: {c1: 8, c2: [8, 16], c3: [4, 8], c4: 8}}, {residual: {channels: 40}}]\n")
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(tmp_path / "site")}
-    proc = subprocess.run([sys.executable, "-m", "archspec", "summary", str(spec)], capture_output=True, text=True,
-                          cwd=tmp_path, env=env)
-    assert proc.returncode == 0 and "40x32x32" in proc.stdout, proc.stdout + proc.stderr
-    assert str(tmp_path / "site") in subprocess.run(
-        [sys.executable, "-c", "import archspec; print(archspec.__file__)"], capture_output=True, text=True,
-        cwd=tmp_path, env=env).stdout
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix", str(venv),
+                                str(wheel)], capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    # The dependencies (MXNet, Pydantic, ...) from this environment's site-packages; archspec only from the wheel.
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.pathsep.join(site.getsitepackages()),
+           "OMP_NUM_THREADS": "1"}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "mine.yaml").write_text("base: googlenet\nname: mine\nargs: {num_classes: 7}\nstages:\n"
+                                     "  head: [{residual: {channels: 1024}}, global_avg_pool, {dense: $num_classes}]\n")
+    code = ("import archspec, pathlib\nfrom mxnet import np\n"
+            "assert 'site-packages' in archspec.__file__ and 'src' not in archspec.__file__, archspec.__file__\n"
+            "net = archspec.build_model('googlenet')\nprint(net(np.zeros((1, 1, 96, 96))).shape)\n"
+            "print(archspec.summarize(archspec.load_spec('mine.yaml')).output)\n")
+    proc = subprocess.run([str(python), "-c", code], capture_output=True, text=True, cwd=empty, env=env)
+    assert proc.returncode == 0 and proc.stdout.split("\n")[:2] == ["(1, 10)", "(7,)"], proc.stdout + proc.stderr
+    cli = subprocess.run([str(python), "-m", "archspec", "validate", "mine.yaml"], capture_output=True, text=True,
+                         cwd=empty, env=env)
+    assert cli.returncode == 0, cli.stdout + cli.stderr

@@ -4,8 +4,9 @@ Every value keeps the mark of where it was written - the base file, the child fi
 """
 from __future__ import annotations
 
-from pathlib import Path
 import os
+import re
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Union
 
 from .diagnostics import Mark, fail
@@ -40,11 +41,33 @@ def load_resolved(source: Union[str, os.PathLike[str], Mapping[str, Any]],
         if "base" in raw:
             raise fail(raw.mark, ("base",), "`base:` needs a spec file; load the file instead of a dict")
     else:
-        path = Path(source)
+        path = spec_path(source)
         raw = _with_bases(path, [], None if base_outside else path.resolve().parent)
     for key, value, mark in _parse_overrides(overrides):
         _apply_override(raw, key, value, mark)
     return raw
+
+
+ZOO_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+def zoo() -> Path:
+    """The folder of the zoo's specs: `archspec/zoo` in an installed wheel, `specs/` in a checkout."""
+    package = Path(__file__).resolve().parent.parent
+    installed = package / "zoo"
+    return installed if installed.is_dir() else package.parent / "specs"
+
+
+def spec_path(source: Union[str, os.PathLike[str]]) -> Path:
+    """The file a spec name stands for: a path when it is one, else the zoo's spec of that name (`googlenet`)."""
+    path = Path(source)
+    if not path.exists() and ZOO_NAME.match(str(source)) and (zoo() / f"{path.stem}.yaml").is_file():
+        return zoo() / f"{path.stem}.yaml"
+    return path
+
+
+def zoo_names() -> list[str]:
+    return sorted(p.stem for p in zoo().glob("*.yaml"))
 
 
 def _with_bases(path: Path, chain: list[Path], root: Optional[Path]) -> Map:
@@ -56,6 +79,8 @@ def _with_bases(path: Path, chain: list[Path], root: Optional[Path]) -> Map:
     if not isinstance(base, str):
         raise fail(mark, ("base",), f"base must be a path to another spec, got {base!r}")
     base_path = (path.parent / base).resolve()
+    if not base_path.exists() and ZOO_NAME.match(base) and (zoo() / f"{Path(base).stem}.yaml").is_file():
+        base_path, root = zoo() / f"{Path(base).stem}.yaml", None  # `base: googlenet`: the zoo's, trusted
     if root is not None and root not in base_path.parents:
         raise fail(mark, ("base",), f"base {base!r} is outside {root}, the folder of the spec named; pass "
                                     "--base-outside to follow it")
