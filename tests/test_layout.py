@@ -121,10 +121,11 @@ def test_the_wheel_carries_the_zoo_and_the_block_library(tmp_path):
     assert built.returncode == 0, built.stderr[-2000:]
     (wheel,) = (tmp_path / "dist").glob("archspec-*.whl")
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / "bin" / "python"
-    installed = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix", str(venv),
-                                str(wheel)], capture_output=True, text=True)
+    # The new environment's own pip: pip run from this environment would uninstall this one's archspec first
+    installed = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+                               capture_output=True, text=True)
     assert installed.returncode == 0, installed.stderr[-2000:]
     # The dependencies (MXNet, Pydantic, ...) from this environment's site-packages; archspec only from the wheel.
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": os.pathsep.join(site.getsitepackages()),
