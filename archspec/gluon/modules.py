@@ -111,6 +111,11 @@ class Network(QuietUnusedParameters):
         if self._training_graph is None:
             object.__setattr__(self, "_training_graph", _WithAux(self))
 
+    @property
+    def stage_names(self) -> list[str]:
+        """The stages' names, in order (`b1` ... `head`)."""
+        return list(self._stages)
+
     def __getitem__(self, key: int | str) -> Any:
         return getattr(self, self._stages[key] if isinstance(key, int) else key)
 
