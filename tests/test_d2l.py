@@ -1,5 +1,8 @@
 """The D2L book's workflow with a spec in place of the chapter's hand-written class: `d2l.Trainer.fit` trains it,
 and `layer_summary` prints the book's table by stage name."""
+import random
+
+import mxnet as mx
 import numpy as onp
 from d2l import mxnet as d2l
 from mxnet import np
@@ -34,12 +37,14 @@ def test_layer_summary_prints_the_books_table_by_stage_name(capsys):
 
 
 def test_d2l_trainer_fits_a_spec_built_classifier(capsys):
-    data, model = Blobs(), Classifier(TINY, lr=0.1)
+    mx.random.seed(0)  # the initial weights
+    onp.random.seed(0)  # the data loader's shuffling
+    random.seed(0)
+    data, model = Blobs(), Classifier(TINY, lr=0.01)
     model.board.display = False  # the book's live plot needs a notebook
-    before = model.net.head[0].weight.data().asnumpy().copy()
+    X, y = np.array(data.X), np.array(data.y)
+    before = float(model.loss(model(X), y))
     trainer = d2l.Trainer(max_epochs=1)
     trainer.fit(model, data)
     assert trainer.train_batch_idx == 96 // 16  # one epoch, every batch
-    assert not onp.array_equal(before, model.net.head[0].weight.data().asnumpy())
-    accuracy = float(model.accuracy(model(np.array(data.X)), np.array(data.y)))
-    assert accuracy > 0.5  # three classes: chance is a third
+    assert float(model.loss(model(X), y)) < 0.8 * before  # it learned (1.69 -> 0.82 here)
