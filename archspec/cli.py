@@ -13,7 +13,7 @@ import json
 import os
 import re
 import sys
-from typing import Any, Callable, Iterable, Optional, Sequence, TextIO
+from typing import Any, Iterable, Optional, Sequence, TextIO
 
 from .spec import Spec, load_spec
 from .spec.analysis import Limits, Summary, format_table, summarize

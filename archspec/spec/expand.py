@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from .diagnostics import FieldPath, Mark, Problem, hint, problem, short
 from .expressions import (Channels, ChannelsFloat, Evaluation, ExpressionError, Incoming, is_channels, is_expression,
                           literal, parse, show, source)
-from .kinds import REGISTRY, Activation, Flag, Layer, NonNegative, Shape, Size
+from .kinds import REGISTRY, Activation, Flag, NonNegative, Shape, Size
 from .loader import Map, Seq, marked, parse_yaml
 from .located import pydantic_problems
 
