@@ -264,21 +264,21 @@ class Evaluation:
     def _negate(self, node: Node) -> Number:
         value = self(node)
         if not _is_number(value):
-            raise ExpressionError(f"- needs a number, got {_show(value)}")
+            raise ExpressionError(f"- needs a number, got {show(value)}")
         return _checked(-value, is_channels(value))
 
     def _attr(self, node: Node, name: str) -> Any:
         value = self(node)
         if not isinstance(value, Incoming):
-            raise ExpressionError(f"{_show(value)} has no attribute {name!r} (only `in` has: in.channels, ...)")
+            raise ExpressionError(f"{show(value)} has no attribute {name!r} (only `in` has: in.channels, ...)")
         return value.attribute(name)
 
     def _index(self, node: Node, index: Node) -> Any:
         value, i = self(node), self(index)
         if not isinstance(value, (list, tuple)):
-            raise ExpressionError(f"{_show(value)} is not a list; it cannot be indexed")
+            raise ExpressionError(f"{show(value)} is not a list; it cannot be indexed")
         if type(i) not in (int, Channels):
-            raise ExpressionError(f"a list index is an integer, not {_show(i)}")
+            raise ExpressionError(f"a list index is an integer, not {show(i)}")
         if not -len(value) <= i < len(value):
             raise ExpressionError(f"index {i} is out of range for a list of {len(value)}")
         return value[i]
@@ -297,18 +297,18 @@ class Evaluation:
         if op in ("==", "!="):
             return (a == b) == (op == "==")
         if not (_is_number(a) and _is_number(b)) and not (isinstance(a, str) and isinstance(b, str)):
-            raise ExpressionError(f"cannot compare {_show(a)} {op} {_show(b)}")
+            raise ExpressionError(f"cannot compare {show(a)} {op} {show(b)}")
         return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
 
     def _arith(self, op: str, left: Node, right: Node) -> Number:
         a, b = self(left), self(right)
         for x in (a, b):
             if not _is_number(x):
-                raise ExpressionError(f"{op} needs numbers, got {_show(x)}")
+                raise ExpressionError(f"{op} needs numbers, got {show(x)}")
         if op in ("+", "-"):
             a, b = self._together(a, b, op)
         if op in ("//", "%") and b == 0:
-            raise ExpressionError(f"division by zero ({_show(a)} {op} 0)")
+            raise ExpressionError(f"division by zero ({show(a)} {op} 0)")
         result = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "//": lambda: a // b,
                   "%": lambda: a % b}[op]()
         return _checked(result, is_channels(a) or (is_channels(b) and op in ("+", "-", "*")))
@@ -316,7 +316,7 @@ class Evaluation:
     def _call(self, function: str, args: tuple[Node, ...]) -> Number:
         values = [self(a) for a in args]
         if not values or not all(_is_number(v) for v in values):
-            raise ExpressionError(f"{function}() takes numbers, got ({', '.join(map(_show, values))})")
+            raise ExpressionError(f"{function}() takes numbers, got ({', '.join(map(show, values))})")
         if function == "make_divisible":
             if len(values) != 2 or type(values[1]) is not int or values[1] < 1:
                 raise ExpressionError("make_divisible(value, divisor) takes a value and a positive integer divisor")
@@ -348,7 +348,7 @@ def _is_number(value: Any) -> bool:
 
 def _truth(value: Any, op: str) -> bool:
     if not isinstance(value, bool):
-        raise ExpressionError(f"{op} needs true or false, got {_show(value)}")
+        raise ExpressionError(f"{op} needs true or false, got {show(value)}")
     return value
 
 
@@ -362,14 +362,10 @@ def _checked(value: Number, channels: bool) -> Number:
     return value
 
 
-def _show(value: Any) -> str:
+def show(value: Any) -> str:
+    """A value as an expression's message quotes it."""
     if isinstance(value, Incoming):
         return f"in ({value})"
     text = repr(int(value)) if isinstance(value, Channels) else repr(float(value)) if isinstance(
         value, ChannelsFloat) else repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def show(value: Any) -> str:
-    """A value as an expression's message quotes it."""
-    return _show(value)
