@@ -23,8 +23,8 @@ from .spec.report import format_shape, table
 Args = argparse.Namespace
 # The options each command generates from `train.config.Config` (names of its fields).
 TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "resize", "seed", "data",
-                 "data_dir", "checkpoint_every", "keep", "ctx", "kvstore")
-DATA_OPTIONS = ("data", "data_dir", "batch_size", "ctx")
+                 "data_dir", "test_fraction", "checkpoint_every", "keep", "ctx", "kvstore")
+DATA_OPTIONS = ("data", "data_dir", "test_fraction", "batch_size", "ctx")
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -208,9 +208,15 @@ def cmd_export(args: Args) -> int:
 
     spec, _ = _load(args.spec, args)
     net = build_model(spec)
+    classes = None
     if args.params:
+        from pathlib import Path
+
+        from .train.predict import run_names
+
         load_parameters(net, args.params)
-    for path in export(net, args.output, args.format):
+        classes = run_names(Path(args.params))  # the run folder's class names go with the model
+    for path in export(net, args.output, args.format, classes):
         print(path)
     return 0
 
@@ -250,16 +256,51 @@ def cmd_evaluate(args: Args) -> int:
     config = from_options(vars(args), DATA_OPTIONS)
     contexts = parse_contexts(config.ctx)
     spec, _ = _load(args.spec, args)
+    split = data.load(config.data, args.split, config.data_dir, spec.input.shape, config.test_fraction)
     net = build_model(spec, ctx=contexts)
     load_parameters(net, args.params, ctx=contexts)
-    split = data.load(config.data, args.split, config.data_dir)
-    loss, accuracy = evaluate(net, split, config.batch_size, contexts)
+    predicted: Optional[list[int]] = [] if args.predictions else None
+    loss, accuracy = evaluate(net, split, config.batch_size, contexts, predicted)
     if not math.isfinite(loss):
         raise InputError(f"{args.params}: the network with these parameters gives a loss of {loss} on "
                          f"{len(split)} examples "
                          "(corrupt, or a run that diverged)")
+    if predicted is not None:
+        _write_predictions(args.predictions, split, predicted)
     print(json.dumps({"spec": spec.name, "split": args.split, "examples": len(split), "loss": round(loss, 6),
                       "accuracy": round(accuracy, 6)}))
+    return 0
+
+
+def _write_predictions(path: str, split: Any, predicted: list[int]) -> None:
+    """One CSV row an example: its number, its file (for image folders), its label and the predicted class."""
+    import csv
+    import io
+
+    from .files import write_atomically
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["example", "file", "label", "predicted"])
+    files = split.names or [""] * len(split)
+    writer.writerows([k, f, int(label), p] for k, (f, label, p) in enumerate(zip(files, split.labels, predicted)))
+    write_atomically(path, text.getvalue().encode())
+
+
+def cmd_predict(args: Args) -> int:
+    from pathlib import Path
+
+    from .train.predict import predict
+
+    if args.top < 1:
+        raise InputError(f"--top: expected a positive number of classes, got {args.top}")
+    spec, _ = _load(args.spec, args)
+    results = predict(spec, Path(args.params), [Path(p) for p in args.images], args.top,
+                      Path(args.classes) if args.classes else None)
+    if args.json:
+        print(json.dumps(results, indent=1))
+    for r in [] if args.json else results:
+        print(f"{r['image']}: " + ", ".join(f"{t['name']} {t['probability']:.3f}" for t in r["top"]))
     return 0
 
 
@@ -324,7 +365,7 @@ def _spec_commands(sub: Any) -> None:
 
 
 def _backend_commands(sub: Any) -> None:
-    """The commands that build networks with MXNet: export, train, evaluate, launch."""
+    """The commands that build networks with MXNet: export, train, evaluate, predict, launch."""
     from .train.config import add_options  # pydantic only: no MXNet
 
     e = sub.add_parser("export", help="write the network as MXNet symbol files or ONNX, with its weights")
@@ -336,7 +377,8 @@ def _backend_commands(sub: Any) -> None:
     e.add_argument("-o", "--output", required=True, metavar="PATH")
     e.set_defaults(func=cmd_export)
 
-    t = sub.add_parser("train", help="train a spec (Fashion-MNIST, or IDX files with --data-dir); resumable")
+    t = sub.add_parser("train", help="train a spec (Fashion-MNIST, or IDX files or class folders of images with "
+                                     "--data-dir); resumable")
     _spec_options(t)
     add_options(t, TRAIN_OPTIONS)
     t.add_argument("--out", metavar="DIR", help="run folder (default runs/SPEC_NAME)")
@@ -350,7 +392,23 @@ def _backend_commands(sub: Any) -> None:
     ev.add_argument("--params", required=True, metavar="FILE", help="parameters (final.params, a checkpoint's "
                                                                     ".params, or save_parameters output)")
     ev.add_argument("--split", choices=["train", "test"], default="test")
+    ev.add_argument("--predictions", metavar="FILE.csv", help="also write each example's predicted class (and "
+                                                                "its file, for image folders)")
     ev.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="the most probable classes of image files (PNG, JPEG), from trained "
+                                        "parameters or an exported model")
+    _spec_options(pr)
+    pr.add_argument("--params", required=True, metavar="FILE",
+                    help="final.params (or a checkpoint's .params), an MXNet export NAME-symbol.json (beside "
+                         "NAME-0000.params), or an ONNX file")
+    pr.add_argument("images", nargs="+", metavar="IMAGE")
+    pr.add_argument("--top", type=int, default=3, metavar="K", help="classes shown per image (default 3)")
+    pr.add_argument("--classes", metavar="FILE.json", help="the class names, a JSON list (default: the run "
+                                                           "folder's classes.json, else Fashion-MNIST's names for "
+                                                           "ten classes, else class numbers)")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_predict)
 
     la = sub.add_parser("launch", help="MXNet's distributed launcher (tools/launch.py), fixed for Python 3.9+: "
                                        "archspec launch -n 2 -s 1 --launcher local -- archspec train ... "

@@ -2,10 +2,11 @@
 (through MXNet's own exporter, `mxnet.onnx`). Files appear complete or not at all."""
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Sequence, Union
 
 from ..spec.diagnostics import InputError
 from .build import traced
@@ -15,12 +16,15 @@ from .modules import Network
 FORMATS = ("mxnet", "onnx")
 
 
-def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxnet", "onnx"] = "mxnet") -> list[Path]:
+def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxnet", "onnx"] = "mxnet",
+           classes: Optional[Sequence[str]] = None) -> list[Path]:
     """Write a network built by `build_model` (with its current weights) and return the files written.
 
     `mxnet`: `OUTPUT-symbol.json` and `OUTPUT-0000.params`, loadable with
     `gluon.SymbolBlock.imports(json, ["data"], params)`. `onnx`: the file `OUTPUT`, whose input `data`
     has a free batch dimension. Only the inference graph is exported: auxiliary heads are left out.
+    The names of the `classes` go with the model: `OUTPUT-classes.json` (a JSON list), or the ONNX model's
+    metadata (`classes`, the same JSON).
     """
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -34,18 +38,22 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
         raise InputError(f"{output}: cannot write here ({e.strerror or e})") from None
     with folder as tmp:
         net.export(os.path.join(tmp, "model"))
+        names = json.dumps(list(classes)) if classes else None
         if fmt == "mxnet":
             files = {Path(tmp, "model-symbol.json"): Path(f"{output}-symbol.json"),
                      Path(tmp, "model-0000.params"): Path(f"{output}-0000.params")}
+            if names:
+                Path(tmp, "classes.json").write_text(names)
+                files[Path(tmp, "classes.json")] = Path(f"{output}-classes.json")
         else:
-            _to_onnx(net, graph, Path(tmp, "model.onnx"))
+            _to_onnx(net, graph, Path(tmp, "model.onnx"), names)
             files = {Path(tmp, "model.onnx"): output}
         for src, dst in files.items():
             os.replace(src, dst)  # same file system: each file appears whole
     return list(files.values())
 
 
-def _to_onnx(net: Network, graph: tuple[Any, Any, dict[str, Any]], path: Path) -> None:
+def _to_onnx(net: Network, graph: tuple[Any, Any, dict[str, Any]], path: Path, classes: Optional[str]) -> None:
     import onnx
 
     register_onnx_converters(_ALIASES, {"_npi_concatenate": _concatenate, "null": _weights_and_inputs})
@@ -58,6 +66,8 @@ def _to_onnx(net: Network, graph: tuple[Any, Any, dict[str, Any]], path: Path) -
         raise InputError(f"{net.spec.name}: ONNX cannot express this network: {e}") from None
     del params
     _tidy(model, {p.name: name for name, p in params_by_path(net).items()})
+    if classes:
+        onnx.helper.set_model_props(model, {"classes": classes})
     onnx.save(model, str(path))
     del model
     onnx.checker.check_model(str(path))  # from the file: no second copy of the weights in Python

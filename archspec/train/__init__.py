@@ -1,6 +1,7 @@
 """Runs: the programs users run on top of the Gluon backend. `config` (a run's settings, validated, and the
-command-line options made from them; no MXNet), `loop` (train, evaluate), `checkpoints`, `data`
-(Fashion-MNIST and IDX folders) and `launch` (MXNet's distributed launcher)."""
+command-line options made from them; no MXNet), `loop` (train, evaluate), `checkpoints`, `folder` (the run
+folder), `data` (Fashion-MNIST and IDX folders), `images` (class folders of images), `predict`, `d2l` (the book's
+Classifier) and `launch` (MXNet's distributed launcher)."""
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

@@ -32,8 +32,13 @@ class Config(BaseModel):
                                                                    "D2L's resize=96)")
     seed: int = Field(0, ge=0, lt=2**32, description="data order, initial weights and dropout masks")
     data: Literal["fashion-mnist"] = Field("fashion-mnist", description="dataset, loaded as D2L does")
-    data_dir: Optional[str] = Field(None, description="read the dataset's IDX files (train-images-idx3-ubyte"
-                                                      "[.gz], ...) from DIR instead of downloading")
+    data_dir: Optional[str] = Field(None, description="read the data from DIR instead of downloading: IDX files "
+                                                      "(train-images-idx3-ubyte[.gz], ...), or class folders of "
+                                                      "images (DIR/train/CLASS/*.png and DIR/test/CLASS/*.png, or "
+                                                      "DIR/CLASS/*.png with --test-fraction)")
+    test_fraction: Optional[float] = Field(None, gt=0, lt=1, description="with --data-dir of class folders "
+                                                                         "(no train/ and test/): the fraction of "
+                                                                         "each class held out for testing")
     checkpoint_every: int = Field(0, ge=0, description="also checkpoint every N steps (0: at the end of each "
                                                        "epoch only)")
     keep: int = Field(3, ge=1, description="checkpoints kept")

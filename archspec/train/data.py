@@ -1,6 +1,7 @@
-"""Datasets for training: Fashion-MNIST as the D2L book loads it (`gluon.data.vision.FashionMNIST`), or any
-dataset in its IDX format from a local folder. Images stay uint8 in memory; batches are resized and
-scaled on the device with the same operators as Gluon's `transforms.Resize` and `ToTensor`."""
+"""Datasets for training: Fashion-MNIST as the D2L book loads it (`gluon.data.vision.FashionMNIST`), any
+dataset in its IDX format from a local folder, or a folder of images in class folders (`images.py`). Images
+stay uint8 in memory; batches are resized and scaled on the device with the same operators as Gluon's
+`transforms.Resize` and `ToTensor`."""
 from __future__ import annotations
 
 import gzip
@@ -33,6 +34,8 @@ class Split:
     images: onp.ndarray
     labels: onp.ndarray
     source: str = ""  # where the labels come from, for messages
+    classes: tuple[str, ...] = ()  # the class names, when the data has them (an image folder's class folders)
+    names: tuple[str, ...] = ()  # each example's file, when it has one
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -54,7 +57,8 @@ class Split:
         def digest(array: onp.ndarray) -> str:
             return hashlib.sha256(str(array.shape).encode() + onp.ascontiguousarray(array).tobytes()).hexdigest()
 
-        return {"examples": len(self), "images": digest(self.images), "labels": digest(self.labels)}
+        return {"examples": len(self), "images": digest(self.images), "labels": digest(self.labels),
+                **({"classes": list(self.classes)} if self.classes else {})}
 
 
 def read_idx(path: str | os.PathLike) -> onp.ndarray:
@@ -96,8 +100,9 @@ def _find(folder: Path, name: str) -> Path:
     for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.is_file():
             return candidate
-    raise InputError(f"{folder}: no {name} (or {name}.gz); an IDX dataset folder holds "
-                     + ", ".join(n for pair in IDX_FILES.values() for n in pair))
+    raise InputError(f"{folder}: no {name} (or {name}.gz); a data folder holds IDX files ("
+                     + ", ".join(n for pair in IDX_FILES.values() for n in pair)
+                     + "), or class folders of images")
 
 
 def load_idx_folder(folder: str | os.PathLike, split: str) -> Split:
@@ -130,15 +135,31 @@ def load_fashion_mnist(split: str, root: str | os.PathLike | None = None) -> Spl
                          "download the four IDX files yourself and pass their folder with --data-dir") from None
     images, labels = dataset_arrays(dataset)
     images = images.asnumpy() if hasattr(images, "asnumpy") else onp.asarray(images)
-    return Split(images.astype(onp.uint8), onp.asarray(labels).astype(onp.int32), f"Fashion-MNIST ({split})")
+    return Split(images.astype(onp.uint8), onp.asarray(labels).astype(onp.int32), f"Fashion-MNIST ({split})",
+                 FASHION_MNIST_LABELS)
 
 
-def load(data: str, split: str, data_dir: str | os.PathLike | None = None) -> Split:
-    """`data` names the dataset (`fashion-mnist`); `data_dir` is a folder of IDX files to read instead."""
+def load(data: str, split: str, data_dir: str | os.PathLike | None = None, shape: Optional[tuple[int, ...]] = None,
+         test_fraction: Optional[float] = None) -> Split:
+    """`data` names the dataset (`fashion-mnist`); `data_dir` is a folder to read instead: IDX files, or class
+    folders of images, which are made `shape` (the spec's C, H, W) as they are read."""
+    from .images import is_image_folder, load_image_folder
+
     if data != "fashion-mnist":
         raise InputError(f"unknown dataset {data!r}: archspec knows fashion-mnist, and reads any dataset in its "
-                         "IDX format with --data-dir")
-    return load_idx_folder(data_dir, split) if data_dir else load_fashion_mnist(split)
+                         "IDX format, or a folder of class folders of images, with --data-dir")
+    if not data_dir:
+        return load_fashion_mnist(split)
+    folder = Path(data_dir)
+    idx = folder.is_dir() and any((folder / name).exists() or (folder / f"{name}.gz").exists()
+                                  for pair in IDX_FILES.values() for name in pair)
+    if folder.is_dir() and not idx and is_image_folder(folder):
+        if shape is None:
+            raise ValueError("an image folder needs the shape images are made")
+        return load_image_folder(folder, split, shape, test_fraction)
+    if test_fraction is not None:
+        raise InputError(f"{folder}: --test-fraction is for a folder of class folders of images")
+    return load_idx_folder(folder, split)
 
 
 def batches(split: Split, batch_size: int, order: onp.ndarray,

@@ -15,6 +15,7 @@ from .config import Config
 
 LOCK = ".lock"
 RECORD = "config.json"
+CLASSES_FILE = "classes.json"  # the names of the network's outputs, when the data had them (archspec predict)
 
 
 def check_new(out: Path, resume: bool) -> None:

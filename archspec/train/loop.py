@@ -33,7 +33,7 @@ from ..spec.resolve import annotated_yaml, load_resolved
 from . import data as datasets
 from .checkpoints import latest_checkpoint, restore, save_checkpoint
 from .config import Config
-from .folder import RunFolder, check_new, network_identity
+from .folder import CLASSES_FILE, RunFolder, check_new, network_identity
 
 METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds")
 
@@ -104,8 +104,10 @@ def _correct(outputs: Any, labels: Any) -> int:
     return int((outputs.argmax(axis=1) == labels.astype("int64")).sum())
 
 
-def evaluate(net: Network, split: datasets.Split, batch_size: int = 256, ctx: Any = None) -> tuple[float, float]:
-    """(mean loss, accuracy) of `net` on a split, in inference mode; images are resized to the spec's input."""
+def evaluate(net: Network, split: datasets.Split, batch_size: int = 256, ctx: Any = None,
+             predicted: Optional[list[int]] = None) -> tuple[float, float]:
+    """(mean loss, accuracy) of `net` on a split, in inference mode; images are resized to the spec's input.
+    Each example's predicted class is appended to `predicted` when it is given."""
     ctx = ctx or [net.collect_params().list_ctx()[0]]
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     tally = _Tally()
@@ -115,6 +117,8 @@ def evaluate(net: Network, split: datasets.Split, batch_size: int = 256, ctx: An
         y = np.array(labels, ctx=ctx[0])
         out = net(x)
         tally.add(float(loss_fn(out, y).sum()), _correct(out, y), len(labels))
+        if predicted is not None:
+            predicted.extend(int(k) for k in out.argmax(axis=1).asnumpy())
     return tally.loss / max(tally.count, 1), tally.correct / max(tally.count, 1)
 
 
@@ -205,7 +209,8 @@ class _Run:
 
 def _data(spec: Any, config: Config) -> tuple[datasets.Split, datasets.Split]:
     """The training and test splits, checked against the network: channels, and labels it has outputs for."""
-    splits = datasets.load(config.data, "train", config.data_dir), datasets.load(config.data, "test", config.data_dir)
+    splits = tuple(datasets.load(config.data, split, config.data_dir, spec.input.shape, config.test_fraction)
+                   for split in ("train", "test"))
     if splits[0].images.shape[-1] != spec.input.channels:
         raise InputError(f"the data has {splits[0].images.shape[-1]} channel(s); {spec.name} takes "
                          f"{spec.input.channels} (set input.channels)")
@@ -215,7 +220,7 @@ def _data(spec: Any, config: Config) -> tuple[datasets.Split, datasets.Split]:
                          "a dense layer")
     for split in splits:
         split.check(classes[0])
-    return splits
+    return splits[0], splits[1]
 
 
 def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resume: bool, force: bool,
@@ -263,6 +268,8 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
         print(f"resuming {out} at epoch {run.epoch + 1}, step {run.step}/{steps}", file=stream)
     else:
         (out / "spec.yaml").write_text(annotated_yaml(load_resolved(spec_path, overrides, base_outside)))
+        if train_split.classes:  # what `archspec predict` calls the network's outputs
+            write_atomically(out / CLASSES_FILE, json.dumps(list(train_split.classes), indent=1).encode())
     folder.record(config, identity)
     with open(out / "command.txt", "a") as f:
         f.write(" ".join(command or sys.argv) + "\n")

@@ -1,0 +1,139 @@
+"""`archspec predict`: class probabilities for image files, from trained parameters or from an exported model
+(MXNet symbol files or ONNX), so that a deployed file is checked the way the network it came from is.
+
+Images go through what training's image folders go through (`images.read_image`, then `data.to_input`). The
+class names are those given with --classes, or those kept with the model (the run folder's `classes.json`, an
+MXNet export's `NAME-classes.json`, an ONNX file's metadata), or Fashion-MNIST's ten when the network has ten
+outputs, or else the class numbers."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as onp
+
+from ..spec.diagnostics import InputError
+from .data import FASHION_MNIST_LABELS, to_input
+from .folder import CLASSES_FILE
+from .images import read_image
+
+
+Scores = Callable[[onp.ndarray], onp.ndarray]
+
+
+def model(spec: Any, path: Path) -> tuple[Scores, Optional[list[str]]]:
+    """A function from float32 N x C x H x W inputs to N x classes scores, and the class names kept with the
+    model, for `path`: Gluon parameters of `spec` (`.params`, names in its run folder's classes.json), an MXNet
+    export (`NAME-symbol.json` beside `NAME-0000.params` and `NAME-classes.json`) or an ONNX file (names in its
+    metadata)."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if path.name.endswith("-symbol.json"):
+        prefix = path.name.removesuffix("-symbol.json")
+        return _symbol(path, path.with_name(f"{prefix}-0000.params")), \
+            read_names(path.with_name(f"{prefix}-{CLASSES_FILE}"))
+    if path.suffix == ".onnx":
+        return _onnx(path, spec)
+    from mxnet import np
+
+    from ..gluon.build import build_model, load_parameters
+
+    net = build_model(spec)
+    load_parameters(net, path)
+    return (lambda x: net(np.array(x)).asnumpy()), run_names(path)
+
+
+def _symbol(path: Path, params: Path) -> Scores:
+    import warnings
+
+    from mxnet import gluon, np, npx
+    from mxnet.base import MXNetError
+
+    if not params.is_file():
+        raise InputError(f"{path}: no {params.name} beside it (an MXNet export is NAME-symbol.json and "
+                         "NAME-0000.params)")
+    npx.set_np()  # the export was written in numpy mode, as build_model builds
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            block = gluon.SymbolBlock.imports(str(path), ["data"], str(params))
+    except (MXNetError, ValueError, AssertionError, json.JSONDecodeError) as e:
+        raise InputError(f"{path}: not an MXNet export MXNet can load ({str(e).strip().splitlines()[-1][:200]})") \
+            from None
+    return lambda x: block(np.array(x)).asnumpy()
+
+
+def _onnx(path: Path, spec: Any) -> tuple[Scores, Optional[list[str]]]:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise InputError("predicting with an ONNX file needs ONNX Runtime: pip install onnxruntime") from None
+    try:
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types for files it cannot read
+        raise InputError(f"{path}: not an ONNX model ONNX Runtime can load ({str(e).strip()[:200]})") from None
+    first = session.get_inputs()[0]
+    if list(first.shape[1:]) != list(spec.input.shape):
+        raise InputError(f"{path}: takes {first.shape}, but {spec.name} takes N x {spec.input.shape}")
+    kept = session.get_modelmeta().custom_metadata_map.get("classes")
+    return (lambda x: session.run(None, {first.name: x.astype(onp.float32)})[0]), \
+        _names(kept, f"{path} (metadata 'classes')") if kept else None
+
+
+def run_names(params: Path) -> Optional[list[str]]:
+    """The class names kept in the run folder of `params` (final.params, or checkpoints/*.params), if any."""
+    for folder in (params.parent, params.parent.parent):
+        if (folder / CLASSES_FILE).is_file():
+            return read_names(folder / CLASSES_FILE)
+    return None
+
+
+def read_names(path: Path) -> Optional[list[str]]:
+    """A JSON list of class names; None if there is no such file."""
+    if not path.is_file():
+        return None
+    try:
+        return _names(path.read_text(), str(path))
+    except UnicodeDecodeError as e:
+        raise InputError(f"{path}: not a JSON list of class names ({e})") from None
+
+
+def _names(text: str, source: str) -> list[str]:
+    try:
+        names = json.loads(text)
+    except ValueError as e:
+        raise InputError(f"{source}: not a JSON list of class names ({e})") from None
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        raise InputError(f"{source}: expected a JSON list of class names")
+    return names
+
+
+def predict(spec: Any, params: Path, images: Sequence[Path], top: int = 3,
+            names_file: Optional[Path] = None) -> list[dict[str, Any]]:
+    """For each image, its `top` classes, most probable first: [{"image", "top": [{"class", "name",
+    "probability"}]}]. Every image is read before the model is loaded, so a bad one fails fast."""
+    from mxnet import cpu
+
+    channels, height, width = spec.input.shape
+    pixels = onp.stack([read_image(Path(p), channels, (height, width)) for p in images])
+    run, kept = model(spec, params)
+    scores = onp.concatenate([run(to_input(pixels[i:i + 256], None, cpu()).asnumpy())
+                              for i in range(0, len(pixels), 256)]).astype(onp.float64)
+    scores = onp.exp(scores - scores.max(axis=1, keepdims=True))
+    probabilities = scores / scores.sum(axis=1, keepdims=True)
+    names = read_names(names_file) if names_file else kept
+    if names_file and names is None:
+        raise InputError(f"{names_file}: no such file")
+    classes = probabilities.shape[1]
+    if names is None:  # none kept: Fashion-MNIST's (D2L's text_labels), or the class numbers
+        fashion = classes == len(FASHION_MNIST_LABELS)
+        names = list(FASHION_MNIST_LABELS) if fashion else [str(k) for k in range(classes)]
+    if len(names) != classes:
+        raise InputError(f"{names_file or params}: {len(names)} class names for a network of {classes} outputs")
+    results = []
+    for image, row in zip(images, probabilities):
+        best = onp.argsort(-row, kind="stable")[:top]
+        results.append({"image": str(image), "top": [{"class": int(k), "name": names[k],
+                                                       "probability": round(float(row[k]), 6)} for k in best]})
+    return results

@@ -1,0 +1,157 @@
+"""Users' own images: training and evaluating on class folders of PNG and JPEG files, and `archspec predict`
+from trained parameters, an MXNet export and an ONNX export, all agreeing with `evaluate`."""
+import csv
+import json
+import struct
+import zlib
+
+import numpy as onp
+import pytest
+from PIL import Image
+
+from archspec.cli import main
+from conftest import ROOT
+
+LENET = str(ROOT / "specs" / "lenet.yaml")
+NAMES = "zero one two three four five six seven eight nine".split()
+
+
+def write_digits(root, split_by_folder=True):
+    """scikit-learn's real 8x8 digits as image files in class folders named by the digit: every fifth image in
+    test/, the rest in train/. Sizes, colours and formats vary as in a user's folder: 8x8 grayscale PNG, 20x20
+    RGB PNG, JPEG."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    for k, (pixels, label) in enumerate(zip(digits.images, digits.target)):
+        split = ("test" if k % 5 == 0 else "train") if split_by_folder else ""
+        folder = root / split / NAMES[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray((pixels * 255 / 16).astype(onp.uint8))
+        if k % 3 == 1:
+            image = image.resize((20, 20)).convert("RGB")
+        image.save(folder / f"{k}.jpg", quality=95) if k % 7 == 3 else image.save(folder / f"{k}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def digit_images(tmp_path_factory):
+    return write_digits(tmp_path_factory.mktemp("digit-images"))
+
+
+def png(width, height, body=b""):
+    """A PNG signature and header claiming `width` x `height` pixels, then `body`."""
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(header)) + b"IHDR" + header + struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    return b"\x89PNG\r\n\x1a\n" + chunk + body
+
+
+@pytest.mark.slow
+def test_train_on_an_image_folder_and_predict_agrees_with_evaluate_for_params_and_exports(digit_images, tmp_path,
+                                                                                         capsys):
+    run = tmp_path / "run"
+    assert main(["train", LENET, "--data-dir", str(digit_images), "--epochs", "6", "--batch-size", "32",
+                 "--optimizer", "adam", "--lr", "0.005", "--out", str(run)]) == 0
+    assert json.loads((run / "classes.json").read_text()) == sorted(NAMES)  # Gluon's order: sorted folder names
+    capsys.readouterr()
+    assert main(["evaluate", LENET, "--data-dir", str(digit_images), "--params", str(run / "final.params"),
+                 "--predictions", str(tmp_path / "predictions.csv")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["examples"] == len(list(digit_images.glob("test/*/*"))) and report["accuracy"] > 0.5  # chance 0.1
+    rows = list(csv.DictReader(open(tmp_path / "predictions.csv")))
+    assert sum(r["label"] == r["predicted"] for r in rows) / len(rows) == pytest.approx(report["accuracy"], abs=1e-6)
+    expected = {r["file"]: sorted(NAMES)[int(r["predicted"])] for r in rows}
+    images = [str(digit_images / f) for f in expected]
+
+    assert main(["export", LENET, "--params", str(run / "final.params"), "-o", str(tmp_path / "lenet")]) == 0
+    assert main(["export", LENET, "--params", str(run / "final.params"), "--format", "onnx",
+                 "-o", str(tmp_path / "lenet.onnx")]) == 0
+    for model in (run / "final.params", tmp_path / "lenet-symbol.json", tmp_path / "lenet.onnx"):
+        capsys.readouterr()
+        assert main(["predict", LENET, "--params", str(model), "--top", "2", "--json", *images]) == 0
+        results = json.loads(capsys.readouterr().out)
+        predicted = {str(digit_images.joinpath(f)): results[k]["top"][0]["name"] for k, f in enumerate(expected)}
+        assert predicted == {str(digit_images / f): name for f, name in expected.items()}, model
+        assert all(len(r["top"]) == 2 and r["top"][0]["probability"] >= r["top"][1]["probability"] for r in results)
+
+
+def test_a_corrupt_truncated_or_enormous_image_is_reported_by_path_and_nothing_is_written(tmp_path, capsys):
+    data = tmp_path / "data"
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            (data / split / name).mkdir(parents=True)
+            noise = onp.random.default_rng(0).integers(0, 256, (32, 32), onp.uint8)
+            Image.fromarray(noise).save(data / split / name / "ok.png")
+    (data / "train" / "dog" / "notes.txt").write_text("not an image: skipped, as Gluon's ImageFolderDataset does")
+    good = (data / "train" / "cat" / "ok.png").read_bytes()
+    (data / "train" / "cat" / "truncated.png").write_bytes(good[:len(good) // 2])  # cut in the pixels
+    (data / "train" / "dog" / "garbage.jpg").write_bytes(b"\xff\xd8 this is no JPEG")
+    (data / "train" / "dog" / "bomb.png").write_bytes(png(100_000, 100_000))
+    assert main(["train", LENET, "--data-dir", str(data), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "3 of 5 images cannot be read" in err
+    assert f"{data / 'train' / 'cat' / 'truncated.png'}: corrupt or truncated image" in err
+    assert f"{data / 'train' / 'dog' / 'garbage.jpg'}: corrupt or truncated image" in err
+    assert f"{data / 'train' / 'dog' / 'bomb.png'}: 10,000,000,000 pixels is more than archspec decodes" in err
+    assert "notes.txt" not in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_folder_of_class_folders_is_split_by_test_fraction_stably(tmp_path, capsys):
+    from archspec.train import data
+
+    folder = tmp_path / "flat"
+    for name in ("a", "b"):
+        (folder / name).mkdir(parents=True)
+        for k in range(40):
+            Image.fromarray(onp.full((4, 4), k, onp.uint8)).save(folder / name / f"{k}.png")
+    with pytest.raises(data.InputError, match="--test-fraction 0.2"):
+        data.load("fashion-mnist", "train", folder, (1, 28, 28))
+    train, test = (data.load("fashion-mnist", s, folder, (1, 28, 28), 0.25) for s in ("train", "test"))
+    assert set(train.names).isdisjoint(test.names) and len(train) + len(test) == 80
+    assert 0.1 < len(test) / 80 < 0.4 and set(test.labels) == {0, 1} and train.classes == ("a", "b")
+    assert train.images.shape[1:] == (28, 28, 1)
+    (folder / "a" / "new.png").write_bytes((folder / "a" / "0.png").read_bytes())  # one more image moves no other
+    again = data.load("fashion-mnist", "test", folder, (1, 28, 28), 0.25)
+    assert set(test.names) <= set(again.names) and len(again) - len(test) <= 1
+    assert main(["evaluate", LENET, "--data-dir", str(folder), "--params", "x.params"]) == 1
+    assert "--test-fraction" in capsys.readouterr().err
+
+
+def test_test_classes_must_be_training_classes_and_channels_must_be_images(tmp_path, capsys, write_spec):
+    data = tmp_path / "data"
+    for split, name in (("train", "cat"), ("test", "cat"), ("test", "emu")):
+        (data / split / name).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(onp.zeros((8, 8), onp.uint8)).save(data / split / name / "0.png")
+    assert main(["train", LENET, "--data-dir", str(data), "--out", str(tmp_path / "run")]) == 1
+    assert f"{data / 'test'}: class folder(s) emu are not in {data / 'train'}" in capsys.readouterr().err
+    four = write_spec("name: four\ninput: {channels: 4, height: 8, width: 8}\nstages:\n  head: [dense: {units: 2}]\n")
+    assert main(["train", str(four), "--data-dir", str(data), "--out", str(tmp_path / "run")]) == 1
+    assert "images give 1 (grayscale) or 3 (RGB) channels; the spec takes 4" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_predict_names_classes_and_refuses_what_it_cannot_read(tmp_path, capsys):
+    from archspec import build_model
+
+    net = build_model(LENET)
+    net.save_parameters(str(tmp_path / "final.params"))
+    image = tmp_path / "x.png"
+    Image.fromarray(onp.zeros((28, 28), onp.uint8)).save(image)
+    assert main(["predict", LENET, "--params", str(tmp_path / "final.params"), str(image), "--top", "10",
+                 "--json"]) == 0
+    names = [t["name"] for t in json.loads(capsys.readouterr().out)[0]["top"]]
+    assert sorted(names) == sorted(["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt",
+                                    "sneaker", "bag", "ankle boot"])  # D2L's text_labels: ten outputs, no names kept
+    (tmp_path / "classes.json").write_text(json.dumps(NAMES))
+    assert main(["predict", LENET, "--params", str(tmp_path / "final.params"), str(image), "--top", "1"]) == 0
+    assert capsys.readouterr().out.split(": ")[1].split()[0] in NAMES
+    (tmp_path / "names.json").write_text('["just one"]')
+    for extra, message in (([str(tmp_path / "nope.png")], "nope.png: cannot read it"),
+                           (["--classes", str(tmp_path / "names.json")], "1 class names for a network of 10 outputs"),
+                           (["--top", "0"], "--top: expected a positive number"),
+                           ([str(tmp_path / "final.params")], "final.params: not a PNG or JPEG image")):
+        assert main(["predict", LENET, "--params", str(tmp_path / "final.params"), str(image), *extra]) == 1
+        assert message in capsys.readouterr().err
+    assert main(["predict", LENET, "--params", str(image), str(image)]) == 1
+    assert "Traceback" not in capsys.readouterr().err
