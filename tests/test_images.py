@@ -2,6 +2,7 @@
 from trained parameters, an MXNet export and an ONNX export, all agreeing with `evaluate`."""
 import csv
 import json
+import os
 import struct
 import zlib
 
@@ -87,9 +88,13 @@ def test_a_corrupt_truncated_or_enormous_image_is_reported_by_path_and_nothing_i
     (data / "train" / "cat" / "truncated.png").write_bytes(good[:len(good) // 2])  # cut in the pixels
     (data / "train" / "dog" / "garbage.jpg").write_bytes(b"\xff\xd8 this is no JPEG")
     (data / "train" / "dog" / "bomb.png").write_bytes(png(100_000, 100_000))
+    os.mkfifo(data / "train" / "dog" / "fifo.png")  # reading it would block forever
+    (data / "train" / "dog" / "zero.png").symlink_to("/dev/zero")  # reading it would never end
     assert main(["train", LENET, "--data-dir", str(data), "--out", str(tmp_path / "run")]) == 1
     err = capsys.readouterr().err
-    assert "3 of 5 images cannot be read" in err
+    assert "5 of 7 images cannot be read" in err
+    assert f"{data / 'train' / 'dog' / 'fifo.png'}: not a regular file" in err
+    assert f"{data / 'train' / 'dog' / 'zero.png'}: not a regular file" in err
     assert f"{data / 'train' / 'cat' / 'truncated.png'}: corrupt or truncated image" in err
     assert f"{data / 'train' / 'dog' / 'garbage.jpg'}: corrupt or truncated image" in err
     assert f"{data / 'train' / 'dog' / 'bomb.png'}: 10,000,000,000 pixels is more than archspec decodes" in err

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import struct
 import warnings
 from pathlib import Path
@@ -98,7 +99,10 @@ def read_image(path: Path, channels: int, size: tuple[int, int]) -> onp.ndarray:
     from mxnet.base import MXNetError
 
     try:
-        if os.path.getsize(path) > MAX_FILE_BYTES:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):  # a FIFO named x.png would block, /dev/zero never end
+            raise InputError(f"{path}: not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
             raise InputError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB")
         data = Path(path).read_bytes()
     except OSError as e:
