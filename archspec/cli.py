@@ -248,18 +248,23 @@ def cmd_train(args: Args) -> int:
 
 def cmd_evaluate(args: Args) -> int:
     import math
+    from pathlib import Path
 
     from .gluon.build import build_model, load_parameters
     from .train import data, evaluate, parse_contexts
     from .train.config import from_options
+    from .train.predict import run_names
 
     config = from_options(vars(args), DATA_OPTIONS)
     contexts = parse_contexts(config.ctx)
     spec, _ = _load(args.spec, args)
     split = data.load(config.data, args.split, config.data_dir, spec.input.shape, config.test_fraction)
+    kept = run_names(Path(args.params))
+    if split.classes and kept:  # score with the model's own numbering of the classes
+        split = split.relabel(kept, f"{args.params}'s run folder")
     net = build_model(spec, ctx=contexts)
     load_parameters(net, args.params, ctx=contexts)
-    predicted: Optional[list[int]] = [] if args.predictions else None
+    predicted: Optional[list[int]] = [] if args.predictions is not None else None
     loss, accuracy = evaluate(net, split, config.batch_size, contexts, predicted)
     if not math.isfinite(loss):
         raise InputError(f"{args.params}: the network with these parameters gives a loss of {loss} on "
@@ -284,7 +289,7 @@ def _write_predictions(path: str, split: Any, predicted: list[int]) -> None:
     writer.writerow(["example", "file", "label", "predicted"])
     files = split.names or [""] * len(split)
     writer.writerows([k, f, int(label), p] for k, (f, label, p) in enumerate(zip(files, split.labels, predicted)))
-    write_atomically(path, text.getvalue().encode())
+    write_atomically(path, text.getvalue().encode(errors="surrogateescape"))  # file names as they are on disk
 
 
 def cmd_predict(args: Args) -> int:
@@ -300,7 +305,8 @@ def cmd_predict(args: Args) -> int:
     if args.json:
         print(json.dumps(results, indent=1))
     for r in [] if args.json else results:
-        print(f"{r['image']}: " + ", ".join(f"{t['name']} {t['probability']:.3f}" for t in r["top"]))
+        line = f"{r['image']}: " + ", ".join(f"{t['name']} {t['probability']:.3f}" for t in r["top"])
+        print(os.fsencode(line).decode(errors="backslashreplace"))  # a name that is not UTF-8: its bytes escaped
     return 0
 
 

@@ -11,9 +11,22 @@ from typing import Callable
 from .spec.diagnostics import InputError
 
 
+def target(path: str | os.PathLike) -> str:
+    """Where a file written to `path` goes: through a symbolic link to its file; refused when `path` is a folder
+    or something else that is not a regular file (renaming over /dev/null would replace the device)."""
+    real = os.path.realpath(path)
+    if os.path.isdir(real):
+        raise InputError(f"{path}: is a folder; name a file to write")
+    if os.path.exists(real) and not os.path.isfile(real):
+        raise InputError(f"{path}: not a regular file; archspec writes only files")
+    return real
+
+
 def save_atomically(path: str | os.PathLike, save: Callable[[str], None]) -> None:
-    """Call `save(temporary_path)` (e.g. `net.save_parameters`), then rename the result to `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
+    """Call `save(temporary_path)` (e.g. `net.save_parameters`), then rename the result to `path` (or, when
+    `path` is a symbolic link, to the file it points at)."""
+    path = target(path)
+    folder = os.path.dirname(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".archspec-")
     except OSError as e:

@@ -40,11 +40,14 @@ def digit_images(tmp_path_factory):
     return write_digits(tmp_path_factory.mktemp("digit-images"))
 
 
-def png(width, height, body=b""):
-    """A PNG signature and header claiming `width` x `height` pixels, then `body`."""
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = struct.pack(">I", len(header)) + b"IHDR" + header + struct.pack(">I", zlib.crc32(b"IHDR" + header))
-    return b"\x89PNG\r\n\x1a\n" + chunk + body
+def png(width, height):
+    """A well-formed PNG claiming `width` x `height` gray pixels, in a few bytes: a decompression bomb."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    pixels = zlib.compress(b"\0" * (width + 1) * 16)  # a few rows; the rest would be asked of the decoder
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)) + \
+        chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
 
 
 @pytest.mark.slow
@@ -64,6 +67,21 @@ def test_train_on_an_image_folder_and_predict_agrees_with_evaluate_for_params_an
     expected = {r["file"]: sorted(NAMES)[int(r["predicted"])] for r in rows}
     images = [str(digit_images / f) for f in expected]
 
+    subset = tmp_path / "subset"  # a test folder without "zero": labels follow the model's classes, not the folder's
+    (subset / "test").mkdir(parents=True)
+    (subset / "train").symlink_to(digit_images / "train")
+    for name in NAMES[1:]:
+        (subset / "test" / name).symlink_to(digit_images / "test" / name)
+    capsys.readouterr()
+    assert main(["evaluate", LENET, "--data-dir", str(subset), "--params", str(run / "final.params"),
+                 "--predictions", str(tmp_path / "subset.csv")]) == 0
+    subset_rows = list(csv.DictReader(open(tmp_path / "subset.csv")))
+    assert {r["file"]: r["predicted"] for r in subset_rows} == {r["file"]: r["predicted"] for r in rows
+                                                                if "/zero/" not in r["file"]}
+    assert json.loads(capsys.readouterr().out)["accuracy"] == pytest.approx(
+        sum(r["label"] == r["predicted"] for r in subset_rows) / len(subset_rows))
+    assert {r["label"] for r in subset_rows} == {str(sorted(NAMES).index(n)) for n in NAMES[1:]}
+
     assert main(["export", LENET, "--params", str(run / "final.params"), "-o", str(tmp_path / "lenet")]) == 0
     assert main(["export", LENET, "--params", str(run / "final.params"), "--format", "onnx",
                  "-o", str(tmp_path / "lenet.onnx")]) == 0
@@ -74,6 +92,9 @@ def test_train_on_an_image_folder_and_predict_agrees_with_evaluate_for_params_an
         predicted = {str(digit_images.joinpath(f)): results[k]["top"][0]["name"] for k, f in enumerate(expected)}
         assert predicted == {str(digit_images / f): name for f, name in expected.items()}, model
         assert all(len(r["top"]) == 2 and r["top"][0]["probability"] >= r["top"][1]["probability"] for r in results)
+
+    assert main(["export", LENET, "-o", str(tmp_path / "lenet")]) == 0  # no --params: no names, and none left over
+    assert not (tmp_path / "lenet-classes.json").exists()
 
 
 def test_a_corrupt_truncated_or_enormous_image_is_reported_by_path_and_nothing_is_written(tmp_path, capsys):
@@ -87,7 +108,7 @@ def test_a_corrupt_truncated_or_enormous_image_is_reported_by_path_and_nothing_i
     good = (data / "train" / "cat" / "ok.png").read_bytes()
     (data / "train" / "cat" / "truncated.png").write_bytes(good[:len(good) // 2])  # cut in the pixels
     (data / "train" / "dog" / "garbage.jpg").write_bytes(b"\xff\xd8 this is no JPEG")
-    (data / "train" / "dog" / "bomb.png").write_bytes(png(100_000, 100_000))
+    (data / "train" / "dog" / "bomb.png").write_bytes(png(10_000, 10_000))
     os.mkfifo(data / "train" / "dog" / "fifo.png")  # reading it would block forever
     (data / "train" / "dog" / "zero.png").symlink_to("/dev/zero")  # reading it would never end
     assert main(["train", LENET, "--data-dir", str(data), "--out", str(tmp_path / "run")]) == 1
@@ -96,8 +117,8 @@ def test_a_corrupt_truncated_or_enormous_image_is_reported_by_path_and_nothing_i
     assert f"{data / 'train' / 'dog' / 'fifo.png'}: not a regular file" in err
     assert f"{data / 'train' / 'dog' / 'zero.png'}: not a regular file" in err
     assert f"{data / 'train' / 'cat' / 'truncated.png'}: corrupt or truncated image" in err
-    assert f"{data / 'train' / 'dog' / 'garbage.jpg'}: corrupt or truncated image" in err
-    assert f"{data / 'train' / 'dog' / 'bomb.png'}: 10,000,000,000 pixels is more than archspec decodes" in err
+    assert f"{data / 'train' / 'dog' / 'garbage.jpg'}: not an image (no format Pillow reads)" in err
+    assert f"{data / 'train' / 'dog' / 'bomb.png'}: 100,000,000 pixels is more than archspec decodes" in err
     assert "notes.txt" not in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
 
@@ -130,6 +151,15 @@ def test_test_classes_must_be_training_classes_and_channels_must_be_images(tmp_p
         Image.fromarray(onp.zeros((8, 8), onp.uint8)).save(data / split / name / "0.png")
     assert main(["train", LENET, "--data-dir", str(data), "--out", str(tmp_path / "run")]) == 1
     assert f"{data / 'test'}: class folder(s) emu are not in {data / 'train'}" in capsys.readouterr().err
+    (data / "test" / "emu" / "0.png").unlink()
+    (data / "test" / "emu").rmdir()
+    for hidden in (data / "train" / ".ipynb_checkpoints", data / "test" / ".git"):  # not classes
+        hidden.mkdir()
+        Image.fromarray(onp.zeros((8, 8), onp.uint8)).save(hidden / "0.png")
+    (data / "train" / "cat" / "._0.png").write_bytes(b"macOS AppleDouble: not an image, and hidden")
+    assert main(["train", LENET, "--data-dir", str(data), "--out", str(tmp_path / "run")]) == 1
+    assert "1 classes (cat), but lenet has 10 outputs; make them equal (a spec with a num_classes argument: " \
+           "--set num_classes=1)" in capsys.readouterr().err
     four = write_spec("name: four\ninput: {channels: 4, height: 8, width: 8}\nstages:\n  head: [dense: {units: 2}]\n")
     assert main(["train", str(four), "--data-dir", str(data), "--out", str(tmp_path / "run")]) == 1
     assert "images give 1 (grayscale) or 3 (RGB) channels; the spec takes 4" in capsys.readouterr().err
@@ -155,8 +185,60 @@ def test_predict_names_classes_and_refuses_what_it_cannot_read(tmp_path, capsys)
     for extra, message in (([str(tmp_path / "nope.png")], "nope.png: cannot read it"),
                            (["--classes", str(tmp_path / "names.json")], "1 class names for a network of 10 outputs"),
                            (["--top", "0"], "--top: expected a positive number"),
-                           ([str(tmp_path / "final.params")], "final.params: not a PNG or JPEG image")):
+                           ([str(tmp_path / "final.params")], "final.params: not an image (no format Pillow reads)")):
         assert main(["predict", LENET, "--params", str(tmp_path / "final.params"), str(image), *extra]) == 1
         assert message in capsys.readouterr().err
     assert main(["predict", LENET, "--params", str(image), str(image)]) == 1
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_file_names_that_are_not_utf8_and_outputs_that_are_not_files(tmp_path, capsys):
+    from archspec import build_model
+
+    data = tmp_path / "data"
+    for name in ("a", "b"):
+        (data / name).mkdir(parents=True)
+        for k in range(3):
+            Image.fromarray(onp.full((8, 8), 60 * k, onp.uint8)).save(data / name / f"{k}.png")
+    latin1 = os.fsdecode(b"caf\xe9.png")  # a name written by a system that is not UTF-8
+    (data / "a" / latin1).write_bytes((data / "a" / "0.png").read_bytes())
+    two = ["--set", "num_classes=2"]
+    build_model(LENET, {"num_classes": 2}).save_parameters(str(tmp_path / "two.params"))
+    evaluate = ["evaluate", LENET, *two, "--data-dir", str(data), "--test-fraction", "0.5", "--split", "train",
+                "--params", str(tmp_path / "two.params"), "--predictions"]
+    assert main([*evaluate, str(tmp_path / "p.csv")]) == 0
+    assert b"a/caf\xe9.png" in (tmp_path / "p.csv").read_bytes()
+    assert main(["predict", LENET, *two, "--params", str(tmp_path / "two.params"), str(data / "a" / latin1)]) == 0
+    assert "caf\\xe9.png: " in capsys.readouterr().out
+    (tmp_path / "real.csv").write_text("")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "real.csv")
+    assert main([*evaluate, str(tmp_path / "link.csv")]) == 0  # through the link, which stays a link
+    assert (tmp_path / "link.csv").is_symlink() and (tmp_path / "real.csv").read_bytes().startswith(b"example,file")
+    os.mkfifo(tmp_path / "fifo")
+    for target, message in ((tmp_path, "is a folder; name a file to write"), (tmp_path / "fifo", "not a regular file")):
+        capsys.readouterr()
+        assert main([*evaluate, str(target)]) == 1
+        assert message in capsys.readouterr().err
+    assert (tmp_path / "fifo").is_fifo()
+
+
+def test_predict_refuses_a_model_that_does_not_fit_the_spec_or_names_that_do_not_parse(tmp_path, write_spec, capsys):
+    from archspec import build_model
+
+    image = tmp_path / "x.png"
+    Image.fromarray(onp.zeros((28, 28), onp.uint8)).save(image)
+    assert main(["export", LENET, "--input", "1x32x32", "-o", str(tmp_path / "big")]) == 0
+    features = write_spec("name: features\ninput: {channels: 1, height: 28, width: 28}\n"
+                          "stages:\n  body: [conv: {channels: 4, kernel: 3}]\n")
+    build_model(features).save_parameters(str(tmp_path / "features.params"))
+    (tmp_path / "deep.json").write_text("[" * 100_000)
+    build_model(LENET).save_parameters(str(tmp_path / "lenet.params"))
+    for args, message in (
+            ([LENET, "--params", str(tmp_path / "big-symbol.json")], "big-symbol.json: does not run on lenet's "
+                                                                    "input, N x 1x28x28"),
+            ([str(features), "--params", str(tmp_path / "features.params")], "features.params: gives 4x26x26 an "
+                                                                             "image, not one score a class"),
+            ([LENET, "--params", str(tmp_path / "lenet.params"), "--classes", str(tmp_path / "deep.json")],
+             "deep.json: not a JSON list of class names (RecursionError)")):
+        assert main(["predict", *args, str(image)]) == 1
+        assert message in capsys.readouterr().err

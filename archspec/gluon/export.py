@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence, Union
 
+from ..files import target
 from ..spec.diagnostics import InputError
 from .build import traced
 from .compat import onnx_graph, onnx_node_inputs, params_by_path, register_onnx_converters
@@ -48,8 +49,13 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
         else:
             _to_onnx(net, graph, Path(tmp, "model.onnx"), names)
             files = {Path(tmp, "model.onnx"): output}
+        for dst in files.values():
+            target(dst)  # a folder or a device there is refused before any file is replaced
         for src, dst in files.items():
-            os.replace(src, dst)  # same file system: each file appears whole
+            os.replace(src, target(dst))  # same file system: each file appears whole
+        stale = Path(f"{output}-classes.json")
+        if fmt == "mxnet" and not names and stale.is_file():
+            stale.unlink()  # the names of an earlier export to the same name are not this model's
     return list(files.values())
 
 

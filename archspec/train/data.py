@@ -10,9 +10,9 @@ import math
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as onp
 
@@ -50,6 +50,16 @@ class Split:
         if len(bad):
             raise InputError(f"{self.source}: label {int(self.labels[bad[0]])} (example {int(bad[0])}, and "
                              f"{len(bad) - 1} more) is outside 0..{classes - 1}; the network has {classes} outputs")
+
+    def relabel(self, classes: Sequence[str], source: str) -> "Split":
+        """The split with labels numbered as in `classes` (a model's class names, kept from its training data),
+        so that a test folder whose class folders differ from the training folder's is scored correctly."""
+        unknown = sorted(set(self.classes) - set(classes))
+        if unknown:
+            raise InputError(f"{self.source}: class folder(s) {', '.join(unknown)} are not classes of the model "
+                             f"({source})")
+        numbers = onp.array([list(classes).index(name) for name in self.classes], onp.int32)
+        return replace(self, labels=numbers[self.labels], classes=tuple(classes))
 
     def fingerprint(self) -> dict[str, Any]:
         """What a resumed run must find again: the examples themselves (their shapes and SHA-256), wherever the

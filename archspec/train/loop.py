@@ -218,6 +218,11 @@ def _data(spec: Any, config: Config) -> tuple[datasets.Split, datasets.Split]:
     if len(classes) != 1:
         raise InputError(f"{spec.name} outputs {'x'.join(map(str, classes))}, not one score a class; end it with "
                          "a dense layer")
+    names = splits[0].classes
+    if names and len(names) != classes[0]:  # trainable, but its outputs could never all be named
+        raise InputError(f"{splits[0].source}: {len(names)} classes ({', '.join(names[:5])}"
+                         f"{', ...' if len(names) > 5 else ''}), but {spec.name} has {classes[0]} outputs; make them "
+                         f"equal (a spec with a num_classes argument: --set num_classes={len(names)})")
     for split in splits:
         split.check(classes[0])
     return splits[0], splits[1]

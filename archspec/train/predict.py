@@ -20,6 +20,7 @@ from .images import read_image
 
 
 Scores = Callable[[onp.ndarray], onp.ndarray]
+MAX_NAMES_BYTES = 1 << 20
 
 
 def model(spec: Any, path: Path) -> tuple[Scores, Optional[list[str]]]:
@@ -31,17 +32,36 @@ def model(spec: Any, path: Path) -> tuple[Scores, Optional[list[str]]]:
         raise InputError(f"{path}: no such file")
     if path.name.endswith("-symbol.json"):
         prefix = path.name.removesuffix("-symbol.json")
-        return _symbol(path, path.with_name(f"{prefix}-0000.params")), \
+        run, names = _symbol(path, path.with_name(f"{prefix}-0000.params")), \
             read_names(path.with_name(f"{prefix}-{CLASSES_FILE}"))
-    if path.suffix == ".onnx":
-        return _onnx(path, spec)
-    from mxnet import np
+    elif path.suffix.lower() == ".onnx":
+        run, names = _onnx(path, spec)
+    else:
+        from mxnet import np
 
-    from ..gluon.build import build_model, load_parameters
+        from ..gluon.build import build_model, load_parameters
 
-    net = build_model(spec)
-    load_parameters(net, path)
-    return (lambda x: net(np.array(x)).asnumpy()), run_names(path)
+        net = build_model(spec)
+        load_parameters(net, path)
+        run, names = (lambda x: net(np.array(x)).asnumpy()), run_names(path)
+    return _checked(run, path, spec), names
+
+
+def _checked(run: Scores, path: Path, spec: Any) -> Scores:
+    """`run`, refusing a model that does not take the spec's input or does not give one score a class."""
+    def scores(x: onp.ndarray) -> onp.ndarray:
+        try:
+            out = onp.asarray(run(x))
+        except Exception as e:  # MXNet's or ONNX Runtime's own refusal of an input the model was not made for
+            detail = (str(e).strip().splitlines() or [type(e).__name__])[-1][:200]
+            raise InputError(f"{path}: does not run on {spec.name}'s input, N x "
+                             f"{'x'.join(map(str, spec.input.shape))} ({detail})") from None
+        if out.ndim != 2 or len(out) != len(x):
+            raise InputError(f"{path}: gives {'x'.join(map(str, out.shape[1:])) or 'a scalar'} an image, not one "
+                             "score a class (end the network with a dense layer)")
+        return out
+
+    return scores
 
 
 def _symbol(path: Path, params: Path) -> Scores:
@@ -73,6 +93,8 @@ def _onnx(path: Path, spec: Any) -> tuple[Scores, Optional[list[str]]]:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for files it cannot read
         raise InputError(f"{path}: not an ONNX model ONNX Runtime can load ({str(e).strip()[:200]})") from None
+    if len(session.get_inputs()) != 1:
+        raise InputError(f"{path}: has {len(session.get_inputs())} inputs; a classifier takes one, the images")
     first = session.get_inputs()[0]
     if list(first.shape[1:]) != list(spec.input.shape):
         raise InputError(f"{path}: takes {first.shape}, but {spec.name} takes N x {spec.input.shape}")
@@ -83,16 +105,16 @@ def _onnx(path: Path, spec: Any) -> tuple[Scores, Optional[list[str]]]:
 
 def run_names(params: Path) -> Optional[list[str]]:
     """The class names kept in the run folder of `params` (final.params, or checkpoints/*.params), if any."""
-    for folder in (params.parent, params.parent.parent):
-        if (folder / CLASSES_FILE).is_file():
-            return read_names(folder / CLASSES_FILE)
-    return None
+    folder = params.parent.parent if params.parent.name == "checkpoints" else params.parent
+    return read_names(folder / CLASSES_FILE)
 
 
 def read_names(path: Path) -> Optional[list[str]]:
     """A JSON list of class names; None if there is no such file."""
     if not path.is_file():
         return None
+    if path.stat().st_size > MAX_NAMES_BYTES:
+        raise InputError(f"{path}: more than {MAX_NAMES_BYTES >> 20} MiB; expected a JSON list of class names")
     try:
         return _names(path.read_text(), str(path))
     except UnicodeDecodeError as e:
@@ -102,8 +124,8 @@ def read_names(path: Path) -> Optional[list[str]]:
 def _names(text: str, source: str) -> list[str]:
     try:
         names = json.loads(text)
-    except ValueError as e:
-        raise InputError(f"{source}: not a JSON list of class names ({e})") from None
+    except (ValueError, RecursionError) as e:  # RecursionError: "[[[[..." nested deeper than Python recurses
+        raise InputError(f"{source}: not a JSON list of class names ({type(e).__name__})") from None
     if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
         raise InputError(f"{source}: expected a JSON list of class names")
     return names
