@@ -104,6 +104,34 @@ def argument_type(spec: Any) -> Any:
                      "{one_of: [...]})")
 
 
+def argument_adapter(declared: Any) -> TypeAdapter[Any]:
+    """The validator of a declared argument type, made once per type: building one costs a millisecond, and a
+    block is used at every layer of a sampled network."""
+    return _adapter(_frozen(plain(declared)))
+
+
+@lru_cache(maxsize=256)
+def _adapter(declared: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(argument_type(_thawed(declared)))
+
+
+def _frozen(value: Any) -> Any:
+    """A declared type as a hashable key: lists as tuples, mappings as sorted item tuples."""
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return ("{}",) + tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    return value
+
+
+def _thawed(value: Any) -> Any:
+    if isinstance(value, tuple) and value[:1] == ("{}",):
+        return {k: _thawed(v) for k, v in value[1:]}
+    if isinstance(value, tuple):
+        return [_thawed(v) for v in value]
+    return value
+
+
 @lru_cache(maxsize=None)
 def library() -> Map:
     """The blocks shipped with archspec (`archspec/spec/library.yaml`), usable by name in every spec."""
@@ -211,12 +239,20 @@ class _Expansion:
             repeat = self.scaling.repeat(repeat)
         results: list[tuple[Union[Map, _Failed], Optional[Shape]]] = []
         same: Optional[Map] = None  # the expansion every copy shares, once one has shown it does not read `in`
+        last: Optional[tuple[Shape, Map]] = None  # the previous copy's input and expansion
         for copy in range(repeat):
-            reads = self.reads_of_in
-            entry = same or self.expand_kind(kind, item, path, shape)
-            if self.reads_of_in == reads and same is None:
-                same = entry
-                self.spend(self.size(entry) * (repeat - copy - 1), mark, path)  # the copies still to come
+            if same is not None:
+                entry = same
+            elif last is not None and last[0] == shape:  # the same entry on the same input expands the same way
+                entry = last[1]
+                self.spend(self.size(entry), mark, path)
+            else:
+                reads = self.reads_of_in
+                entry = self.expand_kind(kind, item, path, shape)
+                if self.reads_of_in == reads:
+                    same = entry
+                    self.spend(self.size(entry) * (repeat - copy - 1), mark, path)  # the copies still to come
+                last = (shape, entry) if shape is not None else None
             shape = self.shape_of(entry, shape) if shape is not None else None
             results.append((entry, shape))
         return results
@@ -383,7 +419,7 @@ class _Expansion:
             if arg in scope and arg in args:
                 value, where = scope[arg]
                 found += [self.problem(Mark(p.file, p.line, p.col), p.path, p.message) for p in
-                          check_value(TypeAdapter(argument_type(plain(declared))), value, path + (arg,), where)]
+                          check_value(argument_adapter(declared), value, path + (arg,), where)]
         self.report(found)
         return scope
 
@@ -550,7 +586,7 @@ def _default(kind: str, block: Optional[Map], name: str, value: Any, path: Field
             return [problem(fields.key_mark(name), path, f"block {kind} has no argument {name!r}{hint(name, args)}")]
         if name not in types:
             return []
-        return check_value(TypeAdapter(argument_type(plain(types[name]))), value, path, fields.value_mark(name))
+        return check_value(argument_adapter(types[name]), value, path, fields.value_mark(name))
     cls = REGISTRY[kind]
     if name not in cls.model_fields or name in cls.children:
         return [problem(fields.key_mark(name), path, f"{kind} has no field {name!r}{hint(name, cls.model_fields)}")]
@@ -604,6 +640,15 @@ def check_blocks(raw: Any, mark: Mark, problems: list[Problem], library: bool = 
     return blocks
 
 
+@lru_cache(maxsize=4)
+def _library_blocks(kinds: tuple[str, ...]) -> dict[str, Map]:
+    """The library's blocks, checked once for the kinds registered (a kind of a block's name replaces it)."""
+    problems: list[Problem] = []
+    blocks = check_blocks(library(), library().mark, problems, library=True)
+    assert not problems, problems  # the library is tested; a problem here is a bug of archspec's
+    return blocks
+
+
 def input_shape(raw: Map) -> Optional[Shape]:
     """The spec's input shape if it is well formed (else the validator reports it, and nothing reads `in`)."""
     node = raw.get("input")
@@ -617,7 +662,7 @@ def expand(raw: Map, shape_of: ShapeOf, max_layers: int = MAX_LAYERS) -> Expande
     """Expand a resolved spec tree: directives consumed, every stage and auxiliary head's layers expanded with
     the shapes they receive (`shape_of` gives each expanded entry's output), at most `max_layers` layers."""
     problems: list[Problem] = []
-    blocks = {**check_blocks(library(), library().mark, problems, library=True),
+    blocks = {**_library_blocks(tuple(REGISTRY)),
               **check_blocks(raw.get("blocks"), raw.value_mark("blocks"), problems)}
     defaults = _defaults(raw.get("defaults"), raw.value_mark("defaults"), blocks, problems)
     multipliers = Map(mark=raw.mark)
