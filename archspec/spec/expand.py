@@ -33,8 +33,9 @@ MAX_BLOCK_DEPTH = 16
 #: layers a spec may expand to (every layer, branches and repeats included): a ResNet-152 has about 500, and
 #: the budget is checked while expanding, so a spec of nested repeats is refused before it costs anything
 MAX_LAYERS = 5_000
-#: top-level keys this pass consumes; what is left is validated as a `Spec`
-DIRECTIVES = ("args", "blocks", "defaults", "width", "depth", "width_divisor")
+#: top-level keys this pass consumes; what is left is validated as a `Spec` (`space:` is a design space's, read by
+#: `space.load_space`; the spec itself is the network at its own values)
+DIRECTIVES = ("args", "blocks", "defaults", "width", "depth", "width_divisor", "space")
 #: the types a block argument may declare (`types: {c2: [size, size]}`), as Pydantic checks them
 ARGUMENT_TYPES: dict[str, Any] = {"size": Size, "count": NonNegative, "int": StrictInt,
                                   "number": Union[StrictInt, StrictFloat], "flag": Flag, "text": StrictStr,

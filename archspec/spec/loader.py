@@ -229,3 +229,14 @@ def load_yaml(path: str | Path) -> Map:
 def _kind_of(value: Any) -> str:
     return {list: "list", Seq: "list", str: "string", bool: "boolean", int: "number",
             float: "number"}.get(type(value), type(value).__name__)
+
+
+def clone(node: Any) -> Any:
+    """A copy of a marked tree that can be changed without changing `node` (marks are shared: they never change)."""
+    if isinstance(node, Map):
+        out = Map(((k, clone(v)) for k, v in node.items()), node.mark)
+        out.key_marks, out.value_marks, out.origin = dict(node.key_marks), dict(node.value_marks), node.origin
+        return out
+    if isinstance(node, Seq):
+        return Seq([clone(v) for v in node], node.mark, node.item_marks)
+    return node

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, TextIO, Union
+from typing import Any, Callable, Optional, TextIO, Union
 
 import mxnet as mx
 import numpy as onp
@@ -271,18 +271,24 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
 
 def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[str]], config: Config = Config(),
           overrides: Overrides = None, resume: bool = False, command: Optional[list[str]] = None,
-          stream: Optional[TextIO] = None, force: bool = False,
-          base_outside: bool = False) -> tuple[list[dict[str, Any]], Path]:
+          stream: Optional[TextIO] = None, force: bool = False, base_outside: bool = False,
+          on_epoch: Optional[Callable[[list[dict[str, Any]]], None]] = None) -> tuple[list[dict[str, Any]], Path]:
     """Train a spec; returns the per-epoch metrics and the run folder (`out`, or `out/worker-K` for worker K of
     a distributed run). See the module docstring and the README for what the folder holds. `force` trains a
-    finished run again; `base_outside` follows a `base:` outside the spec's folder."""
+    finished run again; `base_outside` follows a `base:` outside the spec's folder. `on_epoch(history)` is called
+    after each epoch's checkpoint (a search reports to its pruner there); an exception it raises stops the run,
+    which stays resumable."""
     run = _setup(spec_path, Path(out), config, overrides, resume, force, command, stream or sys.stderr, base_outside)
     try:
         while run.epoch < config.epochs:
             run.run_epoch()
+            if on_epoch is not None:
+                on_epoch(list(run.history))
+        run.finish()
     except KeyboardInterrupt:
         raise run.interrupted() from None
-    run.finish()
+    finally:
+        run.folder.release()  # a run stopped by an exception lets its folder go at once, not when collected
     return run.history, run.out
 
 
