@@ -21,7 +21,6 @@ from archspec.cli import main
 from archspec.train.search import counted
 from precision import digits_folder  # bench/precision.py
 
-pytestmark = pytest.mark.slow
 ARCHSPEC = [sys.executable, "-m", "archspec"]
 SPACE = """\
 name: small
@@ -66,6 +65,7 @@ def trained(storage):
     return [t for t in trials(storage) if t.state.name in ("COMPLETE", "PRUNED") and "rejected" not in t.user_attrs]
 
 
+@pytest.mark.slow
 def test_search_prunes_survives_a_sigkill_resumes_and_reports(digits, tmp_path, capsys):
     (tmp_path / "space.yaml").write_text(SPACE)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
@@ -133,6 +133,7 @@ def test_search_prunes_survives_a_sigkill_resumes_and_reports(digits, tmp_path, 
     assert best.name == f"small-{top.number:04d}"
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_storage(digits, tmp_path):
     (tmp_path / "space.yaml").write_text(SPACE)
     storage = f"sqlite:///{tmp_path / 'study.db'}"
@@ -181,6 +182,7 @@ def postgres():
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_search_on_postgresql(digits, tmp_path, postgres, capsys):
     (tmp_path / "space.yaml").write_text(SPACE)
     argv = search(tmp_path / "space.yaml", digits, tmp_path / "runs", postgres, trials=3, epochs=1)
@@ -191,9 +193,20 @@ def test_search_on_postgresql(digits, tmp_path, postgres, capsys):
     assert "3 trials" in capsys.readouterr().out or (tmp_path / "report" / "best.yaml").is_file()
 
 
-def test_a_storage_that_cannot_be_reached_is_an_error_not_a_traceback(tmp_path, capsys):
-    (tmp_path / "space.yaml").write_text(SPACE)
-    code = main(["search", str(tmp_path / "space.yaml"), "--storage", "postgresql://nobody@127.0.0.1:1/none",
-                 "--trials", "1", "--epochs", "1", "--out", str(tmp_path / "runs")])
+@pytest.mark.parametrize("case, fragment", [
+    ("storage", "--storage postgresql://nobody@127.0.0.1:1/none: cannot open it"),
+    ("data", "no-such-folder"),
+    ("space", "space.yaml:17:9: space.vary.c2: step 5 does not divide"),
+    ("objectives", "--objectives: accuracy, or accuracy and one of macs, params"),
+])
+def test_a_search_that_cannot_start_says_why_and_writes_nothing(tmp_path, digits, capsys, case, fragment):
+    (tmp_path / "space.yaml").write_text(SPACE.replace("step: 2", "step: 5") if case == "space" else SPACE)
+    before = sorted(tmp_path.rglob("*"))
+    code = main(["search", str(tmp_path / "space.yaml"), "--trials", "1", "--epochs", "1",
+                 "--out", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "no-such-folder" if case == "data"
+                                                                     else digits),
+                 *(["--storage", "postgresql://nobody@127.0.0.1:1/none"] if case == "storage" else []),
+                 *(["--objectives", "accuracy,speed"] if case == "objectives" else [])])
     err = capsys.readouterr().err
-    assert code == 1 and "--storage postgresql://nobody@127.0.0.1:1/none: cannot open it" in err, err
+    assert code == 1 and fragment in err, err
+    assert "Traceback" not in err and sorted(tmp_path.rglob("*")) == before

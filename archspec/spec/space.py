@@ -366,8 +366,10 @@ def load_space(path: Any, overrides: Any = None, max_layers: int = MAX_LAYERS, b
                                     f"{hint(key, ('vary', 'constraints', 'budget'))} (fields: vary, constraints, "
                                     "budget)"))
     variables = _variables(tree, node.get("vary"), node.value_mark("vary") if "vary" in node else mark, problems)
-    constraints = _constraints(node.get("constraints"), node.value_mark("constraints"),
-                               {v.name for v in variables}, problems)
+    vary = node.get("vary") if isinstance(node.get("vary"), Map) else Map()
+    named = {body["name"] if isinstance(body, Map) and isinstance(body.get("name"), str) else key
+             for key, body in vary.items()}  # a variable refused above is not also an unknown name here
+    constraints = _constraints(node.get("constraints"), node.value_mark("constraints"), named, problems)
     budget = check_model(Budget, node.get("budget") or Map(), ("space", "budget"), problems) or Budget()
     limits: Map = node["budget"] if isinstance(node.get("budget"), Map) else Map()
     try:

@@ -203,7 +203,7 @@ class _Run:
         self.folder.release()
 
 
-def _data(spec: Any, config: Config) -> tuple[datasets.Split, datasets.Split]:
+def load_data(spec: Any, config: Config) -> tuple[datasets.Split, datasets.Split]:
     """The training and test splits, checked against the network: channels, and labels it has outputs for."""
     splits = datasets.load(config.data, "train", config.data_dir), datasets.load(config.data, "test", config.data_dir)
     if splits[0].images.shape[-1] != spec.input.channels:
@@ -231,7 +231,7 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
     if distributed:
         out = out / f"worker-{rank}"  # each worker keeps its own run folder
     check_new(out, resume)
-    train_split, test_split = _data(spec, config)  # bad data: nothing written yet
+    train_split, test_split = load_data(spec, config)  # bad data: nothing written yet
     if distributed:  # dist_sync needs the same number of equal batches on every worker: drop the rest
         steps = len(train_split) // workers // config.batch_size
         if steps == 0:

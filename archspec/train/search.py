@@ -164,7 +164,10 @@ def run(settings: Settings, worker: int = 0) -> int:
     Returns the number of trials this worker trained."""
     space = load_space(settings.space, [*settings.overrides, *_resize(settings.config)],
                        base_outside=settings.base_outside)
-    sample(space, 1, seed=settings.seed)  # a space with no network in it fails here, at once, located
+    from .loop import load_data
+
+    network = sample(space, 1, seed=settings.seed).networks[0]  # a space with no network fails here, located
+    load_data(network.spec, settings.config)  # and data the networks cannot take, before anything is written
     store = storage(settings.storage)
     study = open_study(settings, worker, store)
     search = _Worker(settings, space, study, store)
