@@ -298,6 +298,9 @@ def cmd_search(args: Args) -> int:
     if args.report:
         from .train.search_report import report
 
+        if url.startswith("sqlite:///") and not os.path.isfile(url.removeprefix("sqlite:///")):
+            raise InputError(f"--report: no study database at {url.removeprefix('sqlite:///')} (--storage, --out)")
+
         studies = args.study or [_default_study(args, url)]
         text, written = report(url, studies, Path(args.report_out or out))
         print(text)

@@ -183,14 +183,20 @@ def postgres():
 
 
 @pytest.mark.slow
-def test_search_on_postgresql(digits, tmp_path, postgres, capsys):
+def test_search_on_postgresql_for_accuracy_and_macs(digits, tmp_path, postgres, capsys):
+    """A study on a PostgreSQL server, as machines share one; two objectives: NSGA-II, accuracy and MACs."""
     (tmp_path / "space.yaml").write_text(SPACE)
-    argv = search(tmp_path / "space.yaml", digits, tmp_path / "runs", postgres, trials=3, epochs=1)
+    argv = search(tmp_path / "space.yaml", digits, tmp_path / "runs", postgres, "--objectives", "accuracy,macs",
+                  trials=3, epochs=1)
     assert main(argv) == 0
-    assert len(trained(postgres)) == 3
+    done = trained(postgres)
+    assert len(done) == 3 and {t.state.name for t in done} == {"COMPLETE"}  # two objectives: nothing pruned
+    for t in done:
+        history = json.loads(Path(t.user_attrs["folder"], "run", "metrics.json").read_text())
+        assert t.values == [pytest.approx(history[-1]["test_acc"]), t.user_attrs["network"]["macs"]]
     assert main(["search", "--report", "--storage", postgres, "--study", "small", "--report-out",
                  str(tmp_path / "report")]) == 0
-    assert "3 trials" in capsys.readouterr().out or (tmp_path / "report" / "best.yaml").is_file()
+    assert load_spec(tmp_path / "report" / "best.yaml").name.startswith("small-")
 
 
 @pytest.mark.parametrize("case, fragment", [
@@ -210,3 +216,8 @@ def test_a_search_that_cannot_start_says_why_and_writes_nothing(tmp_path, digits
     err = capsys.readouterr().err
     assert code == 1 and fragment in err, err
     assert "Traceback" not in err and sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_report_of_no_storage_creates_none(tmp_path, capsys):
+    assert main(["search", "--report", "--out", str(tmp_path / "runs")]) == 1
+    assert "no study database at" in capsys.readouterr().err and not (tmp_path / "runs").exists()

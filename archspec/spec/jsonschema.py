@@ -104,7 +104,8 @@ def _space_schema() -> dict:
                 "vary": {"type": "object", "description": "A path as --set takes it (or a spec argument) -> "
                                                           "{int: [low, high], step}, {float: [low, high], log} or "
                                                           "{choice: [...]}.",
-                         "additionalProperties": {"anyOf": [model(IntRange), model(FloatRange), model(Choice)]}},
+                         "additionalProperties": {"anyOf": [model(IntRange), model(FloatRange), model(Choice), {
+                             "type": "null", "description": "In a space with `base:`: the base's, no longer drawn."}]}},
                 "constraints": {"type": "array", "items": {"type": "string"},
                                 "description": "Expressions over the sampled values; a network satisfies all."},
                 "budget": model(Budget)}}

@@ -48,7 +48,7 @@ Scalar = Union[None, bool, int, float, str]
 class _Distribution(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     name: Optional[Name] = Field(None, description="The value's name in constraints and reports (default: the "
-                                                   "path, when it is a spec argument).")
+                                                   "path; a spec argument's is its name).")
 
 
 class IntRange(_Distribution):
@@ -242,7 +242,6 @@ class Rejections:
 class Space:
     """A spec with distributions, constraints and a budget (`load_space`)."""
 
-    source: str
     tree: Map  # the resolved spec, `space:` taken out
     variables: tuple[Variable, ...]
     constraints: tuple[Constraint, ...]
@@ -366,7 +365,7 @@ def load_space(path: Any, overrides: Any = None, max_layers: int = MAX_LAYERS, b
                                     f"{hint(key, ('vary', 'constraints', 'budget'))} (fields: vary, constraints, "
                                     "budget)"))
     variables = _variables(tree, node.get("vary"), node.value_mark("vary") if "vary" in node else mark, problems)
-    vary = node.get("vary") if isinstance(node.get("vary"), Map) else Map()
+    vary: Map = node["vary"] if isinstance(node.get("vary"), Map) else Map()
     named = {body["name"] if isinstance(body, Map) and isinstance(body.get("name"), str) else key
              for key, body in vary.items()}  # a variable refused above is not also an unknown name here
     constraints = _constraints(node.get("constraints"), node.value_mark("constraints"), named, problems)
@@ -378,14 +377,14 @@ def load_space(path: Any, overrides: Any = None, max_layers: int = MAX_LAYERS, b
         problems += e.problems
     if problems:
         raise SpecError(sorted(dict.fromkeys(problems), key=lambda p: (p.file, p.line, p.col)))
-    return Space(str(path), tree, tuple(variables), tuple(constraints), budget,
+    return Space(tree, tuple(variables), tuple(constraints), budget,
                  {k: limits.key_mark(k) for k in limits}, max_layers)
 
 
 def _variables(tree: Map, vary: Any, mark: Mark, problems: list[Problem]) -> list[Variable]:
     if not isinstance(vary, Map) or not vary:
-        problems.append(fail(mark, ("space", "vary"), "expected a mapping of paths to distributions, such as "
-                                                      "`vary: {w1: {int: [16, 256], step: 16}}`").problems[0])
+        problems.append(problem(mark, ("space", "vary"), "expected a mapping of paths to distributions, such as "
+                                                         "`vary: {w1: {int: [16, 256], step: 16}}`"))
         return []
     variables: list[Variable] = []
     for key, body in vary.items():

@@ -162,21 +162,23 @@ def counted(study: Any) -> int:
 def run(settings: Settings, worker: int = 0) -> int:
     """One worker: finish this machine's interrupted trials, then run trials until the study holds enough.
     Returns the number of trials this worker trained."""
-    space = load_space(settings.space, [*settings.overrides, *_resize(settings.config)],
-                       base_outside=settings.base_outside)
+    import optuna
+
     from .loop import load_data
 
+    space = load_space(settings.space, [*settings.overrides, *_resize(settings.config)],
+                       base_outside=settings.base_outside)
     network = sample(space, 1, seed=settings.seed).networks[0]  # a space with no network fails here, located
     load_data(network.spec, settings.config)  # and data the networks cannot take, before anything is written
     store = storage(settings.storage)
     study = open_study(settings, worker, store)
     search = _Worker(settings, space, study, store)
     done = search.finish_interrupted()
-    import optuna
-
-    optuna.storages.fail_stale_trials(study)
     rejected_in_a_row = 0
-    while counted(study) < settings.trials:
+    while True:
+        optuna.storages.fail_stale_trials(study)  # trials whose worker fell silent, on any machine: FAILED
+        if counted(study) >= settings.trials:
+            return done
         if rejected_in_a_row >= ATTEMPTS_PER_NETWORK * settings.trials:
             raise InputError(f"{settings.space}: {rejected_in_a_row} trials in a row were rejected by the space's "
                              "constraints or budget; the sampler finds nothing to train")
@@ -184,7 +186,6 @@ def run(settings: Settings, worker: int = 0) -> int:
         trained = search.trial(trial)
         rejected_in_a_row = 0 if trained else rejected_in_a_row + 1
         done += trained
-    return done
 
 
 def _resize(config: Config) -> list[str]:
