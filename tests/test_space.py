@@ -9,7 +9,7 @@ from mxnet import np, npx
 from archspec import build_model, load_spec, summarize
 from archspec.cli import main
 from archspec.spec.expressions import Evaluation, parse
-from archspec.spec.space import load_space, sample
+from archspec.spec.space import load_space, sample, spec_text
 from conftest import ROOT
 
 ANYNET = str(ROOT / "specs" / "anynet-space.yaml")
@@ -64,6 +64,27 @@ def test_sampled_networks_are_spec_files_that_load_with_the_counts_sample_gave(c
         assert spec.stages["stage1"][0].kind == "sequential" and len(spec.stages["stage1"]) == n["values"]["d1"]
     code, again, _ = run(capsys, "sample", ANYNET, "-n", 3, "--seed", 1, "--json")
     assert [n["values"] for n in json.loads(again)["networks"]] == [n["values"] for n in json.loads(out)["networks"]]
+
+
+def rows(summary):
+    return [(r.path, r.kind, r.input, r.output, r.params, r.state, r.macs, r.memory) for r in summary.rows]
+
+
+@pytest.mark.parametrize("space", ["anynet-space", "choice of blocks"])
+def test_what_the_networks_of_a_space_share_changes_no_count(tmp_path, write_spec, space):
+    """A space's networks share the expansions, layers and rows their values do not change (`expand.Memo`): each
+    analyses exactly as its spec file loaded afresh."""
+    path = ANYNET if space == "anynet-space" else write_spec(
+        "base: regnetx32\nspace:\n  vary:\n    stages.stage1.1.repeat: {int: [1, 3]}\n"
+        "    stages.stage2.0: {choice: [{resnext_block: {channels: 64, stride: 2}}, {residual: {channels: 96, "
+        "stride: 2}}, {resnext_block: {channels: 48, stride: 2, bot_mul: 0.5}}]}\n"
+        "    stages.stage2.1.channels: {choice: [64, 96, 48]}\n")
+    loaded = load_space(path)
+    assert loaded.memo is not None
+    for i, network in enumerate(sample(loaded, 60, seed=2).networks):
+        (tmp_path / f"{i}.yaml").write_text(spec_text(network, f"n{i}"))
+        assert rows(network.summary) == rows(summarize(load_spec(tmp_path / f"{i}.yaml"))), i
+    assert sum(len(kept) for kept in loaded.memo.entries.values()) < 60 * 6  # shared, not one per network
 
 
 def test_sample_prints_a_table_and_the_rejections_per_constraint_and_budget(capsys, write_spec):

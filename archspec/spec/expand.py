@@ -13,6 +13,7 @@ entry that fails is `FAILED` in its list, and the others are still expanded (and
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -151,6 +152,20 @@ class Expanded:
     complete: bool = True  # False: expansion stopped (over budget); nothing after it can be checked
 
 
+@dataclass
+class Memo:
+    """What the networks of one design space share, kept from one network to the next (`space.py`): an entry of a
+    stage, expanded on the same input with the same values of the names it read, expands the same way (`entries`);
+    an expanded entry validates to the same layer (`layers`), with the same output on the same input (`outputs`)
+    and the same rows (`walked`). What is kept is kept alive here, so the ids in the keys stay theirs."""
+
+    entries: dict[tuple[int, Shape], list[tuple[dict[str, Any], Map, int]]] = dataclasses.field(default_factory=dict)
+    layers: dict[int, tuple[Any, Any]] = dataclasses.field(default_factory=dict)  # id(entry) -> (entry, layer or None)
+    outputs: dict[tuple[int, Shape], Shape] = dataclasses.field(default_factory=dict)
+    walked: dict[Any, Any] = dataclasses.field(default_factory=dict)
+    items: list[Any] = dataclasses.field(default_factory=list)
+
+
 class _Skip(Exception):
     """The entry being expanded failed; its problems are recorded."""
 
@@ -165,9 +180,10 @@ _UNKNOWN_INPUT: Final = object()  # `in` after an entry that failed: no further 
 
 class _Expansion:
     def __init__(self, defaults: dict[str, Map], blocks: dict[str, Map], scope: Scope, scaling: Scaling,
-                 shape_of: ShapeOf, max_layers: int = MAX_LAYERS):
+                 shape_of: ShapeOf, max_layers: int = MAX_LAYERS, memo: Optional[Memo] = None):
         self.defaults, self.blocks, self.scope, self.scaling = defaults, blocks, scope, scaling
-        self.shape_of, self.max_layers = shape_of, max_layers
+        self.shape_of, self.max_layers, self.memo = shape_of, max_layers, memo
+        self.reads: list[str] = []  # the names expressions read, in order (for the memo)
         self.layers = 0  # layers expanded so far, every copy of a repeat counted
         self.sizes: dict[int, int] = {}  # layers in an expanded entry (itself included), by id
         self.active: list[tuple[str, Mark]] = []  # blocks being expanded and where each is used
@@ -249,7 +265,7 @@ class _Expansion:
                 self.spend(self.size(entry), mark, path)
             else:
                 reads = self.reads_of_in
-                entry = self.expand_kind(kind, item, path, shape)
+                entry = self.remembered(kind, item, path, mark, shape)
                 if self.reads_of_in == reads:
                     same = entry
                     self.spend(self.size(entry) * (repeat - copy - 1), mark, path)  # the copies still to come
@@ -285,6 +301,28 @@ class _Expansion:
         if not isinstance(value, bool):
             self.fail(node.value_mark(key), path + (key,), f"`when` takes true or false, got {short(value)}")
         return bool(value)
+
+    def remembered(self, kind: str, item: Map, path: FieldPath, mark: Mark, shape: Optional[Shape]) -> Map:
+        """`expand_kind`, or for an entry of a stage what the memo kept of it: expanded on the same input, with the
+        same values of every name its expressions read."""
+        if self.memo is None or len(path) != 3 or path[0] != "stages" or shape is None:
+            return self.expand_kind(kind, item, path, shape)
+        key = (id(item), shape)
+        for reads, entry, layers in self.memo.entries.get(key, ()):
+            if all(name == "in" or (name in self.scope and _same(self.scope[name][0], value))
+                   for name, value in reads.items()):
+                self.spend(layers, mark, path)
+                if "in" in reads:
+                    self.reads_of_in += 1  # as the expansion it stands for did
+                return entry
+        start, problems, layers = len(self.reads), len(self.problems), self.layers
+        entry = self.expand_kind(kind, item, path, shape)
+        if len(self.problems) == problems and self.shape_of(entry, shape) is not None:  # valid, with a shape
+            reads = {name: self.scope[name][0] if name in self.scope else None
+                     for name in dict.fromkeys(self.reads[start:]) if name in self.scope or name == "in"}
+            self.memo.entries.setdefault(key, []).append((reads, entry, self.layers - layers))
+            self.memo.items.append(item)
+        return entry
 
     def expand_kind(self, kind: str, item: Map, path: FieldPath, shape: Optional[Shape]) -> Map:
         where, mark = path + (kind,), item.key_mark(kind)
@@ -356,6 +394,8 @@ class _Expansion:
             self.reads_of_in += 1
             if evaluation.used["in"] is _UNKNOWN_INPUT:
                 raise _Skip
+        if self.memo is not None:
+            self.reads += evaluation.used
         return value
 
     def origin(self, value: Any, mark: Mark) -> Mark:
@@ -488,6 +528,11 @@ class _Expansion:
         entry.set(kind, body, mark)
         entry.origin = path
         return entry
+
+
+def _same(a: Any, b: Any) -> bool:
+    """The same value, of the same type (1, 1.0 and True expand differently)."""
+    return type(a) is type(b) and a == b
 
 
 def _entries_in(value: Any) -> list[Any]:
@@ -659,9 +704,10 @@ def input_shape(raw: Map) -> Optional[Shape]:
     return tuple(dims) if all(type(d) is int and d >= 1 for d in dims) else None  # type: ignore[arg-type]
 
 
-def expand(raw: Map, shape_of: ShapeOf, max_layers: int = MAX_LAYERS) -> Expanded:
+def expand(raw: Map, shape_of: ShapeOf, max_layers: int = MAX_LAYERS, memo: Optional[Memo] = None) -> Expanded:
     """Expand a resolved spec tree: directives consumed, every stage and auxiliary head's layers expanded with
-    the shapes they receive (`shape_of` gives each expanded entry's output), at most `max_layers` layers."""
+    the shapes they receive (`shape_of` gives each expanded entry's output), at most `max_layers` layers; `memo`:
+    what the networks of a design space share (see `Memo`)."""
     problems: list[Problem] = []
     blocks = {**_library_blocks(tuple(REGISTRY)),
               **check_blocks(raw.get("blocks"), raw.value_mark("blocks"), problems)}
@@ -675,7 +721,7 @@ def expand(raw: Map, shape_of: ShapeOf, max_layers: int = MAX_LAYERS) -> Expande
     if not isinstance(args, Map):
         problems.append(problem(raw.value_mark("args"), ("args",), f"expected a mapping, got {short(args)}"))
         args = Map()
-    expansion = _Expansion(defaults, blocks, {}, scaling, shape_of, max_layers)
+    expansion = _Expansion(defaults, blocks, {}, scaling, shape_of, max_layers, memo)
     for name, value in args.items():  # in order: an argument may use the ones before it
         expansion.scope[name] = (expansion.outside_layers(value, ("args", name), args.value_mark(name)),
                                  args.value_mark(name))

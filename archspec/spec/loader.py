@@ -231,12 +231,12 @@ def _kind_of(value: Any) -> str:
             float: "number"}.get(type(value), type(value).__name__)
 
 
-def clone(node: Any) -> Any:
-    """A copy of a marked tree that can be changed without changing `node` (marks are shared: they never change)."""
+
+def copied(node: Any) -> Any:
+    """A mapping or list of a marked tree copied one level deep, with its marks (the values are the original's):
+    what changes a path of a tree copies the containers on its way, and shares the rest."""
     if isinstance(node, Map):
-        out = Map(((k, clone(v)) for k, v in node.items()), node.mark)
+        out = Map(node.items(), node.mark)
         out.key_marks, out.value_marks, out.origin = dict(node.key_marks), dict(node.value_marks), node.origin
         return out
-    if isinstance(node, Seq):
-        return Seq([clone(v) for v in node], node.mark, node.item_marks)
-    return node
+    return Seq(node, node.mark, node.item_marks)

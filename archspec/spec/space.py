@@ -30,10 +30,10 @@ from pydantic import model_validator
 
 from .analysis import Summary, summarize
 from .diagnostics import FieldPath, Mark, Problem, SpecError, fail, hint, problem, short
-from .expand import MAX_LAYERS, check_model, library
+from .expand import MAX_LAYERS, Memo, check_model, library
 from .expressions import Evaluation, ExpressionError, Node, is_expression, parse, source
 from .kinds import REGISTRY
-from .loader import Map, Seq, clone
+from .loader import Map, Seq, copied
 from .resolve import locate, load_resolved
 from .schema import SPEC_KEYS, Spec, validate
 
@@ -248,6 +248,7 @@ class Space:
     budget: Budget
     marks: dict[str, Mark]  # where each budget limit is written
     max_layers: int = MAX_LAYERS
+    memo: Optional[Memo] = None  # what the networks share (none when the values reach blocks, defaults or width)
 
     def draw(self, draw: Draw) -> dict[str, Any]:
         return {v.key: v.draw(draw) for v in self.variables}
@@ -263,17 +264,26 @@ class Space:
         return next((c for c in self.constraints if not c.holds(names)), None)
 
     def network(self, values: dict[str, Any]) -> Network:
-        """The network `values` make (whatever its cost); `SpecError` if they make no valid spec."""
-        tree = clone(self.tree)
+        """The network `values` make (whatever its cost); `SpecError` if they make no valid spec. Only the
+        mappings and lists on the way to a value are copied: the rest of the tree is the space's own, which lets
+        the memo recognise the entries no value reaches."""
+        tree, fresh = copied(self.tree), set()
         for v in self.variables:
-            node, part, _ = locate(tree, v.key, v.mark, "space.vary")
-            value = clone(values[v.key])
+            _, part, where = locate(tree, v.key, v.mark, "space.vary")
+            node = tree
+            for step in where:  # a copy of each container on the way, made once
+                child = node[step]
+                if id(child) not in fresh:
+                    child = copied(child)
+                    fresh.add(id(child))
+                    node[step] = child
+                node = child
             if isinstance(node, Map):
-                node.set(part, value, v.mark, v.mark)
+                node.set(part, values[v.key], v.mark, v.mark)
             else:
-                node[part], node.item_marks[part] = value, v.mark
-        spec = validate(tree, self.max_layers)
-        return Network(values, tree, spec, summarize(spec, limits=None))
+                node[part], node.item_marks[part] = values[v.key], v.mark
+        spec = validate(tree, self.max_layers, self.memo)
+        return Network(values, tree, spec, summarize(spec, limits=None, memo=self.memo))
 
     def consider(self, values: dict[str, Any], rejections: Rejections) -> Optional[Network]:
         """The network of `values` if it is in the space; else None, and the reason counted in `rejections`."""
@@ -377,8 +387,10 @@ def load_space(path: Any, overrides: Any = None, max_layers: int = MAX_LAYERS, b
         problems += e.problems
     if problems:
         raise SpecError(sorted(dict.fromkeys(problems), key=lambda p: (p.file, p.line, p.col)))
-    return Space(tree, tuple(variables), tuple(constraints), budget,
-                 {k: limits.key_mark(k) for k in limits}, max_layers)
+    shared = not any(v.key.split(".")[0] in ("blocks", "defaults", "width", "depth", "width_divisor")
+                     for v in variables)  # values that reach every entry: nothing to share
+    return Space(tree, tuple(variables), tuple(constraints), budget, {k: limits.key_mark(k) for k in limits},
+                 max_layers, Memo() if shared else None)
 
 
 def _variables(tree: Map, vary: Any, mark: Mark, problems: list[Problem]) -> list[Variable]:

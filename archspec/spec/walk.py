@@ -37,13 +37,15 @@ def child_path(path: str, name: str | None) -> str:
 class Walk:
     """Rows in pre-order (a node before its children), each summing what is inside it."""
 
-    def __init__(self, remember: bool = False) -> None:
+    def __init__(self, remember: bool = False, outputs: Optional[dict[tuple[int, Shape], Shape]] = None,
+                 walked: Optional[dict[tuple[int, Shape, int], tuple[Shape, str, list[Row]]]] = None) -> None:
         self.rows: list[Row] = []
         self.warnings: list[Problem] = []
         # Outputs by (layer, input): expansion asks for every entry's output as it builds bigger ones around it
-        self.outputs: Optional[dict[tuple[int, Shape], Shape]] = {} if remember else None
-        # The rows of a layer already walked, by (layer, input, depth): a repeat's copies are one object
-        self.walked: dict[tuple[int, Shape, int], tuple[Shape, str, list[Row]]] = {}
+        self.outputs = (outputs if outputs is not None else {}) if remember else None
+        # The rows of a layer already walked, by (layer, input, depth): a repeat's copies are one object (kept from
+        # one walk to the next for a design space's networks, whose layers are kept alive with them)
+        self.walked = walked if walked is not None else {}
 
     def sequence(self, layers: Layers, shape: Shape, path: str, depth: int) -> Shape:
         for i, layer in enumerate(layers):
