@@ -293,16 +293,18 @@ def cmd_train(args: Args) -> int:
 def cmd_search(args: Args) -> int:
     from pathlib import Path
 
-    out = Path(args.out)
-    url = args.storage or f"sqlite:///{out / 'studies.db'}"
+    from .train.config import from_options, model_from_options
+    from .train.search import SEARCH_OPTIONS, Search
+
+    search = model_from_options(Search, vars(args), SEARCH_OPTIONS)
     if args.report:
         from .train.search_report import report
 
-        if url.startswith("sqlite:///") and not os.path.isfile(url.removeprefix("sqlite:///")):
-            raise InputError(f"--report: no study database at {url.removeprefix('sqlite:///')} (--storage, --out)")
-
-        studies = args.study or [_default_study(args, url)]
-        text, written = report(url, studies, Path(args.report_out or out))
+        if search.url.startswith("sqlite:///") and not os.path.isfile(search.url.removeprefix("sqlite:///")):
+            raise InputError(f"--report: no study database at {search.url.removeprefix('sqlite:///')} (--storage, "
+                             "--out)")
+        text, written = report(search.url, args.study or [_default_study(args, search.url)],
+                               Path(args.report_out or search.out))
         print(text)
         for path in written:
             print(path)
@@ -311,26 +313,17 @@ def cmd_search(args: Args) -> int:
         raise InputError("search: name the SPACE to search (or pass --report)")
     if len(args.study or []) > 1:
         raise InputError("search: one --study to run (several only with --report)")
-    if args.trials < 1 or args.jobs < 1:
-        raise InputError(f"search: --trials and --jobs take a positive number, got {args.trials} and {args.jobs}")
-    objectives = tuple(o.strip() for o in args.objectives.split(","))
-    from .train.search import OBJECTIVES, Settings, open_study, run, spawn
+    from .train.search import Settings, open_study, run, spawn
 
-    if not 1 <= len(objectives) <= 2 or objectives[0] != "accuracy" or any(o not in OBJECTIVES for o in objectives):
-        raise InputError(f"--objectives: accuracy, or accuracy and one of macs, params (accuracy,macs); got "
-                         f"{args.objectives!r}")
-    from .train.config import from_options
-
-    config = from_options(vars(args), TRAIN_OPTIONS)
     study = (args.study or [os.path.splitext(os.path.basename(args.space))[0]])[0]
-    settings = Settings(args.space, study, url, out, args.trials, config, objectives, args.overrides, args.seed_search,
-                        args.pruner_startup, args.base_outside)
-    if args.jobs > 1:
+    settings = Settings(args.space, study, search, from_options(vars(args), TRAIN_OPTIONS), args.overrides,
+                        args.base_outside)
+    if search.jobs > 1:
         open_study(settings)  # created once, before the workers race to create it
-        return spawn(args.argv, args.jobs)
+        return spawn(args.argv, search.jobs)
     trained = run(settings, args.worker)
-    print(f"study {study}: this worker trained {trained} trial(s); report: archspec search --report --storage {url} "
-          f"--study {study}")
+    print(f"study {study}: this worker trained {trained} trial(s); report: archspec search --report --storage "
+          f"{search.url} --study {study}")
     return 0
 
 
@@ -450,6 +443,7 @@ def _spec_commands(sub: Any) -> None:
 def _backend_commands(sub: Any) -> None:
     """The commands that build networks with MXNet: export, train, evaluate, launch."""
     from .train.config import add_options  # pydantic only: no MXNet
+    from .train.search import SEARCH_OPTIONS, Search  # Optuna and MXNet only when a search runs
 
     e = sub.add_parser("export", help="write the network as MXNet symbol files or ONNX, with its weights")
     _spec_options(e)
@@ -471,22 +465,9 @@ def _backend_commands(sub: Any) -> None:
     se = sub.add_parser("search", help="explore a design space with Optuna: each trial trained as `train` does, "
                                        "pruned per epoch; resumable, shareable across workers and machines")
     se.add_argument("space", nargs="?", metavar="SPACE", help="a spec with a `space:` section")
-    se.add_argument("--trials", type=int, default=20, metavar="N", help="trained trials the study should hold "
-                                                                       "(default %(default)s)")
-    se.add_argument("--storage", metavar="URL", help="Optuna storage: sqlite:///FILE (default OUT/studies.db) or "
-                                                     "postgresql://USER:PASSWORD@HOST:PORT/DB to share it across "
-                                                     "machines")
     se.add_argument("--study", action="append", metavar="NAME", help="study name (default: the space's file name); "
                                                                      "with --report, repeatable: one ECDF per study")
-    se.add_argument("--jobs", type=int, default=1, metavar="J", help="worker processes on this machine (default 1)")
-    se.add_argument("--objectives", default="accuracy", help="accuracy (TPE, median pruner) or accuracy,macs "
-                                                            "(NSGA-II, no pruning)")
-    se.add_argument("--pruner-startup", type=int, default=3, metavar="N",
-                    help="trials trained in full before the pruner stops any (default %(default)s)")
-    se.add_argument("--search-seed", dest="seed_search", type=int, metavar="S",
-                    help="the sampler's seed (each worker adds its index); default: random")
-    se.add_argument("--out", default=os.path.join("runs", "search"), metavar="DIR",
-                    help="trial folders go to DIR/STUDY/trial-NNNN (default %(default)s)")
+    add_options(se, SEARCH_OPTIONS, Search)
     se.add_argument("--report", action="store_true", help="do not search: print the trials, write pareto.png, "
                                                          "ecdf.png and best.yaml")
     se.add_argument("--report-out", metavar="DIR", help="where --report writes its files (default: --out)")

@@ -168,8 +168,11 @@ def postgres():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     data = os.path.join(folder, "data")
-    run = lambda *cmd: subprocess.run(as_user + [str(c) for c in cmd], check=True, capture_output=True,  # noqa: E731
-                                      timeout=120)
+
+    def run(*command):
+        done = subprocess.run(as_user + [str(c) for c in command], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{command[0]}: {done.stdout}{done.stderr}"
+
     try:
         run(bin_dir / "initdb", "-D", data, "-U", "archspec", "--auth=trust")
         run(bin_dir / "pg_ctl", "-D", data, "-l", os.path.join(folder, "log"), "-w", "-o",
@@ -203,16 +206,16 @@ def test_search_on_postgresql_for_accuracy_and_macs(digits, tmp_path, postgres, 
     ("storage", "--storage postgresql://nobody@127.0.0.1:1/none: cannot open it"),
     ("data", "no-such-folder"),
     ("space", "space.yaml:17:9: space.vary.c2: step 5 does not divide"),
-    ("objectives", "--objectives: accuracy, or accuracy and one of macs, params"),
+    ("trials", "--trials: input should be greater than or equal to 1"),
 ])
 def test_a_search_that_cannot_start_says_why_and_writes_nothing(tmp_path, digits, capsys, case, fragment):
     (tmp_path / "space.yaml").write_text(SPACE.replace("step: 2", "step: 5") if case == "space" else SPACE)
     before = sorted(tmp_path.rglob("*"))
-    code = main(["search", str(tmp_path / "space.yaml"), "--trials", "1", "--epochs", "1",
+    code = main(["search", str(tmp_path / "space.yaml"), "--epochs", "1", "--trials", "1",
                  "--out", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "no-such-folder" if case == "data"
                                                                      else digits),
                  *(["--storage", "postgresql://nobody@127.0.0.1:1/none"] if case == "storage" else []),
-                 *(["--objectives", "accuracy,speed"] if case == "objectives" else [])])
+                 *(["--trials", "0"] if case == "trials" else [])])
     err = capsys.readouterr().err
     assert code == 1 and fragment in err, err
     assert "Traceback" not in err and sorted(tmp_path.rglob("*")) == before
@@ -221,3 +224,9 @@ def test_a_search_that_cannot_start_says_why_and_writes_nothing(tmp_path, digits
 def test_a_report_of_no_storage_creates_none(tmp_path, capsys):
     assert main(["search", "--report", "--out", str(tmp_path / "runs")]) == 1
     assert "no study database at" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+def test_an_unknown_objective_is_bad_usage(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["search", "space.yaml", "--objectives", "accuracy,speed"])
+    assert exit.value.code == 2 and "accuracy,macs" in capsys.readouterr().err

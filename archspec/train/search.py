@@ -23,7 +23,9 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, TextIO
+from typing import Any, Literal, Optional, Sequence, TextIO
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from ..spec.diagnostics import InputError
 from ..spec.space import ATTEMPTS_PER_NETWORK, Network, Rejections, Space, load_space, sample, spec_text
@@ -33,28 +35,49 @@ from .folder import RunFolder
 HEARTBEAT = 20  # seconds between a running trial's heartbeats
 GRACE = 120  # a trial silent this long is FAILED by the next worker that looks
 OBJECTIVES: dict[str, Any] = {"accuracy": "maximize", "macs": "minimize", "params": "minimize"}
+SEARCH_OPTIONS = ("trials", "storage", "jobs", "objectives", "pruner_startup", "search_seed", "out")
+
+
+class Search(BaseModel):
+    """A search's own settings, as the command line gives them (each trial trains with a `Config`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    trials: int = Field(20, ge=1, description="trained trials (complete, or stopped by the pruner) the study should "
+                                              "hold")
+    storage: Optional[str] = Field(None, description="Optuna storage: sqlite:///FILE (default OUT/studies.db), or "
+                                                     "postgresql://USER:PASSWORD@HOST:PORT/DB, which machines share")
+    jobs: int = Field(1, ge=1, le=256, description="worker processes on this machine")
+    objectives: Literal["accuracy", "accuracy,macs", "accuracy,params"] = Field(
+        "accuracy", description="accuracy: TPE and the median pruner; two objectives: NSGA-II, not pruned")
+    pruner_startup: int = Field(3, ge=0, description="trials trained in full before the pruner stops any")
+    search_seed: Optional[int] = Field(None, ge=0, lt=2**22, description="the sampler's seed (each worker adds its "
+                                                                        "index); default: random")
+    out: str = Field(os.path.join("runs", "search"), description="trial folders go to OUT/STUDY/trial-NNNN")
+
+    @property
+    def url(self) -> str:
+        return self.storage or f"sqlite:///{Path(self.out) / 'studies.db'}"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """A search: which space, where its study lives, how long, and how each trial trains."""
+    """A search: which space, which study, how it searches (`Search`) and how each trial trains (`Config`)."""
 
     space: str
     study: str
-    storage: str
-    out: Path
-    trials: int
+    search: Search
     config: Config
-    objectives: tuple[str, ...] = ("accuracy",)
     overrides: Sequence[str] = ()
-    seed: Optional[int] = None
-    pruner_startup: int = 3
     base_outside: bool = False
     stream: Optional[TextIO] = None  # where a line per trial goes (default: standard error)
 
     @property
     def log(self) -> TextIO:
         return self.stream or sys.stderr
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return tuple(self.search.objectives.split(","))
 
 
 def storage(url: str) -> Any:
@@ -93,13 +116,13 @@ def open_study(settings: Settings, worker: int = 0, store: Any = None) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    seed = None if settings.seed is None else settings.seed * 1000 + worker  # workers draw different networks
+    seed = None if settings.search.search_seed is None else settings.search.search_seed * 1000 + worker  # workers draw different networks
     single = len(settings.objectives) == 1
     sampler = optuna.samplers.TPESampler(seed=seed) if single else optuna.samplers.NSGAIISampler(seed=seed)
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=settings.pruner_startup) if single else \
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=settings.search.pruner_startup) if single else \
         optuna.pruners.NopPruner()
     try:
-        study = optuna.create_study(storage=store or storage(settings.storage), study_name=settings.study,
+        study = optuna.create_study(storage=store or storage(settings.search.url), study_name=settings.study,
                                     sampler=sampler,
                                     pruner=pruner, load_if_exists=True,
                                     directions=[OBJECTIVES[o] for o in settings.objectives])
@@ -168,18 +191,18 @@ def run(settings: Settings, worker: int = 0) -> int:
 
     space = load_space(settings.space, [*settings.overrides, *_resize(settings.config)],
                        base_outside=settings.base_outside)
-    network = sample(space, 1, seed=settings.seed).networks[0]  # a space with no network fails here, located
+    network = sample(space, 1, seed=settings.search.search_seed).networks[0]  # a space with no network fails here, located
     load_data(network.spec, settings.config)  # and data the networks cannot take, before anything is written
-    store = storage(settings.storage)
+    store = storage(settings.search.url)
     study = open_study(settings, worker, store)
     search = _Worker(settings, space, study, store)
     done = search.finish_interrupted()
     rejected_in_a_row = 0
     while True:
         optuna.storages.fail_stale_trials(study)  # trials whose worker fell silent, on any machine: FAILED
-        if counted(study) >= settings.trials:
+        if counted(study) >= settings.search.trials:
             return done
-        if rejected_in_a_row >= ATTEMPTS_PER_NETWORK * settings.trials:
+        if rejected_in_a_row >= ATTEMPTS_PER_NETWORK * settings.search.trials:
             raise InputError(f"{settings.space}: {rejected_in_a_row} trials in a row were rejected by the space's "
                              "constraints or budget; the sampler finds nothing to train")
         trial = study.ask()
@@ -200,7 +223,7 @@ class _Worker:
     store: Any
 
     def folder(self, number: int) -> Path:
-        return self.settings.out / self.settings.study / f"trial-{number:04d}"
+        return Path(self.settings.search.out) / self.settings.study / f"trial-{number:04d}"
 
     def finish_interrupted(self) -> int:
         """The RUNNING trials of this machine whose worker died: each is finished from its last checkpoint by
