@@ -25,6 +25,7 @@ Args = argparse.Namespace
 TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "resize", "seed", "data",
                  "data_dir", "checkpoint_every", "keep", "ctx", "kvstore")
 DATA_OPTIONS = ("data", "data_dir", "batch_size", "ctx")
+MAX_SAMPLES = 100_000  # networks `sample` draws at once (a minute or so; --out writes a file for each)
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -239,8 +240,8 @@ def cmd_sample(args: Args) -> int:
     from .files import write_atomically
     from .spec.space import load_space, sample, spec_text
 
-    if args.n < 1:
-        raise InputError(f"-n: expected a positive number of networks, got {args.n}")
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise InputError(f"-n: expected a number of networks from 1 to {MAX_SAMPLES:,}, got {args.n}")
     started = time.perf_counter()
     space = load_space(args.space, args.overrides, args.max_layers, args.base_outside)
     result = sample(space, args.n, args.seed)

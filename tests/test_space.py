@@ -177,6 +177,9 @@ def test_a_bad_space_is_refused_at_its_line(capsys, tmp_path, name, section, fra
         assert code == 1 and fragment in out and f"{path}:{line}:" in out
 
 
-def test_a_spec_without_a_space_is_not_a_design_space(capsys):
+def test_a_spec_without_a_space_is_not_a_design_space_and_n_is_bounded(capsys):
     code, _, err = run(capsys, "sample", ROOT / "specs" / "lenet.yaml")
     assert code == 1 and "no `space:` section" in err
+    for n in (0, 10**9):
+        code, _, err = run(capsys, "sample", ANYNET, "-n", n)
+        assert code == 1 and "-n: expected a number of networks from 1 to 100,000" in err
