@@ -241,6 +241,9 @@ class _Worker:
                 lock = RunFolder(folder, self._command())
             except InputError:
                 continue  # alive: its worker holds the folder
+            if self.store.get_trial(trial_id(frozen)).state != TrialState.RUNNING:
+                lock.release()  # it ended between the look and the lock (a worker lets go once the study knows)
+                continue
             print(f"trial {frozen.number}: its worker (PID {attrs.get('pid')}) died; finishing it",
                   file=self.settings.log)
             finished += self.trial(optuna.trial.Trial(self.study, trial_id(frozen)), folder, lock)
