@@ -17,6 +17,7 @@ from .spec.analysis import Limits, Row, Summary, format_table, summarize
 from .spec.diagnostics import InputError, Problem, SpecError
 from .spec.kinds import REGISTRY, Layer, ShapeError, register
 from .spec.schema import Spec, validate
+from .spec.space import Space, load_space, sample
 
 if TYPE_CHECKING:
     from .gluon.modules import Network
@@ -45,6 +46,6 @@ def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[s
     return run(spec_path, out, config or Config(), overrides, resume=resume, stream=stream, force=force)
 
 
-__all__ = ["InputError", "Layer", "Limits", "Problem", "REGISTRY", "Row", "ShapeError", "Spec",
-           "SpecError", "Summary", "build_model", "format_table", "load_spec", "register", "summarize", "train",
-           "validate"]
+__all__ = ["InputError", "Layer", "Limits", "Problem", "REGISTRY", "Row", "ShapeError", "Space", "Spec",
+           "SpecError", "Summary", "build_model", "format_table", "load_space", "load_spec", "register", "sample",
+           "summarize", "train", "validate"]

@@ -25,6 +25,7 @@ Args = argparse.Namespace
 TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "resize", "seed", "data",
                  "data_dir", "test_fraction", "checkpoint_every", "keep", "ctx", "kvstore")
 DATA_OPTIONS = ("data", "data_dir", "test_fraction", "batch_size", "ctx")
+MAX_SAMPLES = 100_000  # networks `sample` draws at once (a minute or so; --out writes a file for each)
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -88,6 +89,7 @@ def cmd_validate(args: Args) -> int:
     for path in args.specs:
         try:
             _, summary = _load(path, args)
+            _check_space(path, args)
         except SpecError as e:
             failed += 1
             print_problems(e.problems, sys.stdout, args.format == "github")
@@ -97,6 +99,15 @@ def cmd_validate(args: Args) -> int:
             print(f"{path}: ok ({summary.params + summary.state:,} parameters, output "
                   f"{format_shape(summary.output)})", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _check_space(path: str, args: Args) -> None:
+    """A design space's `space:` section, checked as `archspec sample` reads it (a spec without one: nothing)."""
+    from .spec.resolve import load_resolved
+    from .spec.space import load_space
+
+    if "space" in load_resolved(path, args.overrides, args.base_outside):
+        load_space(path, args.overrides, args.max_layers, args.base_outside)
 
 
 def cmd_summary(args: Args) -> int:
@@ -229,6 +240,46 @@ def cmd_draw(args: Args) -> int:
     return 0
 
 
+def cmd_sample(args: Args) -> int:
+    import time
+
+    from .files import write_atomically
+    from .spec.space import load_space, sample, spec_text
+
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise InputError(f"-n: expected a number of networks from 1 to {MAX_SAMPLES:,}, got {args.n}")
+    started = time.perf_counter()
+    space = load_space(args.space, args.overrides, args.max_layers, args.base_outside)
+    result = sample(space, args.n, args.seed)
+    seconds = time.perf_counter() - started
+    name = str(space.tree.get("name", "network"))
+    files = [os.path.join(args.out, f"{name}-{i:04d}.yaml") if args.out else None
+             for i in range(len(result.networks))]
+    if args.out:  # only once every network is found: a space that fails writes nothing
+        os.makedirs(args.out, exist_ok=True)
+        for i, (network, path) in enumerate(zip(result.networks, files)):
+            values = ", ".join(f"{k}={v}" for k, v in space.shown(network.values).items())
+            comment = f"sampled from {args.space} (seed {args.seed}, network {i}): {values}"
+            write_atomically(str(path), spec_text(network, f"{name}-{i:04d}", comment).encode())
+    if args.json:
+        print(json.dumps({"space": args.space, "seed": args.seed, "attempts": result.attempts,
+                          "rejected": dict(result.rejections.counts.most_common()),
+                          "networks": [{"index": i, "values": space.shown(n.values), "params": n.params,
+                                        "macs": n.summary.macs, "memory": n.summary.memory, "file": f}
+                                       for i, (n, f) in enumerate(zip(result.networks, files))]}, indent=1))
+    else:
+        names = [v.name for v in space.variables]
+        rows = [[str(i), *map(str, space.shown(n.values).values()), f"{n.params:,}", f"{n.summary.macs / 1e6:,.1f} M",
+                 f"{n.summary.memory / 2**20:,.2f} MiB", *([str(f)] if f else [])]
+                for i, (n, f) in enumerate(zip(result.networks, files))]
+        print(table(["#", *names, "params", "MACs", "memory", *(["file"] if args.out else [])], rows,
+                    "r" * (len(names) + 4) + "l"))
+        print(f"{len(rows):,} networks in {result.attempts:,} attempts; rejected:"
+              + (" none" if not result.rejections.counts else "\n" + "\n".join(result.rejections.lines())))
+    print(f"sampled in {seconds:.2f} s", file=sys.stderr)
+    return 0
+
+
 def cmd_train(args: Args) -> int:
     from .train import TrainingInterrupted, train
     from .train.config import from_options
@@ -244,6 +295,57 @@ def cmd_train(args: Args) -> int:
     last = history[-1] if history else {}
     print(f"trained {len(history)} epoch(s): test accuracy {last.get('test_acc', float('nan')):.4f}; run folder {out}")
     return 0
+
+
+def cmd_search(args: Args) -> int:
+    from pathlib import Path
+
+    from .train.config import from_options, model_from_options
+    from .train.search import SEARCH_OPTIONS, Search
+
+    search = model_from_options(Search, vars(args), SEARCH_OPTIONS)
+    if args.report:
+        from .train.search_report import report
+
+        if search.url.startswith("sqlite:///") and not os.path.isfile(search.url.removeprefix("sqlite:///")):
+            raise InputError(f"--report: no study database at {search.url.removeprefix('sqlite:///')} (--storage, "
+                             "--out)")
+        text, written = report(search.url, args.study or [_default_study(args, search.url)],
+                               Path(args.report_out or search.out))
+        print(text)
+        for path in written:
+            print(path)
+        return 0
+    if not args.space:
+        raise InputError("search: name the SPACE to search (or pass --report)")
+    if len(args.study or []) > 1:
+        raise InputError("search: one --study to run (several only with --report)")
+    from .train.search import Settings, open_study, run, spawn
+
+    study = (args.study or [os.path.splitext(os.path.basename(args.space))[0]])[0]
+    settings = Settings(args.space, study, search, from_options(vars(args), TRAIN_OPTIONS), args.overrides,
+                        args.base_outside)
+    if search.jobs > 1:
+        open_study(settings)  # created once, before the workers race to create it
+        return spawn(args.argv, search.jobs)
+    trained = run(settings, args.worker)
+    print(f"study {study}: this worker trained {trained} trial(s); report: archspec search --report --storage "
+          f"{search.url} --study {study}")
+    return 0
+
+
+def _default_study(args: Args, url: str) -> str:
+    """The one study in the storage, or the space's name."""
+    if args.space:
+        return os.path.splitext(os.path.basename(args.space))[0]
+    import optuna
+
+    from .train.search import storage
+
+    names = optuna.get_all_study_names(storage(url))
+    if len(names) != 1:
+        raise InputError(f"--report: name the --study (studies in {url}: {', '.join(names) or 'none'})")
+    return str(names[0])
 
 
 def cmd_evaluate(args: Args) -> int:
@@ -363,6 +465,22 @@ def _spec_commands(sub: Any) -> None:
     d.add_argument("-o", "--output", required=True, metavar="FILE", help="FILE.svg, .png, .pdf or .dot")
     d.set_defaults(func=cmd_draw)
 
+    sa = sub.add_parser("sample", help="networks of a design space (a spec with `space:`), inside its constraints "
+                                       "and budget, counted statically")
+    sa.add_argument("space", metavar="SPACE", help="a spec with a `space:` section (or a file with `base:` and one)")
+    sa.add_argument("-n", type=int, default=10, metavar="N", help="networks to sample (default %(default)s)")
+    sa.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    sa.add_argument("--out", metavar="DIR", help="write each network as a spec file (NAME-0000.yaml, ...) that "
+                                                 "archspec train takes")
+    sa.add_argument("--json", action="store_true", help="machine-readable output")
+    sa.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                    help="override a field of the space's spec (repeatable)")
+    sa.add_argument("--max-layers", type=int, default=Limits.max_layers, metavar="N",
+                    help="refuse networks that expand to more layers (default %(default)s)")
+    _base_option(sa)
+    _plugin_option(sa)
+    sa.set_defaults(func=cmd_sample)
+
     j = sub.add_parser("schema", help="print the JSON Schema of a spec file (for editors)")
     j.add_argument("-o", "--output", help="write to this file instead of standard output")
     j.add_argument("--markdown", action="store_true", help="the field reference of every layer kind, in Markdown")
@@ -373,6 +491,7 @@ def _spec_commands(sub: Any) -> None:
 def _backend_commands(sub: Any) -> None:
     """The commands that build networks with MXNet: export, train, evaluate, predict, launch."""
     from .train.config import add_options  # pydantic only: no MXNet
+    from .train.search import SEARCH_OPTIONS, Search  # Optuna and MXNet only when a search runs
 
     e = sub.add_parser("export", help="write the network as MXNet symbol files or ONNX, with its weights")
     _spec_options(e)
@@ -391,6 +510,23 @@ def _backend_commands(sub: Any) -> None:
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--force", action="store_true", help="with --resume: train a finished run again over its results")
     t.set_defaults(func=cmd_train)
+
+    se = sub.add_parser("search", help="explore a design space with Optuna: each trial trained as `train` does, "
+                                       "pruned per epoch; resumable, shareable across workers and machines")
+    se.add_argument("space", nargs="?", metavar="SPACE", help="a spec with a `space:` section")
+    se.add_argument("--study", action="append", metavar="NAME", help="study name (default: the space's file name); "
+                                                                     "with --report, repeatable: one ECDF per study")
+    add_options(se, SEARCH_OPTIONS, Search)
+    se.add_argument("--report", action="store_true", help="do not search: print the trials, write pareto.png, "
+                                                         "ecdf.png and best.yaml")
+    se.add_argument("--report-out", metavar="DIR", help="where --report writes its files (default: --out)")
+    se.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
+                    help="override a field of the space's spec (repeatable)")
+    se.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
+    add_options(se, TRAIN_OPTIONS)
+    _base_option(se)
+    _plugin_option(se)
+    se.set_defaults(func=cmd_search)
 
     ev = sub.add_parser("evaluate", help="loss and accuracy of trained parameters on a dataset split")
     _spec_options(ev)
@@ -436,6 +572,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         load_entry_points()
         for name in getattr(args, "plugins", []):
             load_plugin(name)
+        args.argv = argv
         return args.func(args)
     except SpecError as e:
         print_problems(e.problems, sys.stderr)

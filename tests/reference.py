@@ -211,3 +211,64 @@ def resnext(num_classes=10, groups=16):
             inp = channels
     net.add(nn.GlobalAvgPool2D(), nn.Dense(num_classes))
     return net
+
+
+# ---------------------------------------------------------------------------------------------
+# "Designing Convolution Network Architectures" (D2L, MXNet edition): AnyNet and RegNetX32, as the chapter writes
+# them (a d2l.Classifier there; its `net` here), over the book's own d2l.ResNeXtBlock.
+
+class AnyNet(nn.Block):
+    def stem(self, num_channels):
+        net = nn.Sequential()
+        net.add(nn.Conv2D(num_channels, kernel_size=3, padding=1, strides=2),
+                nn.BatchNorm(), nn.Activation('relu'))
+        return net
+
+    def stage(self, depth, num_channels, groups, bot_mul):
+        from d2l import mxnet as d2l
+
+        net = nn.Sequential()
+        for i in range(depth):
+            if i == 0:
+                net.add(d2l.ResNeXtBlock(num_channels, groups, bot_mul, use_1x1conv=True, strides=2))
+            else:
+                net.add(d2l.ResNeXtBlock(num_channels, groups, bot_mul))
+        return net
+
+    def __init__(self, arch, stem_channels, lr=0.1, num_classes=10):
+        super(AnyNet, self).__init__()
+        self.net = nn.Sequential()
+        self.net.add(self.stem(stem_channels))
+        for i, s in enumerate(arch):
+            self.net.add(self.stage(*s))
+        self.net.add(nn.GlobalAvgPool2D(), nn.Dense(num_classes))
+        self.net.initialize(init.Xavier())
+
+    def forward(self, X):
+        return self.net(X)
+
+
+class RegNetX32(AnyNet):
+    def __init__(self, lr=0.1, num_classes=10):
+        stem_channels, groups, bot_mul = 32, 16, 1
+        depths, channels = (4, 6), (32, 80)
+        super().__init__(
+            ((depths[0], channels[0], groups, bot_mul),
+             (depths[1], channels[1], groups, bot_mul)),
+            stem_channels, lr, num_classes)
+
+
+def anynet_params(model):
+    """An AnyNet's parameters in the order a spec creates them: each ResNeXtBlock's convolutions each followed by
+    its batch norm (the book's block creates conv1, conv2, conv3, then bn1, bn2, bn3)."""
+    from d2l import mxnet as d2l
+
+    out = []
+    for layer in model.net:
+        blocks = [b for b in layer if isinstance(b, d2l.ResNeXtBlock)] if isinstance(layer, nn.Sequential) else []
+        if not blocks:
+            out += list(layer.collect_params().values())
+        for b in blocks:
+            parts = [b.conv1, b.bn1, b.conv2, b.bn2, b.conv3, b.bn3] + ([b.conv4, b.bn4] if b.conv4 else [])
+            out += [p for part in parts for p in part.collect_params().values()]
+    return out

@@ -5,7 +5,8 @@ import pytest
 from d2l import mxnet as d2l
 from mxnet import autograd, init, np, npx
 from mxnet.gluon import nn
-from reference import alexnet, copy_params, densenet, googlenet, materialise, mobilenet_v2, nin, resnext, vgg
+from reference import (RegNetX32, alexnet, anynet_params, copy_params, densenet, googlenet, materialise, mobilenet_v2,
+                       nin, resnext, vgg)
 
 from archspec import SpecError, build_model, load_spec, summarize
 from conftest import ROOT
@@ -60,11 +61,17 @@ def test_resnet18_is_d2l_resnet18():
         for r in residuals:
             for part in (r.conv1, r.bn1, r.conv2, r.bn2, r.conv3):
                 ordered += list(part.collect_params().values()) if part is not None else []
+    assert_same_outputs(ref, net, ordered, (2, 1, 28, 28))
+
+
+def assert_same_outputs(ref, net, ordered, shape):
+    """`ordered`: the reference's parameters in the order the spec's network creates them; copied in, the two
+    networks give the same outputs."""
     mine = list(net.collect_params().values())
     assert [p.shape for p in ordered] == [p.shape for p in mine]
     for s, d in zip(ordered, mine):
         d.set_data(s.data())
-    x = np.random.uniform(size=(2, 1, 28, 28))
+    x = np.random.uniform(size=shape)
     assert onp.abs(ref(x).asnumpy() - net(x).asnumpy()).max() < 1e-4
 
 
@@ -156,12 +163,7 @@ def test_resnext_is_d2l_resnext_blocks():
     net = build_model(spec_path("resnext"), hybridize=False)
     ordered = [p for block in ref for p in (block.ordered_params() if hasattr(block, "ordered_params")
                                             else block.collect_params().values())]
-    mine = list(net.collect_params().values())
-    assert [p.shape for p in ordered] == [p.shape for p in mine]
-    for s, d in zip(ordered, mine):
-        d.set_data(s.data())
-    x = np.random.uniform(size=(2, 1, 96, 96))
-    assert onp.abs(ref(x).asnumpy() - net(x).asnumpy()).max() < 1e-4
+    assert_same_outputs(ref, net, ordered, (2, 1, 96, 96))
 
 
 @pytest.mark.parametrize("growth", [16, 48])
@@ -263,3 +265,20 @@ def test_no_zoo_specific_code_in_the_library():
     assert len(zoo) >= 10
     for name in zoo + ["vgg", "resnet", "vgg_block", "nin_block"]:
         assert not re.search(rf"\b{name}\b", source), name
+
+
+def test_regnetx32_is_d2ls_regnetx32():
+    """The chapter's RegNetX32 (AnyNet.stem, AnyNet.stage, AnyNet.__init__ over d2l.ResNeXtBlock): the same
+    parameters in number and shape, and the same outputs with its weights copied in."""
+    npx.set_np()
+    ref = materialise(RegNetX32(), (2, 1, 96, 96))
+    net = build_model(spec_path("regnetx32"), hybridize=False)
+    assert counts(ref) == counts(net) == sum(r.params + r.state for r in summarize(load_spec(
+        spec_path("regnetx32"))).stages)
+    assert_same_outputs(ref, net, anynet_params(ref), (2, 1, 96, 96))
+
+
+def test_the_anynet_space_at_its_own_values_is_regnetx32():
+    rows = lambda name: [(r.path, r.kind, r.output, r.params, r.state, r.macs)  # noqa: E731
+                         for r in summarize(load_spec(spec_path(name))).rows]
+    assert rows("anynet-space") == rows("regnetx32")

@@ -8,7 +8,7 @@ from functools import cached_property
 from typing import Any
 
 from .diagnostics import UNKNOWN, Problem, SpecError, problem
-from .expand import MAX_LAYERS
+from .expand import MAX_LAYERS, Memo
 from .kinds import Shape
 from .report import format_shape, si, size_in_bytes, table
 from .schema import Spec
@@ -78,12 +78,14 @@ class Summary:
                 "warnings": [str(w) for w in self.warnings]}
 
 
-def summarize(spec: Spec, input_shape: Shape | None = None, limits: Limits | None = Limits()) -> Summary:
+def summarize(spec: Spec, input_shape: Shape | None = None, limits: Limits | None = Limits(),
+              memo: Memo | None = None) -> Summary:
     """Shapes, parameters, MACs and memory of every layer of `spec` on `input_shape` (default: the
     spec's own input). Raises `SpecError` at the YAML line of a layer that cannot take its input, or
-    when the network exceeds `limits` (pass `limits=None` to skip that check)."""
+    when the network exceeds `limits` (pass `limits=None` to skip that check). `memo`: the one `spec` was
+    validated with, for a design space's networks."""
     shape = tuple(input_shape or spec.input.shape)
-    walk = Walk()
+    walk = Walk(walked=memo.walked if memo else None)
     for name, layers in spec.layers():
         shape = walk.stage(name, layers, shape, "stage")
     outputs = {r.path: r.output for r in walk.rows if r.depth <= 1}

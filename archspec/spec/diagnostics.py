@@ -22,6 +22,9 @@ class Mark(NamedTuple):
     line: int
     col: int
 
+    def __deepcopy__(self, memo: Any) -> Mark:
+        return self  # immutable; Pydantic copies a default (a layer's `_mark`) for every layer it validates
+
 
 UNKNOWN = Mark("<spec>", 1, 1)
 

@@ -13,6 +13,7 @@ entry that fails is `FAILED` in its list, and the others are still expanded (and
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -33,8 +34,9 @@ MAX_BLOCK_DEPTH = 16
 #: layers a spec may expand to (every layer, branches and repeats included): a ResNet-152 has about 500, and
 #: the budget is checked while expanding, so a spec of nested repeats is refused before it costs anything
 MAX_LAYERS = 5_000
-#: top-level keys this pass consumes; what is left is validated as a `Spec`
-DIRECTIVES = ("args", "blocks", "defaults", "width", "depth", "width_divisor")
+#: top-level keys this pass consumes; what is left is validated as a `Spec` (`space:` is a design space's, read by
+#: `space.load_space`; the spec itself is the network at its own values)
+DIRECTIVES = ("args", "blocks", "defaults", "width", "depth", "width_divisor", "space")
 #: the types a block argument may declare (`types: {c2: [size, size]}`), as Pydantic checks them
 ARGUMENT_TYPES: dict[str, Any] = {"size": Size, "count": NonNegative, "int": StrictInt,
                                   "number": Union[StrictInt, StrictFloat], "flag": Flag, "text": StrictStr,
@@ -104,6 +106,34 @@ def argument_type(spec: Any) -> Any:
                      "{one_of: [...]})")
 
 
+def argument_adapter(declared: Any) -> TypeAdapter[Any]:
+    """The validator of a declared argument type, made once per type: building one costs a millisecond, and a
+    block is used at every layer of a sampled network."""
+    return _adapter(_frozen(plain(declared)))
+
+
+@lru_cache(maxsize=256)
+def _adapter(declared: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(argument_type(_thawed(declared)))
+
+
+def _frozen(value: Any) -> Any:
+    """A declared type as a hashable key: lists as tuples, mappings as sorted item tuples."""
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return ("{}",) + tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    return value
+
+
+def _thawed(value: Any) -> Any:
+    if isinstance(value, tuple) and value[:1] == ("{}",):
+        return {k: _thawed(v) for k, v in value[1:]}
+    if isinstance(value, tuple):
+        return [_thawed(v) for v in value]
+    return value
+
+
 @lru_cache(maxsize=None)
 def library() -> Map:
     """The blocks shipped with archspec (`archspec/spec/library.yaml`), usable by name in every spec."""
@@ -122,6 +152,20 @@ class Expanded:
     complete: bool = True  # False: expansion stopped (over budget); nothing after it can be checked
 
 
+@dataclass
+class Memo:
+    """What the networks of one design space share, kept from one network to the next (`space.py`): an entry of a
+    stage, expanded on the same input with the same values of the names it read, expands the same way (`entries`);
+    an expanded entry validates to the same layer (`layers`), with the same output on the same input (`outputs`)
+    and the same rows (`walked`). What is kept is kept alive here, so the ids in the keys stay theirs."""
+
+    entries: dict[tuple[int, Shape], list[tuple[dict[str, Any], Map, int]]] = dataclasses.field(default_factory=dict)
+    layers: dict[int, tuple[Any, Any]] = dataclasses.field(default_factory=dict)  # id(entry) -> (entry, layer or None)
+    outputs: dict[tuple[int, Shape], Shape] = dataclasses.field(default_factory=dict)
+    walked: dict[Any, Any] = dataclasses.field(default_factory=dict)
+    items: list[Any] = dataclasses.field(default_factory=list)
+
+
 class _Skip(Exception):
     """The entry being expanded failed; its problems are recorded."""
 
@@ -136,9 +180,10 @@ _UNKNOWN_INPUT: Final = object()  # `in` after an entry that failed: no further 
 
 class _Expansion:
     def __init__(self, defaults: dict[str, Map], blocks: dict[str, Map], scope: Scope, scaling: Scaling,
-                 shape_of: ShapeOf, max_layers: int = MAX_LAYERS):
+                 shape_of: ShapeOf, max_layers: int = MAX_LAYERS, memo: Optional[Memo] = None):
         self.defaults, self.blocks, self.scope, self.scaling = defaults, blocks, scope, scaling
-        self.shape_of, self.max_layers = shape_of, max_layers
+        self.shape_of, self.max_layers, self.memo = shape_of, max_layers, memo
+        self.reads: list[str] = []  # the names expressions read, in order (for the memo)
         self.layers = 0  # layers expanded so far, every copy of a repeat counted
         self.sizes: dict[int, int] = {}  # layers in an expanded entry (itself included), by id
         self.active: list[tuple[str, Mark]] = []  # blocks being expanded and where each is used
@@ -211,12 +256,20 @@ class _Expansion:
             repeat = self.scaling.repeat(repeat)
         results: list[tuple[Union[Map, _Failed], Optional[Shape]]] = []
         same: Optional[Map] = None  # the expansion every copy shares, once one has shown it does not read `in`
+        last: Optional[tuple[Shape, Map]] = None  # the previous copy's input and expansion
         for copy in range(repeat):
-            reads = self.reads_of_in
-            entry = same or self.expand_kind(kind, item, path, shape)
-            if self.reads_of_in == reads and same is None:
-                same = entry
-                self.spend(self.size(entry) * (repeat - copy - 1), mark, path)  # the copies still to come
+            if same is not None:
+                entry = same
+            elif last is not None and last[0] == shape:  # the same entry on the same input expands the same way
+                entry = last[1]
+                self.spend(self.size(entry), mark, path)
+            else:
+                reads = self.reads_of_in
+                entry = self.remembered(kind, item, path, mark, shape)
+                if self.reads_of_in == reads:
+                    same = entry
+                    self.spend(self.size(entry) * (repeat - copy - 1), mark, path)  # the copies still to come
+                last = (shape, entry) if shape is not None else None
             shape = self.shape_of(entry, shape) if shape is not None else None
             results.append((entry, shape))
         return results
@@ -248,6 +301,28 @@ class _Expansion:
         if not isinstance(value, bool):
             self.fail(node.value_mark(key), path + (key,), f"`when` takes true or false, got {short(value)}")
         return bool(value)
+
+    def remembered(self, kind: str, item: Map, path: FieldPath, mark: Mark, shape: Optional[Shape]) -> Map:
+        """`expand_kind`, or for an entry of a stage what the memo kept of it: expanded on the same input, with the
+        same values of every name its expressions read."""
+        if self.memo is None or len(path) != 3 or path[0] != "stages" or shape is None:
+            return self.expand_kind(kind, item, path, shape)
+        key = (id(item), shape)
+        for reads, entry, layers in self.memo.entries.get(key, ()):
+            if all(name == "in" or (name in self.scope and _same(self.scope[name][0], value))
+                   for name, value in reads.items()):
+                self.spend(layers, mark, path)
+                if "in" in reads:
+                    self.reads_of_in += 1  # as the expansion it stands for did
+                return entry
+        start, problems, layers = len(self.reads), len(self.problems), self.layers
+        entry = self.expand_kind(kind, item, path, shape)
+        if len(self.problems) == problems and self.shape_of(entry, shape) is not None:  # valid, with a shape
+            reads = {name: self.scope[name][0] if name in self.scope else None
+                     for name in dict.fromkeys(self.reads[start:]) if name in self.scope or name == "in"}
+            self.memo.entries.setdefault(key, []).append((reads, entry, self.layers - layers))
+            self.memo.items.append(item)
+        return entry
 
     def expand_kind(self, kind: str, item: Map, path: FieldPath, shape: Optional[Shape]) -> Map:
         where, mark = path + (kind,), item.key_mark(kind)
@@ -319,6 +394,8 @@ class _Expansion:
             self.reads_of_in += 1
             if evaluation.used["in"] is _UNKNOWN_INPUT:
                 raise _Skip
+        if self.memo is not None:
+            self.reads += evaluation.used
         return value
 
     def origin(self, value: Any, mark: Mark) -> Mark:
@@ -383,7 +460,7 @@ class _Expansion:
             if arg in scope and arg in args:
                 value, where = scope[arg]
                 found += [self.problem(Mark(p.file, p.line, p.col), p.path, p.message) for p in
-                          check_value(TypeAdapter(argument_type(plain(declared))), value, path + (arg,), where)]
+                          check_value(argument_adapter(declared), value, path + (arg,), where)]
         self.report(found)
         return scope
 
@@ -451,6 +528,11 @@ class _Expansion:
         entry.set(kind, body, mark)
         entry.origin = path
         return entry
+
+
+def _same(a: Any, b: Any) -> bool:
+    """The same value, of the same type (1, 1.0 and True expand differently)."""
+    return type(a) is type(b) and a == b
 
 
 def _entries_in(value: Any) -> list[Any]:
@@ -550,7 +632,7 @@ def _default(kind: str, block: Optional[Map], name: str, value: Any, path: Field
             return [problem(fields.key_mark(name), path, f"block {kind} has no argument {name!r}{hint(name, args)}")]
         if name not in types:
             return []
-        return check_value(TypeAdapter(argument_type(plain(types[name]))), value, path, fields.value_mark(name))
+        return check_value(argument_adapter(types[name]), value, path, fields.value_mark(name))
     cls = REGISTRY[kind]
     if name not in cls.model_fields or name in cls.children:
         return [problem(fields.key_mark(name), path, f"{kind} has no field {name!r}{hint(name, cls.model_fields)}")]
@@ -604,6 +686,15 @@ def check_blocks(raw: Any, mark: Mark, problems: list[Problem], library: bool = 
     return blocks
 
 
+@lru_cache(maxsize=4)
+def _library_blocks(kinds: tuple[str, ...]) -> dict[str, Map]:
+    """The library's blocks, checked once for the kinds registered (a kind of a block's name replaces it)."""
+    problems: list[Problem] = []
+    blocks = check_blocks(library(), library().mark, problems, library=True)
+    assert not problems, problems  # the library is tested; a problem here is a bug of archspec's
+    return blocks
+
+
 def input_shape(raw: Map) -> Optional[Shape]:
     """The spec's input shape if it is well formed (else the validator reports it, and nothing reads `in`)."""
     node = raw.get("input")
@@ -613,11 +704,12 @@ def input_shape(raw: Map) -> Optional[Shape]:
     return tuple(dims) if all(type(d) is int and d >= 1 for d in dims) else None  # type: ignore[arg-type]
 
 
-def expand(raw: Map, shape_of: ShapeOf, max_layers: int = MAX_LAYERS) -> Expanded:
+def expand(raw: Map, shape_of: ShapeOf, max_layers: int = MAX_LAYERS, memo: Optional[Memo] = None) -> Expanded:
     """Expand a resolved spec tree: directives consumed, every stage and auxiliary head's layers expanded with
-    the shapes they receive (`shape_of` gives each expanded entry's output), at most `max_layers` layers."""
+    the shapes they receive (`shape_of` gives each expanded entry's output), at most `max_layers` layers; `memo`:
+    what the networks of a design space share (see `Memo`)."""
     problems: list[Problem] = []
-    blocks = {**check_blocks(library(), library().mark, problems, library=True),
+    blocks = {**_library_blocks(tuple(REGISTRY)),
               **check_blocks(raw.get("blocks"), raw.value_mark("blocks"), problems)}
     defaults = _defaults(raw.get("defaults"), raw.value_mark("defaults"), blocks, problems)
     multipliers = Map(mark=raw.mark)
@@ -629,7 +721,7 @@ def expand(raw: Map, shape_of: ShapeOf, max_layers: int = MAX_LAYERS) -> Expande
     if not isinstance(args, Map):
         problems.append(problem(raw.value_mark("args"), ("args",), f"expected a mapping, got {short(args)}"))
         args = Map()
-    expansion = _Expansion(defaults, blocks, {}, scaling, shape_of, max_layers)
+    expansion = _Expansion(defaults, blocks, {}, scaling, shape_of, max_layers, memo)
     for name, value in args.items():  # in order: an argument may use the ones before it
         expansion.scope[name] = (expansion.outside_layers(value, ("args", name), args.value_mark(name)),
                                  args.value_mark(name))

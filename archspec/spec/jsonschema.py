@@ -9,6 +9,7 @@ from pydantic import TypeAdapter
 from .expand import MAX_REPEAT, Scaling, plain, argument_type, library
 from .kinds import REGISTRY
 from .schema import Spec
+from .space import Budget, Choice, FloatRange, IntRange
 
 SCHEMA_URL = "https://json-schema.org/draft/2020-12/schema"
 ARGUMENT = {"type": "string", "pattern": r"^\$", "description": "An expression: `$name`, `$in.channels`, "
@@ -83,7 +84,31 @@ def spec_schema() -> dict:
                                                                if kind not in REGISTRY or f not in REGISTRY[kind].children},
                               "additionalProperties": False} for kind, body in kinds.items()},
         "additionalProperties": {"type": "object", "description": "Argument values of one of the spec's blocks."}}
+    props["space"] = _space_schema()
     return _link({"$schema": SCHEMA_URL, "title": "archspec network spec", **spec, "$defs": dict(sorted(defs.items()))})
+
+
+def _space_schema() -> dict:
+    """`space:` of a design space, from the models that check it (`space.py`)."""
+    def model(cls: Any) -> dict:
+        schema = cls.model_json_schema()
+        schema.pop("title", None)
+        for prop in schema["properties"].values():
+            prop.pop("title", None)
+        return schema
+
+    return {"type": "object", "additionalProperties": False,
+            "description": "A design space: distributions over paths of this spec, constraints and a budget "
+                           "(archspec sample, archspec search).",
+            "properties": {
+                "vary": {"type": "object", "description": "A path as --set takes it (or a spec argument) -> "
+                                                          "{int: [low, high], step}, {float: [low, high], log} or "
+                                                          "{choice: [...]}.",
+                         "additionalProperties": {"anyOf": [model(IntRange), model(FloatRange), model(Choice), {
+                             "type": "null", "description": "In a space with `base:`: the base's, no longer drawn."}]}},
+                "constraints": {"type": "array", "items": {"type": "string"},
+                                "description": "Expressions over the sampled values; a network satisfies all."},
+                "budget": model(Budget)}}
 
 
 def _library_schemas() -> dict[str, Any]:

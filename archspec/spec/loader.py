@@ -229,3 +229,14 @@ def load_yaml(path: str | Path) -> Map:
 def _kind_of(value: Any) -> str:
     return {list: "list", Seq: "list", str: "string", bool: "boolean", int: "number",
             float: "number"}.get(type(value), type(value).__name__)
+
+
+
+def copied(node: Any) -> Any:
+    """A mapping or list of a marked tree copied one level deep, with its marks (the values are the original's):
+    what changes a path of a tree copies the containers on its way, and shares the rest."""
+    if isinstance(node, Map):
+        out = Map(node.items(), node.mark)
+        out.key_marks, out.value_marks, out.origin = dict(node.key_marks), dict(node.value_marks), node.origin
+        return out
+    return Seq(node, node.mark, node.item_marks)

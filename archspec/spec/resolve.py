@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Union
 
-from .diagnostics import Mark, fail
+from .diagnostics import FieldPath, Mark, fail
 from .loader import Map, Seq, load_yaml, marked, parse_yaml
 
 MAX_BASE_DEPTH = 8
@@ -119,11 +119,22 @@ def _parse_overrides(overrides: Union[Mapping[str, Any], Iterable[str], None]) -
 
 
 def _apply_override(raw: Map, key: str, value: Any, mark: Mark) -> None:
+    node, part, _ = locate(raw, key, mark)
+    if isinstance(node, Map):
+        node.set(part, value, mark, mark)
+    else:
+        node[part], node.item_marks[part] = value, mark
+
+
+def locate(raw: Map, key: str, mark: Mark, what: str = "override") -> tuple[Union[Map, Seq], Any, FieldPath]:
+    """Where a path such as `stages.b3.0.c1` points: the mapping or list that holds its last part, that part, and
+    the field path of the holder. A path that goes nowhere is a `SpecError` at `mark` (`what` names the path's
+    role in the message: an override, a space's variable)."""
     parts = [int(p) if p.lstrip("-").isdigit() else p for p in key.split(".")]
     if len(parts) == 1 and isinstance(raw.get("args"), Map) and key in raw["args"]:
         parts = ["args", key]  # build_model(path, num_classes=100) sets the spec's argument
     node: Any = raw
-    path: tuple[Any, ...] = ()
+    path: FieldPath = ()
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         # `stages.b3.0.c1` may skip the kind key of a layer entry: descend into its single body.
@@ -133,23 +144,22 @@ def _apply_override(raw: Map, key: str, value: Any, mark: Mark) -> None:
                 node, path = node[kind], path + (kind,)
         if isinstance(node, Map) and isinstance(part, str):
             if last:
-                node.set(part, value, mark, mark)
-                return
+                return node, part, path
             if part not in node:
-                raise fail(mark, path + (part,), f"override {key}: no field {part!r} here "
+                raise fail(mark, path + (part,), f"{what} {key}: no field {part!r} here "
                            f"(has: {', '.join(map(str, node)) or 'nothing'})")
             node, path = node[part], path + (part,)
         elif isinstance(node, Seq) and isinstance(part, int):
             if not -len(node) <= part < len(node):
-                raise fail(mark, path + (part,), f"override {key}: index {part} is out of range "
+                raise fail(mark, path + (part,), f"{what} {key}: index {part} is out of range "
                            f"(the list has {len(node)} items)")
             if last:
-                node[part], node.item_marks[part] = value, mark
-                return
+                return node, part, path
             node, path = node[part], path + (part,)
         else:
-            raise fail(mark, path + (part,), f"override {key}: cannot go into {type(node).__name__} "
+            raise fail(mark, path + (part,), f"{what} {key}: cannot go into {type(node).__name__} "
                        f"with {part!r}")
+    raise AssertionError("unreachable: a path has at least one part")
 
 
 def _is_layer_entry(node: Map) -> bool:

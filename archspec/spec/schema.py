@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from .diagnostics import FieldPath, Problem, SpecError, hint, problem, short
-from .expand import DIRECTIVES, FAILED, MAX_LAYERS, check_model, expand
+from .expand import DIRECTIVES, FAILED, MAX_LAYERS, Memo, check_model, expand
 from .kinds import REGISTRY, Layer, Layers, Shape, Size
 from .walk import Walk
 from .loader import Map, Seq
@@ -81,9 +81,10 @@ SPEC_KEYS = (*Spec.model_fields, *DIRECTIVES, "base")
 
 
 class _Validator:
-    def __init__(self) -> None:
+    def __init__(self, done: dict[int, tuple[Any, Layer | None]] | None = None) -> None:
         self.problems: list[Problem] = []
-        self.done: dict[int, Layer | None] = {}  # repeated entries are one object: validated once
+        # Repeated entries are one object: validated once (the entry kept with its layer, so its id stays its own)
+        self.done: dict[int, tuple[Any, Layer | None]] = {} if done is None else done
 
     def layers(self, seq: Any) -> tuple[Layer, ...] | None:
         """Validated layers of an expanded list; None if expansion or validation failed for any."""
@@ -95,8 +96,8 @@ class _Validator:
 
     def layer(self, entry: Map) -> Layer | None:
         if id(entry) not in self.done:
-            self.done[id(entry)] = self._validate(entry)
-        return self.done[id(entry)]
+            self.done[id(entry)] = (entry, self._validate(entry))
+        return self.done[id(entry)][1]
 
     def _validate(self, entry: Map) -> Layer | None:
         ((kind, body),) = entry.items()
@@ -185,10 +186,10 @@ def _fields_at(path: FieldPath) -> Any:
     return nested[path[0]].model_fields if path[0] in nested else ()
 
 
-def validate(raw: Map, max_layers: int = MAX_LAYERS) -> Spec:
+def validate(raw: Map, max_layers: int = MAX_LAYERS, memo: Memo | None = None) -> Spec:
     """Expand and validate a resolved spec tree (refusing one that expands to more than `max_layers` layers).
-    Raises `SpecError` listing every problem with its place."""
-    return _expand_and_validate(raw, max_layers)[1]
+    Raises `SpecError` listing every problem with its place. `memo`: what the networks of a design space share."""
+    return _expand_and_validate(raw, max_layers, memo)[1]
 
 
 def expanded(raw: Map, max_layers: int = MAX_LAYERS) -> Map:
@@ -196,8 +197,9 @@ def expanded(raw: Map, max_layers: int = MAX_LAYERS) -> Map:
     return _expand_and_validate(raw, max_layers)[0]
 
 
-def _expand_and_validate(raw: Map, max_layers: int) -> tuple[Map, Spec]:
-    validator, walk = _Validator(), Walk(remember=True)
+def _expand_and_validate(raw: Map, max_layers: int, memo: Memo | None = None) -> tuple[Map, Spec]:
+    validator = _Validator(memo.layers if memo else None)
+    walk = Walk(remember=True, outputs=memo.outputs if memo else None, walked=memo.walked if memo else None)
 
     def shape_of(entry: Map, shape: Shape) -> Shape | None:
         layer = validator.layer(entry)
@@ -211,7 +213,7 @@ def _expand_and_validate(raw: Map, max_layers: int) -> tuple[Map, Spec]:
             validator.problems += e.problems
             return None
 
-    expanded = expand(raw, shape_of, max_layers)
+    expanded = expand(raw, shape_of, max_layers, memo)
     if not expanded.complete:
         raise SpecError(expanded.problems)
     tree, problems = expanded.tree, list(expanded.problems)

@@ -3,7 +3,7 @@ MACs and activation memory, as rows in pre-order. The analysis keeps the rows; e
 output shape of each entry it expands (`output_shape`), so `$in` is known where it is used."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from .diagnostics import Problem, SpecError, problem
@@ -37,11 +37,15 @@ def child_path(path: str, name: str | None) -> str:
 class Walk:
     """Rows in pre-order (a node before its children), each summing what is inside it."""
 
-    def __init__(self, remember: bool = False) -> None:
+    def __init__(self, remember: bool = False, outputs: Optional[dict[tuple[int, Shape], Shape]] = None,
+                 walked: Optional[dict[tuple[int, Shape, int], tuple[Shape, str, list[Row]]]] = None) -> None:
         self.rows: list[Row] = []
         self.warnings: list[Problem] = []
         # Outputs by (layer, input): expansion asks for every entry's output as it builds bigger ones around it
-        self.outputs: Optional[dict[tuple[int, Shape], Shape]] = {} if remember else None
+        self.outputs = (outputs if outputs is not None else {}) if remember else None
+        # The rows of a layer already walked, by (layer, input, depth): a repeat's copies are one object (kept from
+        # one walk to the next for a design space's networks, whose layers are kept alive with them)
+        self.walked = walked if walked is not None else {}
 
     def sequence(self, layers: Layers, shape: Shape, path: str, depth: int) -> Shape:
         for i, layer in enumerate(layers):
@@ -61,6 +65,12 @@ class Walk:
     def layer(self, layer: Layer, shape: Shape, path: str, depth: int) -> Shape:
         if self.outputs is not None and (id(layer), shape) in self.outputs:
             return self.outputs[id(layer), shape]
+        seen = self.walked.get((id(layer), shape, depth))
+        if seen is not None:  # the same layer on the same input: the same rows, at this path
+            out, first, rows = seen
+            self.rows += [replace(r, path=path + r.path[len(first):]) for r in rows]
+            return out
+        start, warned = len(self.rows), len(self.warnings)
 
         def visit() -> tuple[Shape, Counts]:
             sequences = layer.sequences()
@@ -89,6 +99,8 @@ class Walk:
             self.warnings.append(problem(layer._mark, layer._source, useless, severity="warning"))
         if self.outputs is not None:
             self.outputs[id(layer), shape] = out
+        if len(self.warnings) == warned:  # a layer that warns is walked again, so that each copy says so
+            self.walked[id(layer), shape, depth] = (out, path, self.rows[start:])
         return out
 
     def stage(self, name: str, layers: Layers, shape: Shape, kind: str) -> Shape:

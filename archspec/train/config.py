@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import Any, ClassVar, Literal, Optional, Sequence, get_args, get_origin
+from typing import Any, ClassVar, Literal, Optional, Sequence, TypeVar, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -66,13 +66,15 @@ class Config(BaseModel):
         return params
 
 
-def add_options(parser: argparse.ArgumentParser, fields: Sequence[str]) -> None:
-    """Command-line options for `fields` of `Config`: `--batch-size N`, with the model's default, choices and
-    description. Values are checked when the `Config` is made (`from_options`), not by argparse."""
+def add_options(parser: argparse.ArgumentParser, fields: Sequence[str], model: type[BaseModel] = Config) -> None:
+    """Command-line options for `fields` of `model` (a `Config`, or another run's settings such as a search's):
+    `--batch-size N`, with the model's default, choices and description. Values are checked when the model is
+    made (`from_options`), not by argparse."""
+    short_flags: dict[str, str] = getattr(model, "FLAGS", {})
     for name in fields:
-        info = Config.model_fields[name]
+        info = model.model_fields[name]
         flag = "--" + name.replace("_", "-")
-        flags = [flag, Config.FLAGS[name]] if name in Config.FLAGS else [flag]
+        flags = [flag, short_flags[name]] if name in short_flags else [flag]
         annotation = info.annotation
         if get_origin(annotation) is not Literal:
             annotation = next((a for a in get_args(annotation) if a is not type(None)), annotation)
@@ -86,9 +88,17 @@ def add_options(parser: argparse.ArgumentParser, fields: Sequence[str]) -> None:
 
 def from_options(values: dict[str, Any], fields: Sequence[str]) -> Config:
     """The `Config` of parsed options; an `InputError` naming the option and what it expects."""
+    return model_from_options(Config, values, fields)
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def model_from_options(model: type[Model], values: dict[str, Any], fields: Sequence[str]) -> Model:
+    """`model` made of parsed options; an `InputError` naming the option and what it expects."""
     chosen = {name: values[name] for name in fields}
     try:
-        return Config(**chosen)
+        return model(**chosen)
     except ValidationError as err:
         problems = pydantic_problems(err, marked(chosen, Mark("<options>", 1, 1)), ())
         raise InputError("; ".join(f"--{str(p.path[0]).replace('_', '-')}: {p.message}" for p in problems)) from None

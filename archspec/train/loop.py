@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, TextIO, Union
+from typing import Any, Callable, Optional, TextIO, Union
 
 import mxnet as mx
 import numpy as onp
@@ -207,7 +207,7 @@ class _Run:
         self.folder.release()
 
 
-def _data(spec: Any, config: Config) -> tuple[datasets.Split, datasets.Split]:
+def load_data(spec: Any, config: Config) -> tuple[datasets.Split, datasets.Split]:
     """The training and test splits, checked against the network: channels, and labels it has outputs for."""
     splits = tuple(datasets.load(config.data, split, config.data_dir, spec.input.shape, config.test_fraction)
                    for split in ("train", "test"))
@@ -241,7 +241,7 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
     if distributed:
         out = out / f"worker-{rank}"  # each worker keeps its own run folder
     check_new(out, resume)
-    train_split, test_split = _data(spec, config)  # bad data: nothing written yet
+    train_split, test_split = load_data(spec, config)  # bad data: nothing written yet
     if distributed:  # dist_sync needs the same number of equal batches on every worker: drop the rest
         steps = len(train_split) // workers // config.batch_size
         if steps == 0:
@@ -283,18 +283,24 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
 
 def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[str]], config: Config = Config(),
           overrides: Overrides = None, resume: bool = False, command: Optional[list[str]] = None,
-          stream: Optional[TextIO] = None, force: bool = False,
-          base_outside: bool = False) -> tuple[list[dict[str, Any]], Path]:
+          stream: Optional[TextIO] = None, force: bool = False, base_outside: bool = False,
+          on_epoch: Optional[Callable[[list[dict[str, Any]]], None]] = None) -> tuple[list[dict[str, Any]], Path]:
     """Train a spec; returns the per-epoch metrics and the run folder (`out`, or `out/worker-K` for worker K of
     a distributed run). See the module docstring and the README for what the folder holds. `force` trains a
-    finished run again; `base_outside` follows a `base:` outside the spec's folder."""
+    finished run again; `base_outside` follows a `base:` outside the spec's folder. `on_epoch(history)` is called
+    after each epoch's checkpoint (a search reports to its pruner there); an exception it raises stops the run,
+    which stays resumable."""
     run = _setup(spec_path, Path(out), config, overrides, resume, force, command, stream or sys.stderr, base_outside)
     try:
         while run.epoch < config.epochs:
             run.run_epoch()
+            if on_epoch is not None:
+                on_epoch(list(run.history))
+        run.finish()
     except KeyboardInterrupt:
         raise run.interrupted() from None
-    run.finish()
+    finally:
+        run.folder.release()  # a run stopped by an exception lets its folder go at once, not when collected
     return run.history, run.out
 
 

@@ -1,0 +1,392 @@
+"""`archspec search`: a design space explored with Optuna, every trial trained as `archspec train` trains.
+
+A worker asks the study for a trial, draws the space's values from it (TPE, or NSGA-II for accuracy and MACs
+together), rejects a network that breaks a constraint or the budget before anything is built (the trial is
+PRUNED with a `rejected` attribute, so the sampler learns to avoid it), and trains the rest with
+`archspec.train.train`: the same data pipeline, checkpoints and run folder, one per trial
+(`OUT/STUDY/trial-0007/run`). Each epoch's test accuracy is reported, so the pruner stops weak trials.
+
+Several workers share one study through its storage (SQLite on one machine, PostgreSQL across machines). A
+worker holds a lock on its trial's folder for the trial's life and beats a heartbeat into the storage; a
+worker that starts finishes the trials of this machine whose worker died (from their last checkpoint), and
+Optuna marks FAILED the trials whose heartbeat stopped elsewhere, so a killed search resumes with no trial lost
+and none run twice. The study ends when it holds `trials` trained trials (complete, or stopped by the pruner).
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Optional, Sequence, TextIO
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..spec.diagnostics import InputError
+from ..spec.space import ATTEMPTS_PER_NETWORK, Network, Rejections, Space, load_space, sample, spec_text
+from .config import Config
+from .folder import RunFolder
+
+HEARTBEAT = 20  # seconds between a running trial's heartbeats
+GRACE = 120  # a trial silent this long is FAILED by the next worker that looks
+OBJECTIVES: dict[str, Any] = {"accuracy": "maximize", "macs": "minimize", "params": "minimize"}
+SEARCH_OPTIONS = ("trials", "storage", "jobs", "objectives", "pruner_startup", "search_seed", "out")
+
+
+class Search(BaseModel):
+    """A search's own settings, as the command line gives them (each trial trains with a `Config`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    trials: int = Field(20, ge=1, description="trained trials (complete, or stopped by the pruner) the study should "
+                                              "hold")
+    storage: Optional[str] = Field(None, description="Optuna storage: sqlite:///FILE (default OUT/studies.db), or "
+                                                     "postgresql://USER:PASSWORD@HOST:PORT/DB, which machines share")
+    jobs: int = Field(1, ge=1, le=256, description="worker processes on this machine")
+    objectives: Literal["accuracy", "accuracy,macs", "accuracy,params"] = Field(
+        "accuracy", description="accuracy: TPE and the median pruner; two objectives: NSGA-II, not pruned")
+    pruner_startup: int = Field(3, ge=0, description="trials trained in full before the pruner stops any")
+    search_seed: Optional[int] = Field(None, ge=0, lt=2**22, description="the sampler's seed (each worker adds its "
+                                                                        "index); default: random")
+    out: str = Field(os.path.join("runs", "search"), description="trial folders go to OUT/STUDY/trial-NNNN")
+
+    @property
+    def url(self) -> str:
+        return self.storage or f"sqlite:///{Path(self.out) / 'studies.db'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A search: which space, which study, how it searches (`Search`) and how each trial trains (`Config`)."""
+
+    space: str
+    study: str
+    search: Search
+    config: Config
+    overrides: Sequence[str] = ()
+    base_outside: bool = False
+    stream: Optional[TextIO] = None  # where a line per trial goes (default: standard error)
+
+    @property
+    def log(self) -> TextIO:
+        return self.stream or sys.stderr
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        return tuple(self.search.objectives.split(","))
+
+
+def storage(url: str) -> Any:
+    """Optuna's database storage at `url` (sqlite:///FILE, postgresql://USER:PASSWORD@HOST:PORT/DB), with
+    heartbeats so that a dead worker's trial is noticed."""
+    import optuna
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {
+        "pool_pre_ping": True}
+    given = url
+    if url.startswith("postgresql://"):  # psycopg 3 (the search extra), whatever SQLAlchemy's default driver is
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # Heartbeats are "experimental" since Optuna 2.9, and "meant for Study.optimize": archspec beats them itself
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT,
+                                          grace_period=GRACE)
+    except (ArgumentError, OperationalError, ImportError, ValueError) as e:
+        raise InputError(f"--storage {_without_password(given)}: cannot open it ({str(e).splitlines()[0][:200]})") \
+            from None
+
+
+def _without_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    user, at, host = rest.rpartition("@")
+    return f"{scheme}{sep}{user.split(':')[0]}:***@{host}" if at and ":" in user else url
+
+
+def open_study(settings: Settings, worker: int = 0, store: Any = None) -> Any:
+    """The study, created on first use; TPE for one objective, NSGA-II for two. The median pruner stops a trial
+    whose accuracy after an epoch is below the median of earlier trials' at that epoch."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    seed = None if settings.search.search_seed is None else settings.search.search_seed * 1000 + worker  # workers draw different networks
+    single = len(settings.objectives) == 1
+    sampler = optuna.samplers.TPESampler(seed=seed) if single else optuna.samplers.NSGAIISampler(seed=seed)
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=settings.search.pruner_startup) if single else \
+        optuna.pruners.NopPruner()
+    try:
+        study = optuna.create_study(storage=store or storage(settings.search.url), study_name=settings.study,
+                                    sampler=sampler,
+                                    pruner=pruner, load_if_exists=True,
+                                    directions=[OBJECTIVES[o] for o in settings.objectives])
+    except ValueError as e:  # an existing study with other directions
+        raise InputError(f"study {settings.study!r}: {e}") from None
+    if study.user_attrs.get("objectives", list(settings.objectives)) != list(settings.objectives):
+        raise InputError(f"study {settings.study!r} optimises {', '.join(study.user_attrs['objectives'])}, not "
+                         f"{', '.join(settings.objectives)}; choose another --study")
+    study.set_user_attr("objectives", list(settings.objectives))
+    study.set_user_attr("space", settings.space)
+    return study
+
+
+class OptunaDraw:
+    """A space's values as an Optuna trial suggests them (the same trial suggests the same values again)."""
+
+    def __init__(self, trial: Any):
+        self.trial = trial
+
+    def integer(self, name: str, low: int, high: int, step: int, log: bool) -> int:
+        return int(self.trial.suggest_int(name, low, high, step=step, log=log))
+
+    def real(self, name: str, low: float, high: float, log: bool) -> float:
+        return float(self.trial.suggest_float(name, low, high, log=log))
+
+    def choice(self, name: str, labels: Sequence[Any]) -> int:
+        return list(labels).index(self.trial.suggest_categorical(name, list(labels)))
+
+
+class _Heartbeat:
+    """Tells the storage every `HEARTBEAT` seconds that a trial's worker is alive."""
+
+    def __init__(self, storage: Any, trial_id: int):
+        self.storage, self.trial_id, self.stop = storage, trial_id, threading.Event()
+        storage.record_heartbeat(trial_id)
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+        self.thread.start()
+
+    def _beat(self) -> None:
+        while not self.stop.wait(HEARTBEAT):
+            try:
+                self.storage.record_heartbeat(self.trial_id)
+            except Exception:  # a database hiccup: the next beat tries again; a long silence fails the trial
+                pass
+
+    def end(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
+def counted(study: Any) -> int:
+    """Trials that count towards `--trials`: trained to the end, stopped by the pruner, or training now."""
+    from optuna.trial import TrialState
+
+    return sum(1 for t in study.get_trials(deepcopy=False)
+               if "rejected" not in t.user_attrs and (t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                                                       or (t.state == TrialState.RUNNING and "network" in t.user_attrs)))
+
+
+def run(settings: Settings, worker: int = 0) -> int:
+    """One worker: finish this machine's interrupted trials, then run trials until the study holds enough.
+    Returns the number of trials this worker trained."""
+    import optuna
+
+    from .loop import load_data
+
+    space = load_space(settings.space, [*settings.overrides, *_resize(settings.config)],
+                       base_outside=settings.base_outside)
+    network = sample(space, 1, seed=settings.search.search_seed).networks[0]  # a space with no network fails here, located
+    load_data(network.spec, settings.config)  # and data the networks cannot take, before anything is written
+    store = storage(settings.search.url)
+    study = open_study(settings, worker, store)
+    search = _Worker(settings, space, study, store)
+    done = search.finish_interrupted()
+    rejected_in_a_row = 0
+    while True:
+        optuna.storages.fail_stale_trials(study)  # trials whose worker fell silent, on any machine: FAILED
+        if counted(study) >= settings.search.trials:
+            return done
+        if rejected_in_a_row >= ATTEMPTS_PER_NETWORK * settings.search.trials:
+            raise InputError(f"{settings.space}: {rejected_in_a_row} trials in a row were rejected by the space's "
+                             "constraints or budget; the sampler finds nothing to train")
+        trial = study.ask()
+        trained = search.trial(trial)
+        rejected_in_a_row = 0 if trained else rejected_in_a_row + 1
+        done += trained
+
+
+def _resize(config: Config) -> list[str]:
+    return [f"input.height={config.resize}", f"input.width={config.resize}"] if config.resize else []
+
+
+@dataclass
+class _Worker:
+    settings: Settings
+    space: Space
+    study: Any
+    store: Any
+
+    def folder(self, number: int) -> Path:
+        return Path(self.settings.search.out) / self.settings.study / f"trial-{number:04d}"
+
+    def finish_interrupted(self) -> int:
+        """The RUNNING trials of this machine whose worker died: each is finished from its last checkpoint by
+        whichever worker takes its folder's lock first."""
+        import optuna
+        from optuna.trial import TrialState
+
+        finished = 0
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            attrs = frozen.user_attrs
+            if attrs.get("host") != socket.gethostname() or "folder" not in attrs:
+                continue
+            folder = Path(attrs["folder"])
+            try:
+                lock = RunFolder(folder, self._command())
+            except InputError:
+                continue  # alive: its worker holds the folder
+            if self.store.get_trial(trial_id(frozen)).state != TrialState.RUNNING:
+                lock.release()  # it ended between the look and the lock (a worker lets go once the study knows)
+                continue
+            print(f"trial {frozen.number}: its worker (PID {attrs.get('pid')}) died; finishing it",
+                  file=self.settings.log)
+            finished += self.trial(optuna.trial.Trial(self.study, trial_id(frozen)), folder, lock)
+        return finished
+
+    def trial(self, trial: Any, folder: Optional[Path] = None, lock: Optional[RunFolder] = None) -> int:
+        """Draw, check and train one trial (a new one, or one whose worker died: in its `folder`, already
+        `lock`ed); 1 if it trained (to the end or until pruned), 0 if rejected."""
+        from .loop import TrainingInterrupted
+
+        resume = folder is not None
+        folder = folder or self.folder(trial.number)
+        lock = lock or RunFolder(folder, self._command())  # held until the study knows how the trial ended
+        heartbeat = _Heartbeat(self.store, trial_id(trial))
+        try:
+            trial.set_user_attr("host", socket.gethostname())
+            trial.set_user_attr("pid", os.getpid())
+            trial.set_user_attr("folder", str(folder.resolve()))
+            values = self.space.draw(OptunaDraw(trial))
+            trial.set_user_attr("values", self.space.shown(values))
+            rejections = Rejections()
+            network = self.space.consider(values, rejections)
+            if network is None:
+                reason = next(iter(rejections.counts))
+                trial.set_user_attr("rejected", reason)
+                self.study.tell(trial, state=_state("PRUNED"))
+                print(f"trial {trial.number}: rejected ({reason}): {_shown(self.space, values)}",
+                      file=self.settings.log)
+                return 0
+            self._train(trial, network, folder, resume)
+            return 1
+        except (KeyboardInterrupt, TrainingInterrupted):
+            raise  # the trial stays RUNNING: the next worker on this machine finishes it
+        except BaseException:
+            self.study.tell(trial, state=_state("FAIL"), skip_if_finished=True)
+            raise
+        finally:
+            heartbeat.end()
+            lock.release()
+
+    def _train(self, trial: Any, network: Network, folder: Path, resume: bool) -> None:
+        import optuna
+
+        from .loop import train
+
+        spec = folder / "spec.yaml"
+        name = f"{self.space.tree.get('name', 'network')}-{trial.number:04d}"
+        text = spec_text(network, name, f"trial {trial.number} of study {self.settings.study}: "
+                                        f"{_shown(self.space, network.values)}")
+        if not spec.is_file():
+            spec.write_text(text)
+        trial.set_user_attr("network", {"params": network.params, "macs": network.summary.macs,
+                                        "memory": network.summary.memory})
+        trial.set_user_attr("spec", text)
+        single = len(self.settings.objectives) == 1
+        started = time.perf_counter()
+
+        def report(history: list[dict[str, Any]]) -> None:
+            if not single:
+                return  # Optuna prunes single-objective studies only
+            with warnings.catch_warnings():  # a resumed trial reports its earlier epochs again: ignored
+                warnings.simplefilter("ignore")
+                for row in history:
+                    trial.report(row["test_acc"], row["epoch"])
+            if len(history) < self.settings.config.epochs and trial.should_prune():  # a trained one is complete
+                raise optuna.TrialPruned()
+
+        history = _finished_history(folder, self.settings.config.epochs)
+        with open(folder / "train.log", "a") as log:
+            try:
+                if history is None:
+                    history, _ = train(spec, folder / "run", self.settings.config, resume=resume, stream=log,
+                                       command=["archspec", "search", "trial", str(trial.number)], on_epoch=report)
+                report(history)
+            except optuna.TrialPruned:
+                trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+                self.study.tell(trial, state=_state("PRUNED"))
+                print(f"trial {trial.number}: pruned after epoch {len(trial_history(folder))} "
+                      f"({_shown(self.space, network.values)})", file=self.settings.log)
+                return
+        accuracy = history[-1]["test_acc"]
+        trial.set_user_attr("seconds", round(sum(h["seconds"] for h in history), 3))
+        measures = {"accuracy": accuracy, "macs": network.summary.macs, "params": network.params}
+        values = [measures[o] for o in self.settings.objectives]
+        self.study.tell(trial, values)
+        print(f"trial {trial.number}: test accuracy {accuracy:.4f}, {network.params:,} parameters, "
+              f"{network.summary.macs / 1e6:,.1f} M MACs ({_shown(self.space, network.values)})",
+              file=self.settings.log)
+
+    def _command(self) -> str:
+        return " ".join(["archspec", *sys.argv[1:]])
+
+
+def trial_history(folder: Path) -> list[dict[str, Any]]:
+    """The per-epoch metrics a trial's run wrote so far."""
+    try:
+        history = json.loads((folder / "run" / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return []
+    return history if isinstance(history, list) else []
+
+
+def _finished_history(folder: Path, epochs: int) -> Optional[list[dict[str, Any]]]:
+    """The metrics of a trial whose run trained all its epochs (killed before the study heard of it), else None."""
+    history = trial_history(folder)
+    return history if (folder / "run" / "final.params").is_file() and len(history) >= epochs else None
+
+
+def trial_id(trial: Any) -> int:
+    """The storage's id of a trial (not its number), which heartbeats and `Trial(study, id)` take. The one
+    private attribute of Optuna archspec reads (`_trial_id` of `Trial` and `FrozenTrial`, Optuna 5.0)."""
+    return int(trial._trial_id)
+
+
+def _state(name: str) -> Any:
+    from optuna.trial import TrialState
+
+    return TrialState[name]
+
+
+def _shown(space: Space, values: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in space.shown(values).items())
+
+
+def spawn(argv: Sequence[str], jobs: int) -> int:
+    """`--jobs J`: J worker processes on this machine, each `archspec search ... --jobs 1 --worker K` on the same
+    storage, sharing the cores (OMP_NUM_THREADS split between them unless set). Returns the worst exit code."""
+    import subprocess
+
+    rest, skip = [], False
+    for arg in argv:  # the command line less its --jobs
+        if skip or arg.startswith("--jobs="):
+            skip = False
+            continue
+        if arg == "--jobs":
+            skip = True
+            continue
+        rest.append(arg)
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // jobs)))
+    workers = [subprocess.Popen([sys.executable, "-m", "archspec", *rest, "--jobs", "1", "--worker", str(k)],
+                                env=env) for k in range(jobs)]
+    try:
+        return max(w.wait() for w in workers)
+    except KeyboardInterrupt:  # the workers had it too (one process group): wait for them to stop
+        return max(w.wait() for w in workers) or 130

@@ -1,0 +1,232 @@
+"""`archspec search` end to end on real data (scikit-learn's digits as IDX files): trials trained as `archspec
+train` trains them, a weak one stopped by the pruner, a SIGKILL in the middle then a resume that finishes the
+interrupted trial and loses or repeats none, two workers on one storage, the report, and PostgreSQL."""
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from archspec import load_spec
+from archspec.cli import main
+from archspec.train.search import counted
+from precision import digits_folder  # bench/precision.py
+
+ARCHSPEC = [sys.executable, "-m", "archspec"]
+SPACE = """\
+name: small
+input: {channels: 1, height: 28, width: 28}
+args: {c1: 6, c2: 16, units: 32}
+stages:
+  features:
+    - conv: {channels: $c1, kernel: 5, padding: 2, activation: relu}
+    - maxpool: {kernel: 2, stride: 2}
+    - conv: {channels: $c2, kernel: 5, activation: relu}
+    - maxpool: {kernel: 2, stride: 2}
+  head:
+    - flatten
+    - dense: {units: $units, activation: relu}
+    - dense: 10
+space:
+  vary:
+    c1: {choice: [1, 2, 4, 8]}       # a network of one or two channels is weak: the pruner's to stop
+    c2: {int: [2, 16], step: 2}
+    units: {int: [4, 64], log: true}
+  constraints: [c2 >= c1]
+  budget: {max_params: 30000}
+"""
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    return digits_folder(tmp_path_factory.mktemp("digits"))
+
+
+def search(space, digits, out, storage, *more, trials=12, epochs=2):
+    return ["search", str(space), "--trials", str(trials), "--epochs", str(epochs), "--data-dir", str(digits),
+            "--out", str(out), "--storage", storage, "--study", "small", "--batch-size", "32", "--optimizer", "adam",
+            "--lr", "0.005", "--pruner-startup", "2", *more]
+
+
+def trials(storage):
+    return optuna.load_study(study_name="small", storage=storage).get_trials()
+
+
+def trained(storage):
+    return [t for t in trials(storage) if t.state.name in ("COMPLETE", "PRUNED") and "rejected" not in t.user_attrs]
+
+
+@pytest.mark.slow
+def test_search_prunes_survives_a_sigkill_resumes_and_reports(digits, tmp_path, capsys):
+    (tmp_path / "space.yaml").write_text(SPACE)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    argv = search(tmp_path / "space.yaml", digits, tmp_path / "runs", storage, "--search-seed", "0",
+                  "--checkpoint-every", "10")  # 45 steps an epoch: checkpoints at steps 10, 20, ..., 45, 50, ...
+    started = time.perf_counter()
+    worker = subprocess.Popen(ARCHSPEC + argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    victim = None
+    try:  # kill it while a trial is half trained: past the pruner's look after epoch 1, in the middle of epoch 2
+        while victim is None and time.perf_counter() - started < 240 and worker.poll() is None:
+            time.sleep(0.05)
+            if not (tmp_path / "study.db").exists():
+                continue
+            try:
+                running = [t for t in trials(storage) if t.state.name == "RUNNING" and "network" in t.user_attrs]
+                done = len(trained(storage))
+            except Exception:  # the study is still being created
+                continue
+            for t in running:
+                steps = [int(p.name[5:13]) for p in Path(t.user_attrs["folder"]).glob("run/checkpoints/step-*.json")]
+                if done >= 3 and max(steps, default=0) > 45:
+                    victim = t.number
+        assert victim is not None, worker.stderr.read() if worker.poll() is not None else "no trial to interrupt"
+        worker.send_signal(signal.SIGKILL)
+    finally:
+        worker.kill()
+        worker.wait()
+    before = {t.number: t.state.name for t in trials(storage)}
+    assert before[victim] == "RUNNING" and len(trained(storage)) < 12
+
+    assert main(argv) == 0  # the same command again: resumes
+    err = capsys.readouterr().err
+    assert f"trial {victim}: its worker (PID {worker.pid}) died; finishing it" in err
+    after = trials(storage)
+    assert {t.number: t.state.name for t in after if t.number in before and before[t.number] != "RUNNING"} == {
+        n: s for n, s in before.items() if s != "RUNNING"}  # nothing finished before was run again
+    assert [t.state.name for t in after if t.number == victim] in (["COMPLETE"], ["PRUNED"])
+    assert not [t for t in after if t.state.name in ("RUNNING", "FAIL")]
+    done = trained(storage)
+    assert len(done) == 12 == counted(optuna.load_study(study_name="small", storage=storage))
+    folders = [t.user_attrs["folder"] for t in done]
+    assert len(set(folders)) == 12 and all(Path(f, "spec.yaml").is_file() for f in folders)
+    victim_run = Path(next(t.user_attrs["folder"] for t in done if t.number == victim), "run")
+    assert len((victim_run / "command.txt").read_text().splitlines()) == 2  # started, then resumed
+    assert any(l.startswith("resuming") for l in (victim_run.parent / "train.log").read_text().splitlines())
+    pruned = [t for t in done if t.state.name == "PRUNED"]
+    assert pruned, "the median pruner stopped no trial"
+    for t in pruned:  # stopped after its first epoch, with the accuracy it reported
+        assert len(json.loads(Path(t.user_attrs["folder"], "run", "metrics.json").read_text())) == 1
+    complete = [t for t in done if t.state.name == "COMPLETE"]
+    for t in complete:  # trained as `archspec train` trains: two epochs, and the value is the last test accuracy
+        history = json.loads(Path(t.user_attrs["folder"], "run", "metrics.json").read_text())
+        assert len(history) == 2 and t.values[0] == pytest.approx(history[-1]["test_acc"])
+        assert t.user_attrs["network"]["params"] <= 30000 and t.params["c2"] >= t.params["c1"]
+    print(f"search of 12 trials x 2 epochs with a SIGKILL and a resume: {time.perf_counter() - started:.1f} s")
+
+    assert main(["search", "--report", "--storage", storage, "--study", "small", "--report-out",
+                 str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    assert "base" in out and "pruned" in out and f"{len(trials(storage))} trials:" in out
+    for picture in ("pareto.png", "ecdf.png"):
+        assert (tmp_path / "report" / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    best = load_spec(tmp_path / "report" / "best.yaml")
+    top = max(complete, key=lambda t: t.values[0])
+    assert best.name == f"small-{top.number:04d}"
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_storage(digits, tmp_path):
+    (tmp_path / "space.yaml").write_text(SPACE)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    argv = search(tmp_path / "space.yaml", digits, tmp_path / "runs", storage, "--jobs", "2", "--search-seed", "1",
+                  trials=6, epochs=1)
+    proc = subprocess.run(ARCHSPEC + argv, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    done = trained(storage)
+    assert 6 <= len(done) <= 7  # two workers may each start the last trial at once, as with Optuna's own
+    assert len({t.user_attrs["pid"] for t in done}) == 2
+    assert len({t.user_attrs["folder"] for t in done}) == len(done)
+    assert not [t for t in trials(storage) if t.state.name in ("RUNNING", "FAIL")]
+
+
+def _postgres_bin():
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    initdb = found[-1] if found else shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+@pytest.fixture
+def postgres():
+    """A PostgreSQL server of our own on a free localhost port, in a temporary folder; stopped at the end."""
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (initdb not found; apt-get install -y postgresql)")
+    as_user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []  # initdb refuses to run as root
+    folder = tempfile.mkdtemp(prefix="archspec-pg-")
+    if as_user:
+        shutil.chown(folder, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    data = os.path.join(folder, "data")
+
+    def run(*command):
+        done = subprocess.run(as_user + [str(c) for c in command], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, f"{command[0]}: {done.stdout}{done.stderr}"
+
+    try:
+        run(bin_dir / "initdb", "-D", data, "-U", "archspec", "--auth=trust")
+        run(bin_dir / "pg_ctl", "-D", data, "-l", os.path.join(folder, "log"), "-w", "-o",
+            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1", "start")
+        run(bin_dir / "createdb", "-h", "127.0.0.1", "-p", port, "-U", "archspec", "studies")
+        yield f"postgresql://archspec@127.0.0.1:{port}/studies"
+    finally:
+        subprocess.run(as_user + [str(bin_dir / "pg_ctl"), "-D", data, "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_search_on_postgresql_for_accuracy_and_macs(digits, tmp_path, postgres, capsys):
+    """A study on a PostgreSQL server, as machines share one; two objectives: NSGA-II, accuracy and MACs."""
+    (tmp_path / "space.yaml").write_text(SPACE)
+    argv = search(tmp_path / "space.yaml", digits, tmp_path / "runs", postgres, "--objectives", "accuracy,macs",
+                  trials=3, epochs=1)
+    assert main(argv) == 0
+    done = trained(postgres)
+    assert len(done) == 3 and {t.state.name for t in done} == {"COMPLETE"}  # two objectives: nothing pruned
+    for t in done:
+        history = json.loads(Path(t.user_attrs["folder"], "run", "metrics.json").read_text())
+        assert t.values == [pytest.approx(history[-1]["test_acc"]), t.user_attrs["network"]["macs"]]
+    assert main(["search", "--report", "--storage", postgres, "--study", "small", "--report-out",
+                 str(tmp_path / "report")]) == 0
+    assert load_spec(tmp_path / "report" / "best.yaml").name.startswith("small-")
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("storage", "--storage postgresql://nobody@127.0.0.1:1/none: cannot open it"),
+    ("data", "no-such-folder"),
+    ("space", "space.yaml:17:9: space.vary.c2: step 5 does not divide"),
+    ("trials", "--trials: input should be greater than or equal to 1"),
+])
+def test_a_search_that_cannot_start_says_why_and_writes_nothing(tmp_path, digits, capsys, case, fragment):
+    (tmp_path / "space.yaml").write_text(SPACE.replace("step: 2", "step: 5") if case == "space" else SPACE)
+    before = sorted(tmp_path.rglob("*"))
+    code = main(["search", str(tmp_path / "space.yaml"), "--epochs", "1", "--trials", "1",
+                 "--out", str(tmp_path / "runs"), "--data-dir", str(tmp_path / "no-such-folder" if case == "data"
+                                                                     else digits),
+                 *(["--storage", "postgresql://nobody@127.0.0.1:1/none"] if case == "storage" else []),
+                 *(["--trials", "0"] if case == "trials" else [])])
+    err = capsys.readouterr().err
+    assert code == 1 and fragment in err, err
+    assert "Traceback" not in err and sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_report_of_no_storage_creates_none(tmp_path, capsys):
+    assert main(["search", "--report", "--out", str(tmp_path / "runs")]) == 1
+    assert "no study database at" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
+def test_an_unknown_objective_is_bad_usage(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["search", "space.yaml", "--objectives", "accuracy,speed"])
+    assert exit.value.code == 2 and "accuracy,macs" in capsys.readouterr().err

@@ -1,0 +1,185 @@
+"""Design spaces (`space:`) and `archspec sample`: every network sampled is valid, inside its constraints and
+budget, written as a spec `archspec train` takes, and counted as MXNet counts it; a bad space is refused at its
+line, never with a traceback, a hang or a file written."""
+import json
+
+import pytest
+from mxnet import np, npx
+
+from archspec import build_model, load_spec, summarize
+from archspec.cli import main
+from archspec.spec.expressions import Evaluation, parse
+from archspec.spec.space import load_space, sample, spec_text
+from conftest import ROOT
+
+ANYNET = str(ROOT / "specs" / "anynet-space.yaml")
+TINY = """\
+name: tiny
+input: {channels: 1, height: 12, width: 12}
+args: {c1: 4, c2: 8}
+stages:
+  body:
+    - conv: {channels: $c1, kernel: 3, padding: 1, activation: relu}
+    - conv: {channels: $c2, kernel: 3, stride: 2, activation: relu}
+  head: [global_avg_pool, {dense: 3}]
+space:
+  vary:
+    c1: {int: [2, 16], step: 2}
+    c2: {choice: [4, 8, 16]}
+  constraints: [c2 >= c1]
+  budget: {max_params: 2000}
+"""
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    assert "Traceback" not in out.out + out.err and "internal error" not in out.err, out
+    return code, out.out, out.err
+
+
+def test_every_network_sampled_from_anynet_is_inside_its_budget_and_constraints(capsys):
+    code, out, _ = run(capsys, "sample", ANYNET, "-n", 300, "--seed", 7, "--json")
+    assert code == 0
+    result = json.loads(out)
+    budget = load_space(ANYNET).budget
+    assert len(result["networks"]) == 300
+    assert result["attempts"] == 300 + sum(result["rejected"].values())
+    assert any(k.startswith("constraint") for k in result["rejected"]) and "max_memory" in result["rejected"]
+    for n in result["networks"]:
+        v = n["values"]
+        assert n["params"] <= budget.max_params and n["macs"] <= budget.max_macs and n["memory"] <= budget.max_memory
+        assert round(v["w1"] * v["b1"]) % v["g1"] == 0 and round(v["w2"] * v["b2"]) % v["g2"] == 0
+        assert 1 <= v["d1"] <= 8 and v["w1"] % 8 == 0 and v["b2"] in (1, 0.5, 0.25)
+    assert len({json.dumps(n["values"]) for n in result["networks"]}) > 250  # drawn, not repeated
+
+
+def test_sampled_networks_are_spec_files_that_load_with_the_counts_sample_gave(capsys, tmp_path):
+    code, out, _ = run(capsys, "sample", ANYNET, "-n", 3, "--seed", 1, "--json", "--out", tmp_path / "s")
+    assert code == 0
+    for n in json.loads(out)["networks"]:
+        spec = load_spec(n["file"])  # what `archspec train` loads
+        s = summarize(spec)
+        assert (s.params + s.state, s.macs, s.memory) == (n["params"], n["macs"], n["memory"])
+        assert spec.stages["stage1"][0].kind == "sequential" and len(spec.stages["stage1"]) == n["values"]["d1"]
+    code, again, _ = run(capsys, "sample", ANYNET, "-n", 3, "--seed", 1, "--json")
+    assert [n["values"] for n in json.loads(again)["networks"]] == [n["values"] for n in json.loads(out)["networks"]]
+
+
+def rows(summary):
+    return [(r.path, r.kind, r.input, r.output, r.params, r.state, r.macs, r.memory) for r in summary.rows]
+
+
+@pytest.mark.parametrize("space", ["anynet-space", "choice of blocks"])
+def test_what_the_networks_of_a_space_share_changes_no_count(tmp_path, write_spec, space):
+    """A space's networks share the expansions, layers and rows their values do not change (`expand.Memo`): each
+    analyses exactly as its spec file loaded afresh."""
+    path = ANYNET if space == "anynet-space" else write_spec(
+        "base: regnetx32\nspace:\n  vary:\n    stages.stage1.1.repeat: {int: [1, 3]}\n"
+        "    stages.stage2.0: {choice: [{resnext_block: {channels: 64, stride: 2}}, {residual: {channels: 96, "
+        "stride: 2}}, {resnext_block: {channels: 48, stride: 2, bot_mul: 0.5}}]}\n"
+        "    stages.stage2.1.channels: {choice: [64, 96, 48]}\n")
+    loaded = load_space(path)
+    assert loaded.memo is not None
+    for i, network in enumerate(sample(loaded, 60, seed=2).networks):
+        (tmp_path / f"{i}.yaml").write_text(spec_text(network, f"n{i}"))
+        assert rows(network.summary) == rows(summarize(load_spec(tmp_path / f"{i}.yaml"))), i
+    assert sum(len(kept) for kept in loaded.memo.entries.values()) < 60 * 6  # shared, not one per network
+
+
+def test_sample_prints_a_table_and_the_rejections_per_constraint_and_budget(capsys, write_spec):
+    code, out, err = run(capsys, "sample", write_spec(TINY), "-n", 20)
+    assert code == 0 and "sampled in" in err
+    header, *rows = out.splitlines()
+    assert header.split() == ["#", "c1", "c2", "params", "MACs", "memory"]
+    assert [int(r.split()[0]) for r in rows[:20]] == list(range(20)) and rows[20].startswith("20 networks in ")
+    assert "rejected:" in rows[20] and any(r.split(maxsplit=1)[1] == "constraint c2 >= c1" for r in rows[21:])
+
+
+@pytest.mark.slow
+def test_twenty_sampled_networks_built_with_mxnet_agree_with_the_static_counts():
+    npx.set_np()
+    for network in sample(load_space(ANYNET), 20, seed=3).networks:
+        net = build_model(network.spec, hybridize=False)
+        assert net(np.zeros((1, 1, 96, 96))).shape == (1, 10)
+        assert sum(p.data().size for p in net.collect_params().values()) == network.params
+
+
+def test_a_choice_of_blocks_a_log_range_and_an_overlay_on_a_zoo_spec(write_spec):
+    path = write_spec("base: regnetx32\n"
+                      "width_divisor: 16\n"
+                      "space:\n"
+                      "  vary:\n"
+                      "    stages.stage1.1.repeat: {int: [1, 3]}\n"
+                      "    stages.stage2.0: {choice: [{resnext_block: {channels: 64, stride: 2}},\n"
+                      "                               {residual: {channels: 64, stride: 2}}], name: block}\n"
+                      "    width: {float: [0.5, 2.0], log: true}\n"
+                      "  constraints: [\"block == '0:resnext_block' or width < 1.5\"]\n", "overlay.yaml")
+    networks = sample(load_space(path), 30, seed=0).networks
+    kinds = {n.spec.stages["stage2"][0].label for n in networks}
+    assert kinds == {"resnext_block", "residual"}
+    for n in networks:
+        assert 0.5 <= n.values["width"] <= 2.0 and 2 <= len(n.spec.stages["stage1"]) <= 4
+        assert n.spec.stages["stage2"][0].label == "resnext_block" or n.values["width"] < 1.5
+
+
+def test_constraints_use_the_spec_expression_grammar_and_never_eval():
+    assert Evaluation({"w1": 32, "w2": 80}, lambda c: c)(parse("w2 >= w1 and w2 % 16 == 0")) is True
+    with pytest.raises(Exception):
+        parse("__import__('os')")
+
+
+HOSTILE = [  # (name, space section, fragment of the message, line of the problem)
+    ("unknown path", "  vary:\n    stages.body.0.chanels: {int: [1, 4]}\n", "no field 'chanels'", 11),
+    ("unknown argument", "  vary:\n    c3: {int: [1, 4]}\n", "no field 'c3'", 11),
+    ("index out of range", "  vary:\n    stages.body.5.channels: {int: [1, 4]}\n", "index 5 is out of range", 11),
+    ("empty range", "  vary:\n    c1: {int: [8, 2]}\n", "empty range", 11),
+    ("step that does not divide", "  vary:\n    c1: {int: [2, 16], step: 5}\n", "step 5 does not divide", 11),
+    ("huge range", "  vary:\n    c1: {int: [1, 100000000000]}\n", "at most 1,000,000", 11),
+    ("float range upside down", "  vary:\n    width: {float: [2.0, 0.5]}\n", "empty range", 11),
+    ("log of zero", "  vary:\n    width: {float: [0, 1], log: true}\n", "log needs a low above 0", 11),
+    ("not a distribution", "  vary:\n    c1: [1, 2]\n", "a distribution is", 11),
+    ("empty choice", "  vary:\n    c1: {choice: []}\n", "at least 1 item", 11),
+    ("duplicate choice", "  vary:\n    c1: {choice: [2, 2]}\n", "in the choice twice", 11),
+    ("constraint that never holds", "  vary:\n    c1: {int: [2, 4]}\n  constraints: [c1 > 100]\n",
+     "rejects every network", 12),
+    ("budget that nothing meets", "  vary:\n    c1: {int: [2, 4]}\n  budget: {max_params: 1}\n",
+     "max_params rejects every network", 12),
+    ("unknown name in a constraint", "  vary:\n    c1: {int: [2, 4]}\n  constraints: [c1 > c9]\n",
+     "unknown name 'c9'", 12),
+    ("constraint that is not a condition", "  vary:\n    c1: {int: [2, 4]}\n  constraints: [c1 + 1]\n",
+     "a constraint is true or false", 12),
+    ("constraint that is code", "  vary:\n    c1: {int: [2, 4]}\n  constraints: [\"__import__('os').system('x')\"]\n",
+     "unknown function '__import__'", 12),
+    ("unknown field of the space", "  vary:\n    c1: {int: [2, 4]}\n  budgit: {max_params: 1}\n",
+     "did you mean 'budget'?", 12),
+    ("negative budget", "  vary:\n    c1: {int: [2, 4]}\n  budget: {max_macs: -1}\n", "greater than or equal to 1",
+     12),
+    ("every network invalid", "  vary:\n    c1: {choice: [0]}\n", "greater than or equal to 1, got 0 (drawn: c1=0",
+     11),
+]
+
+
+FOUND_BY_SAMPLING = {"constraint that never holds", "budget that nothing meets", "constraint that is not a condition",
+                     "every network invalid"}
+
+
+@pytest.mark.parametrize("name, section, fragment, line", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_a_bad_space_is_refused_at_its_line(capsys, tmp_path, name, section, fragment, line):
+    path = tmp_path / "space.yaml"
+    path.write_text(TINY.split("space:")[0] + "space:\n" + section)
+    code, out, err = run(capsys, "sample", path, "-n", 5, "--out", tmp_path / "out")
+    assert code == 1 and fragment in err, err
+    assert f"{path}:{line}:" in err
+    assert not (tmp_path / "out").exists()  # nothing written
+    code, out, err = run(capsys, "validate", path)
+    if name not in FOUND_BY_SAMPLING:
+        assert code == 1 and fragment in out and f"{path}:{line}:" in out
+
+
+def test_a_spec_without_a_space_is_not_a_design_space_and_n_is_bounded(capsys):
+    code, _, err = run(capsys, "sample", ROOT / "specs" / "lenet.yaml")
+    assert code == 1 and "no `space:` section" in err
+    for n in (0, 10**9):
+        code, _, err = run(capsys, "sample", ANYNET, "-n", n)
+        assert code == 1 and "-n: expected a number of networks from 1 to 100,000" in err
