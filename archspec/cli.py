@@ -23,7 +23,7 @@ from .spec.report import format_shape, table
 Args = argparse.Namespace
 # The options each command generates from `train.config.Config` (names of its fields).
 TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "resize", "seed", "data",
-                 "data_dir", "checkpoint_every", "keep", "ctx", "kvstore")
+                 "data_dir", "checkpoint_every", "keep", "ctx", "kvstore", "precision")
 DATA_OPTIONS = ("data", "data_dir", "batch_size", "ctx")
 
 
@@ -204,15 +204,32 @@ def cmd_schema(args: Args) -> int:
 
 def cmd_export(args: Args) -> int:
     from .gluon.build import build_model, load_parameters
-    from .gluon.export import export
+    from .gluon.export import check_format, export
 
+    check_format(args.format, args.precision)  # before any data is read for calibration
     spec, _ = _load(args.spec, args)
     net = build_model(spec)
     if args.params:
         load_parameters(net, args.params)
-    for path in export(net, args.output, args.format):
+    for path in export(net, args.output, args.format, args.precision, _calibration(args, net)):
         print(path)
     return 0
+
+
+def _calibration(args: Args, net: Any) -> Any:
+    """INT8's calibration images: the first `--calibration-batches` batches of the training split of
+    `--calibration-data` (an IDX folder; by default the data evaluated), resized to the network's input."""
+    if args.precision != "int8":
+        if args.calibration_data or args.calibration_batches is not None:
+            raise InputError("--calibration-data and --calibration-batches apply to --precision int8")
+        return None
+    from .gluon.precision import CALIBRATION_BATCH
+    from .train import data
+
+    split = data.load("fashion-mnist", "train", args.calibration_data or getattr(args, "data_dir", None))
+    count = CALIBRATION_BATCH * (args.calibration_batches or 8)
+    return data.to_input(split.images[:count], (net.spec.input.height, net.spec.input.width),
+                         net.collect_params().list_ctx()[0])
 
 
 def cmd_draw(args: Args) -> int:
@@ -244,6 +261,7 @@ def cmd_evaluate(args: Args) -> int:
     import math
 
     from .gluon.build import build_model, load_parameters
+    from .gluon.precision import for_inference
     from .train import data, evaluate, parse_contexts
     from .train.config import from_options
 
@@ -253,13 +271,14 @@ def cmd_evaluate(args: Args) -> int:
     net = build_model(spec, ctx=contexts)
     load_parameters(net, args.params, ctx=contexts)
     split = data.load(config.data, args.split, config.data_dir)
-    loss, accuracy = evaluate(net, split, config.batch_size, contexts)
+    model = for_inference(net, args.precision, _calibration(args, net))
+    loss, accuracy = evaluate(net, split, config.batch_size, contexts, model)
     if not math.isfinite(loss):
         raise InputError(f"{args.params}: the network with these parameters gives a loss of {loss} on "
                          f"{len(split)} examples "
                          "(corrupt, or a run that diverged)")
-    print(json.dumps({"spec": spec.name, "split": args.split, "examples": len(split), "loss": round(loss, 6),
-                      "accuracy": round(accuracy, 6)}))
+    print(json.dumps({"spec": spec.name, "split": args.split, "precision": args.precision, "examples": len(split),
+                      "loss": round(loss, 6), "accuracy": round(accuracy, 6)}))
     return 0
 
 
@@ -323,6 +342,23 @@ def _spec_commands(sub: Any) -> None:
     j.set_defaults(func=cmd_schema)
 
 
+def _precision_options(p: argparse.ArgumentParser) -> None:
+    """--precision and INT8's calibration, for the commands that run or write an inference graph."""
+    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                   help="bf16: convolutions and dense layers in bfloat16 (AMP; CPUs with AVX-512 BF16); int8: "
+                        "oneDNN INT8, calibrated on training images (default fp32)")
+    p.add_argument("--calibration-data", metavar="DIR", help="int8: IDX folder whose training images calibrate "
+                                                             "(default: the data evaluated, or Fashion-MNIST)")
+    p.add_argument("--calibration-batches", type=_positive, metavar="N",
+                   help="int8: batches of 32 images to calibrate on (default 8)")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def _backend_commands(sub: Any) -> None:
     """The commands that build networks with MXNet: export, train, evaluate, launch."""
     from .train.config import add_options  # pydantic only: no MXNet
@@ -334,6 +370,7 @@ def _backend_commands(sub: Any) -> None:
     e.add_argument("--format", choices=["mxnet", "onnx"], default="mxnet",
                    help="mxnet: OUTPUT-symbol.json + OUTPUT-0000.params; onnx: the file OUTPUT")
     e.add_argument("-o", "--output", required=True, metavar="PATH")
+    _precision_options(e)
     e.set_defaults(func=cmd_export)
 
     t = sub.add_parser("train", help="train a spec (Fashion-MNIST, or IDX files with --data-dir); resumable")
@@ -350,6 +387,7 @@ def _backend_commands(sub: Any) -> None:
     ev.add_argument("--params", required=True, metavar="FILE", help="parameters (final.params, a checkpoint's "
                                                                     ".params, or save_parameters output)")
     ev.add_argument("--split", choices=["train", "test"], default="test")
+    _precision_options(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     la = sub.add_parser("launch", help="MXNet's distributed launcher (tools/launch.py), fixed for Python 3.9+: "

@@ -5,35 +5,43 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Union
+
+from mxnet import np
 
 from ..spec.diagnostics import InputError
 from .build import traced
 from .compat import onnx_graph, onnx_node_inputs, params_by_path, register_onnx_converters
 from .modules import Network
+from .precision import Precision, for_inference
 
 FORMATS = ("mxnet", "onnx")
 
 
-def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxnet", "onnx"] = "mxnet") -> list[Path]:
+def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxnet", "onnx"] = "mxnet",
+           precision: Precision = "fp32", calibration: Optional[Any] = None) -> list[Path]:
     """Write a network built by `build_model` (with its current weights) and return the files written.
 
     `mxnet`: `OUTPUT-symbol.json` and `OUTPUT-0000.params`, loadable with
     `gluon.SymbolBlock.imports(json, ["data"], params)`. `onnx`: the file `OUTPUT`, whose input `data`
     has a free batch dimension. Only the inference graph is exported: auxiliary heads are left out.
+    `precision` bf16 or int8 (mxnet format only) writes the graph `gluon.precision.for_inference` makes,
+    INT8 calibrated on `calibration`.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    check_format(fmt, precision)
     output = Path(output)
     if not output.parent.is_dir():
         raise InputError(f"{output.parent}: no such directory")
     graph = traced(net)  # the graph that is exported
+    block = for_inference(net, precision, calibration)
+    if block is not net:
+        block(np.zeros((1,) + net.spec.input.shape)).wait_to_read()  # traced: what `export` writes
     try:
         folder = tempfile.TemporaryDirectory(dir=output.parent, prefix=".archspec-export-")
     except OSError as e:
         raise InputError(f"{output}: cannot write here ({e.strerror or e})") from None
     with folder as tmp:
-        net.export(os.path.join(tmp, "model"))
+        block.export(os.path.join(tmp, "model"))
         if fmt == "mxnet":
             files = {Path(tmp, "model-symbol.json"): Path(f"{output}-symbol.json"),
                      Path(tmp, "model-0000.params"): Path(f"{output}-0000.params")}
@@ -43,6 +51,14 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
         for src, dst in files.items():
             os.replace(src, dst)  # same file system: each file appears whole
     return list(files.values())
+
+
+def check_format(fmt: str, precision: Precision = "fp32") -> None:
+    """A format `export` writes, and one that can hold `precision` (ONNX: float32 only)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if precision != "fp32" and fmt != "mxnet":
+        raise InputError(f"--precision {precision} exports MXNet symbol files (--format mxnet), not {fmt}")
 
 
 def _to_onnx(net: Network, graph: tuple[Any, Any, dict[str, Any]], path: Path) -> None:

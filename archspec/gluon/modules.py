@@ -133,6 +133,10 @@ class Network(QuietUnusedParameters):
     def __iter__(self) -> Iterator[Any]:
         return (getattr(self, name) for name in self._stages)
 
+    def training_block(self) -> nn.HybridBlock:
+        """The block a training step calls: this one, or the graph that also returns the auxiliary heads."""
+        return self if self._training_graph is None else self._training_graph
+
     def hybridize(self, active: bool = True, *args: Any, **kwargs: Any) -> None:
         super().hybridize(active, *args, **kwargs)
         if self._training_graph is not None:
