@@ -14,6 +14,7 @@ while the weights, their gradients and the optimizer's update stay float32 (the 
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -61,7 +62,7 @@ def mixed_bfloat16(net: Network) -> Any:
     """A block for training `net` in mixed precision: the training graph (auxiliary heads included) with AMP's
     bfloat16 casts, over `net`'s own float32 parameters (shared, so the trainer, checkpoints and
     `save_parameters` see the master weights). It returns float32 outputs, as `net` does."""
-    from mxnet import autograd, gluon, np
+    from mxnet import autograd, np
     from mxnet.contrib import amp
 
     require_bfloat16("--precision bf16")
@@ -70,15 +71,22 @@ def mixed_bfloat16(net: Network) -> Any:
         block(np.zeros((1,) + net.spec.input.shape, ctx=net.collect_params().list_ctx()[0]))
     inputs, sym, _ = cached_graph(block)
     converted = amp.convert_symbol(sym, "bfloat16", data_names=[i.name for i in inputs], cast_optional_params=False)
-    trainable = gluon.SymbolBlock(converted.as_np_ndarray(), inputs, params=net.collect_params())
+    trainable = _symbol_block(converted.as_np_ndarray(), inputs, params=net.collect_params())
     trainable.hybridize(**HYBRIDIZE)
     return trainable
 
 
-def _block(sym: Any, inputs: Any, params: dict[str, Any], ctx: Any) -> Any:
+def _symbol_block(sym: Any, inputs: Any, params: Any = None) -> Any:
+    """`gluon.SymbolBlock`, without its warning that it cannot tell the input's type before the first call."""
     from mxnet import gluon
 
-    block = gluon.SymbolBlock(sym, inputs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Cannot decide type for the following arguments", UserWarning)
+        return gluon.SymbolBlock(sym, inputs, params=params)
+
+
+def _block(sym: Any, inputs: Any, params: dict[str, Any], ctx: Any) -> Any:
+    block = _symbol_block(sym, inputs)
     block.collect_params().load_dict(params, ctx=ctx, cast_dtype=True, dtype_source="saved")
     block.hybridize(**HYBRIDIZE)
     return block
