@@ -23,7 +23,7 @@ from .spec.report import format_shape, table
 Args = argparse.Namespace
 # The options each command generates from `train.config.Config` (names of its fields).
 TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "resize", "seed", "data",
-                 "data_dir", "test_fraction", "checkpoint_every", "keep", "ctx", "kvstore")
+                 "data_dir", "test_fraction", "checkpoint_every", "keep", "ctx", "kvstore", "precision")
 DATA_OPTIONS = ("data", "data_dir", "test_fraction", "batch_size", "ctx")
 MAX_SAMPLES = 100_000  # networks `sample` draws at once (a minute or so; --out writes a file for each)
 
@@ -215,8 +215,9 @@ def cmd_schema(args: Args) -> int:
 
 def cmd_export(args: Args) -> int:
     from .gluon.build import build_model, load_parameters
-    from .gluon.export import export
+    from .gluon.export import check_format, export
 
+    check_format(args.format, args.precision)  # before any data is read for calibration
     spec, _ = _load(args.spec, args)
     net = build_model(spec)
     classes = None
@@ -227,9 +228,27 @@ def cmd_export(args: Args) -> int:
 
         load_parameters(net, args.params)
         classes = run_names(Path(args.params))  # the run folder's class names go with the model
-    for path in export(net, args.output, args.format, classes):
+    for path in export(net, args.output, args.format, classes, args.precision, _calibration(args, net)):
         print(path)
     return 0
+
+
+def _calibration(args: Args, net: Any) -> Any:
+    """INT8's calibration images: the first `--calibration-batches` batches of the training split of
+    `--calibration-data` (IDX files or class folders of images; by default the data evaluated), resized to the
+    network's input."""
+    if args.precision != "int8":
+        if args.calibration_data or args.calibration_batches is not None:
+            raise InputError("--calibration-data and --calibration-batches apply to --precision int8")
+        return None
+    from .gluon.precision import CALIBRATION_BATCH
+    from .train import data
+
+    split = data.load("fashion-mnist", "train", args.calibration_data or getattr(args, "data_dir", None),
+                      net.spec.input.shape, getattr(args, "test_fraction", None))
+    count = CALIBRATION_BATCH * (args.calibration_batches or 8)
+    return data.to_input(split.images[:count], (net.spec.input.height, net.spec.input.width),
+                         net.collect_params().list_ctx()[0])
 
 
 def cmd_draw(args: Args) -> int:
@@ -353,6 +372,7 @@ def cmd_evaluate(args: Args) -> int:
     from pathlib import Path
 
     from .gluon.build import build_model, load_parameters
+    from .gluon.precision import for_inference
     from .train import data, evaluate, parse_contexts
     from .train.config import from_options
     from .train.predict import run_names
@@ -367,15 +387,16 @@ def cmd_evaluate(args: Args) -> int:
     net = build_model(spec, ctx=contexts)
     load_parameters(net, args.params, ctx=contexts)
     predicted: Optional[list[int]] = [] if args.predictions is not None else None
-    loss, accuracy = evaluate(net, split, config.batch_size, contexts, predicted)
+    model = for_inference(net, args.precision, _calibration(args, net))
+    loss, accuracy = evaluate(net, split, config.batch_size, contexts, predicted, model)
     if not math.isfinite(loss):
         raise InputError(f"{args.params}: the network with these parameters gives a loss of {loss} on "
                          f"{len(split)} examples "
                          "(corrupt, or a run that diverged)")
     if predicted is not None:
         _write_predictions(args.predictions, split, predicted)
-    print(json.dumps({"spec": spec.name, "split": args.split, "examples": len(split), "loss": round(loss, 6),
-                      "accuracy": round(accuracy, 6)}))
+    print(json.dumps({"spec": spec.name, "split": args.split, "precision": args.precision, "examples": len(split),
+                      "loss": round(loss, 6), "accuracy": round(accuracy, 6)}))
     return 0
 
 
@@ -488,6 +509,23 @@ def _spec_commands(sub: Any) -> None:
     j.set_defaults(func=cmd_schema)
 
 
+def _precision_options(p: argparse.ArgumentParser) -> None:
+    """--precision and INT8's calibration, for the commands that run or write an inference graph."""
+    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
+                   help="bf16: convolutions and dense layers in bfloat16 (AMP; CPUs with AVX-512 BF16); int8: "
+                        "oneDNN INT8, calibrated on training images (default fp32)")
+    p.add_argument("--calibration-data", metavar="DIR", help="int8: IDX folder whose training images calibrate "
+                                                             "(default: the data evaluated, or Fashion-MNIST)")
+    p.add_argument("--calibration-batches", type=_positive, metavar="N",
+                   help="int8: batches of 32 images to calibrate on (default 8)")
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def _backend_commands(sub: Any) -> None:
     """The commands that build networks with MXNet: export, train, evaluate, predict, launch."""
     from .train.config import add_options  # pydantic only: no MXNet
@@ -500,6 +538,7 @@ def _backend_commands(sub: Any) -> None:
     e.add_argument("--format", choices=["mxnet", "onnx"], default="mxnet",
                    help="mxnet: OUTPUT-symbol.json + OUTPUT-0000.params; onnx: the file OUTPUT")
     e.add_argument("-o", "--output", required=True, metavar="PATH")
+    _precision_options(e)
     e.set_defaults(func=cmd_export)
 
     t = sub.add_parser("train", help="train a spec (Fashion-MNIST, or IDX files or class folders of images with "
@@ -536,6 +575,7 @@ def _backend_commands(sub: Any) -> None:
     ev.add_argument("--split", choices=["train", "test"], default="test")
     ev.add_argument("--predictions", metavar="FILE.csv", help="also write each example's predicted class (and "
                                                                 "its file, for image folders)")
+    _precision_options(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="the most probable classes of image files (PNG, JPEG), from trained "

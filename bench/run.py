@@ -8,6 +8,12 @@ Models, all with the same weights:
   hand    the same layers as HybridBlocks, hybridize(static_alloc=True, static_shape=True)
   hand2   a second instance of `hand`: identical code and weights, so hand2/hand shows how much two copies of
           the same network differ in one process (memory placement), the noise floor of every ratio
+  built_bf16  (training only, CPUs with AVX-512 BF16) `built` trained in mixed precision, as `archspec train
+          --precision bf16` trains: bfloat16 compute, float32 weights and updates
+and the peer, PyTorch's D2L GoogLeNet in its own process (bench/torch_googlenet.py), asked for one measurement
+at a time so that it takes its turn in the same rotation: torch_nchw (its default layout), torch_cl
+(channels_last, its fastest eager setting on a CPU), torch_compile (channels_last under torch.compile, unless
+--no-compile) and, for training, torch_bf16 (channels_last under bfloat16 autocast).
 Every measurement waits for its result (as a user reading a prediction or a loss does). Each repeat runs
 every case for every model, in a rotating order; ratios are taken within a repeat.
 """
@@ -32,8 +38,9 @@ import mxnet as mx  # noqa: E402
 from mxnet import autograd, gluon, np, npx  # noqa: E402
 
 from archspec import build_model, load_spec, summarize  # noqa: E402
+from archspec.gluon.precision import mixed_bfloat16, supports_bfloat16  # noqa: E402
 from googlenet_reference import googlenet  # noqa: E402
-from timing import images_per_second  # noqa: E402
+from timing import images_per_second, profiler_file  # noqa: E402
 
 SPEC = ROOT / "specs" / "googlenet.yaml"
 CASES = [("forward", 1), ("forward", 32), ("forward", 128), ("train", 64)]
@@ -53,6 +60,11 @@ def models() -> dict:
         net(np.zeros((1, 1, 96, 96)))
         for s, d in zip(source, net.collect_params().values()):
             d.set_data(s.data())
+    if supports_bfloat16():
+        twin = build_model(SPEC)
+        for s, d in zip(source, twin.collect_params().values()):
+            d.set_data(s.data())
+        nets["built_bf16"] = mixed_bfloat16(twin)  # trains twin's float32 parameters
     return nets
 
 
@@ -79,22 +91,62 @@ def summary(values: list[float]) -> dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def measure(nets: dict, cases, repeats: int, seconds: float) -> dict:
+class TorchPeer:
+    """bench/torch_googlenet.py in its own process, measuring one (variant, case) when asked."""
+
+    VARIANTS = {"torch_nchw": "nchw", "torch_cl": "channels_last", "torch_compile": "compile", "torch_bf16": "bf16"}
+
+    def __init__(self, compile: bool):
+        self.process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "torch_googlenet.py")],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.info = json.loads(self.process.stdout.readline())
+        self.info["errors"] = {}
+        self.names = [n for n in self.VARIANTS if compile or n != "torch_compile"]
+
+    def rate(self, name: str, kind: str, batch: int, seconds: float):
+        request = {"variant": self.VARIANTS[name], "kind": kind, "batch": batch, "seconds": seconds}
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        answer = json.loads(self.process.stdout.readline())
+        if "error" in answer:
+            self.info["errors"][name] = answer["error"]
+        return answer.get("images_per_s")
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def torch_peer(compile: bool):
+    if importlib.util.find_spec("torch") is None:
+        return None
+    return TorchPeer(compile)
+
+
+BF16_ONLY = {"built_bf16", "torch_bf16"}  # training at one batch size: what --precision bf16 is for
+
+
+def measure(nets: dict, cases, repeats: int, seconds: float, peer=None) -> dict:
     trainers = {name: gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-9}) for name, net in nets.items()}
-    raw = {f"{kind}@{batch}": {name: [] for name in nets} for kind, batch in cases}
-    names = list(nets)
+    names = list(nets) + (peer.names if peer else [])
+    raw = {f"{kind}@{batch}": {name: [] for name in names if kind == "train" or name not in BF16_ONLY}
+           for kind, batch in cases}
     for r in range(repeats):
         for kind, batch in cases:
-            for name in names[r % len(names):] + names[:r % len(names)]:  # rotate who goes first
-                raw[f"{kind}@{batch}"][name].append(rate(nets[name], kind, batch, seconds, trainers[name]))
-    return raw
+            here = list(raw[f"{kind}@{batch}"])
+            for name in here[r % len(here):] + here[:r % len(here)]:  # rotate who goes first
+                value = (peer.rate(name, kind, batch, seconds) if name not in nets
+                         else rate(nets[name], kind, batch, seconds, trainers[name]))
+                raw[f"{kind}@{batch}"][name].append(value)
+    return {case: {name: v for name, v in by.items() if None not in v} for case, by in raw.items()}
 
 
-PAIRS = (("built", "seed"), ("built", "hand"), ("hand2", "hand"))
+PAIRS = (("built", "seed"), ("built", "hand"), ("hand2", "hand"), ("built", "torch_nchw"), ("built", "torch_cl"),
+         ("built", "torch_compile"), ("built_bf16", "built"), ("built_bf16", "torch_bf16"), ("torch_bf16", "torch_cl"))
 
 
 def ratios(raw: dict) -> dict:
-    return {case: {f"{a}/{b}": summary([x / y for x, y in zip(by[a], by[b])]) for a, b in PAIRS}
+    return {case: {f"{a}/{b}": summary([x / y for x, y in zip(by[a], by[b])]) for a, b in PAIRS if a in by and b in by}
             for case, by in raw.items()}
 
 
@@ -134,7 +186,7 @@ def profile(batch: int = 32, steps: int = 5) -> list[dict]:
     net = build_model(SPEC, hybridize=False)
     x = np.random.uniform(size=(batch, 1, 96, 96))
     net(x).wait_to_read()
-    profiler.set_config(profile_all=True, aggregate_stats=True, filename=os.devnull)
+    profiler.set_config(profile_all=True, aggregate_stats=True, filename=profiler_file())
     profiler.set_state("run")
     for _ in range(steps):
         net(x).wait_to_read()
@@ -170,16 +222,16 @@ def build_timing(repeats: int = 5) -> dict:
     return {"build_s": summary(builds), "first_call_s": summary(firsts)}
 
 
-def torch_peer(repeats: int, seconds: float, smoke: bool) -> dict | None:
-    """The same network in PyTorch, in its own process (bench/torch_googlenet.py)."""
-    if importlib.util.find_spec("torch") is None:
-        return None
-    args = [sys.executable, str(ROOT / "bench" / "torch_googlenet.py"), "--repeats", str(repeats),
-            "--seconds", str(seconds)] + (["--smoke"] if smoke else [])
-    done = subprocess.run(args, capture_output=True, text=True)
-    if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1:]}
-    return json.loads(done.stdout)
+def step_profile(smoke: bool) -> dict:
+    """Where a training step goes (bench/profile_step.py, in processes of their own: its settings are read when
+    MXNet is imported): by MXNet operator, and by oneDNN primitive with the layout reorders."""
+    steps = ["--steps", "1", "--batch", "2"] if smoke else ["--steps", "3"]
+    out = {}
+    for mode in ("operators", "primitives"):
+        done = subprocess.run([sys.executable, str(ROOT / "bench" / "profile_step.py"), mode, *steps],
+                              capture_output=True, text=True, check=True)
+        out.update(json.loads(done.stdout.strip().splitlines()[-1]))  # oneDNN's own lines come before
+    return out
 
 
 def main(argv=None) -> dict:
@@ -187,14 +239,20 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--seconds", type=float, default=1.5, help="minimum time per measurement")
     p.add_argument("--smoke", action="store_true", help="one tiny repeat of each kind of measurement")
-    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--no-torch", action="store_true", help="leave out the PyTorch peer")
+    p.add_argument("--no-compile", action="store_true", help="leave out torch.compile (minutes of compiling)")
     p.add_argument("--precision", action="store_true", help="also try bfloat16 (AMP) and INT8 inference")
     p.add_argument("--out", type=Path, help="write the raw figures as JSON here")
     args = p.parse_args(argv)
     if args.smoke:
         args.repeats, args.seconds = 1, 0.0
     nets = models()
-    raw = measure(nets, SMOKE_CASES if args.smoke else CASES, args.repeats, args.seconds)
+    peer = None if args.no_torch else torch_peer(compile=not (args.no_compile or args.smoke))
+    try:
+        raw = measure(nets, SMOKE_CASES if args.smoke else CASES, args.repeats, args.seconds, peer)
+    finally:
+        if peer:
+            peer.close()
     macs = summarize(load_spec(SPEC)).macs
     result = {
         "machine": machine(), "model": "googlenet 1x96x96", "macs_per_image": macs,
@@ -202,12 +260,11 @@ def main(argv=None) -> dict:
         "ratios": ratios(raw), "raw_images_per_s": raw,
         "matmul_gflops": matmul_gflops(0.1 if args.smoke else 1.0),
         "profile_forward_32": profile(2 if args.smoke else 32, 1 if args.smoke else 5),
+        "profile_train_64": step_profile(args.smoke),
         "specs": spec_timing(), "build": build_timing(1 if args.smoke else 5),
+        "torch": peer.info if peer else None,
     }
-    result["gflops"] = {case: 2 * macs * (3 if case.startswith("train") else 1) * by["built"]["median"] / 1e9
-                        for case, by in result["images_per_s"].items()}
-    if not args.no_torch:
-        result["torch"] = torch_peer(args.repeats, args.seconds, args.smoke)
+    result["roofline"] = roofline(result)
     if args.precision:
         from precision import reduced_precision
 
@@ -220,43 +277,70 @@ def main(argv=None) -> dict:
     return result
 
 
-def report(r: dict) -> str:
-    lines = [f"GoogLeNet 1x96x96 on {r['machine'].get('cpu', '?')}, {r['machine']['cores']} cores, "
-             f"OMP_NUM_THREADS={r['machine']['omp_num_threads']}, MXNet {r['machine']['mxnet']}", "",
-             f"{'case':<12}{'built img/s':>12}{'seed':>10}{'hand':>10}  " + "".join(f"{a}/{b} (min-max)".ljust(23)
-                                                                           for a, b in PAIRS)]
+def roofline(r: dict) -> dict:
+    """Achieved GFLOP/s (2 FLOPs a multiply-accumulate; a training step does 3x a forward's work: forward,
+    gradient of the input, gradient of the weights) against the SGEMM rate measured on the same machine."""
+    out = {}
     for case, by in r["images_per_s"].items():
-        rs = r["ratios"][case]
-        lines.append(f"{case:<12}{by['built']['median']:>12,.1f}{by['seed']['median']:>10,.1f}"
-                     f"{by['hand']['median']:>10,.1f}  " + "".join(_ratio(rs[f"{a}/{b}"]) + "   " for a, b in PAIRS))
+        flops = 2 * r["macs_per_image"] * (3 if case.startswith("train") else 1)
+        out[case] = {name: {"gflops": flops * m["median"] / 1e9, "of_sgemm": flops * m["median"] / 1e9
+                            / r["matmul_gflops"]} for name, m in by.items() if name in ("built", "torch_cl")}
+    return out
+
+
+def report(r: dict) -> str:
+    m, cases = r["machine"], list(r["images_per_s"])
+    lines = [f"GoogLeNet 1x96x96 on {m.get('cpu', '?')}, {m['cores']} cores (AVX-512 BF16: {m.get('avx512_bf16')}), "
+             f"OMP_NUM_THREADS={m['omp_num_threads']}, MXNet {m['mxnet']}"
+             + (f", PyTorch {r['torch']['version']}" if r.get("torch") else ""), "",
+             "images/s, median of the repeats:", f"{'model':<15}" + "".join(f"{c:>13}" for c in cases)]
+    names = list(dict.fromkeys(n for by in r["images_per_s"].values() for n in by))
+    for name in names:
+        lines.append(f"{name:<15}" + "".join(f"{r['images_per_s'][c][name]['median']:>13,.1f}"
+                                             if name in r["images_per_s"][c] else f"{'-':>13}" for c in cases))
+    lines += ["", "ratios within a repeat, median (min-max); hand2/hand is the noise control (same code twice):",
+              f"{'ratio':<23}" + "".join(f"{c:>20}" for c in cases)]
+    for a, b in PAIRS:
+        key = f"{a}/{b}"
+        if any(key in r["ratios"][c] for c in cases):
+            lines.append(f"{key:<23}" + "".join(f"{_ratio(r['ratios'][c][key]):>20}" if key in r["ratios"][c]
+                                                else f"{'-':>20}" for c in cases))
+    if r.get("torch") and r["torch"].get("errors"):
+        lines += [f"{name} did not run here: {error}" for name, error in r["torch"]["errors"].items()]
     lines.append("")
-    lines.append("GFLOP/s (built): " + ", ".join(f"{c} {g:.1f}" for c, g in r["gflops"].items())
-                 + f"; 2048^2 matmul: {r['matmul_gflops']:.1f}")
+    lines.append(f"roofline: SGEMM 2048^2 through MXNet's oneDNN {r['matmul_gflops']:.1f} GFLOP/s; achieved "
+                 + ", ".join(f"{c} {name} {v['gflops']:.1f} ({v['of_sgemm']:.0%})"
+                             for c, by in r["roofline"].items() for name, v in by.items()))
     lines.append("forward@32 time by operator: " + ", ".join(f"{p['operator']} {p['share']:.0%}"
                                                             for p in r["profile_forward_32"][:5]))
+    t = r["profile_train_64"]
+    lines.append(f"training step ({t['step_ms']:.0f} ms profiled) by MXNet operator group: "
+                 + ", ".join(f"{g} {share:.0%}" for g, share in t["groups"].items()))
+    lines.append("  by oneDNN primitive: " + ", ".join(f"{p['primitive']} {p['share']:.0%}"
+                                                      for p in t["primitives"][:8]))
+    reorders = sum(p["share"] for p in t["primitives"] if p["primitive"].startswith("reorder"))
+    lines.append(f"  layout reorders: {reorders:.0%} of oneDNN's time")
     s, b = r["specs"], r["build"]
     lines.append(f"{s['specs']} specs loaded, validated and analysed in {s['in_process_s']['median']:.3f} s "
                  f"(a cold `archspec validate` {s['archspec_validate_cold_s']['median']:.2f} s); "
                  f"build {b['build_s']['median']:.3f} s + first call {b['first_call_s']['median']:.3f} s")
-    if r.get("torch") and "images_per_s" in r["torch"]:
-        t, ours = r["torch"]["images_per_s"], r["images_per_s"]
-        lines.append("PyTorch " + r["torch"]["version"] + " (own process): " + ", ".join(
-            f"{case} {t[case]['median']:,.1f} img/s (built/torch {ours[case]['built']['median'] / t[case]['median']:.2f})"
-            for case in t if case in ours))
     if r.get("precision"):
         p = r["precision"]
         lines.append(f"reduced precision (GoogLeNet trained {p['trained_epochs']} epochs on digits, "
                      f"{p['test_examples']} test images):")
         for mode in ("float32", "bfloat16", "int8"):
-            m = p[mode]
-            lines.append(f"  {mode:<9} forward@32 {m['images_per_s_batch32']:,.1f} img/s ({m['speedup']:.2f}x), test "
-                         f"accuracy {m['test_accuracy']:.1%}, top-1 agreement {m['top1_agreement']:.1%}, "
-                         f"max |logit diff| {m['max_abs_diff']:.3g} (max |logit| {m['max_abs_logit']:.3g})")
+            q = p[mode]
+            lines.append(f"  {mode:<9} forward@32 {q['images_per_s_batch32']:,.1f} img/s ({q['speedup']:.2f}x), test "
+                         f"accuracy {q['test_accuracy']:.1%}, top-1 agreement {q['top1_agreement']:.1%}, "
+                         f"max |logit diff| {q['max_abs_diff']:.3g} (max |logit| {q['max_abs_logit']:.3g})")
+        for mode, q in p.get("training", {}).items():
+            lines.append(f"  training in {mode}: test accuracy {q['test_accuracy']:.1%} after {p['trained_epochs']} "
+                         f"epochs, {q['images_per_s']:,.1f} img/s")
     return "\n".join(lines)
 
 
 def _ratio(s: dict) -> str:
-    return f"{s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f})".ljust(20)
+    return f"{s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f})"
 
 
 if __name__ == "__main__":

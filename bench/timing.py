@@ -1,5 +1,18 @@
-"""The one timing loop of the benchmarks, shared by the MXNet and PyTorch processes (imports neither)."""
+"""The one timing loop of the benchmarks, shared by the MXNet and PyTorch processes (imports neither), and where
+MXNet's profiler may write."""
+import atexit
+import os
+import shutil
+import tempfile
 import time
+
+
+def profiler_file() -> str:
+    """A file for MXNet's profiler, which writes its trace at exit by replacing the file: given os.devnull, it
+    turned /dev/null into a regular file for the whole machine. A file in a folder removed at exit instead."""
+    folder = tempfile.mkdtemp(prefix="archspec-profile-")
+    atexit.register(shutil.rmtree, folder, True)
+    return os.path.join(folder, "profile.json")
 
 
 def images_per_second(step, batch: int, seconds: float) -> float:

@@ -1,18 +1,31 @@
 """The peer: D2L's GoogLeNet in PyTorch (the book's PyTorch edition, same layers and parameter count),
-measured as bench/run.py measures the MXNet models. Run by bench/run.py in its own process when torch is
-installed (`pip install 'archspec[bench]'`, a CPU build); prints JSON."""
+measured as bench/run.py measures the MXNet models. bench/run.py starts it in its own process when torch is
+installed (`pip install 'archspec[bench]'`, a CPU build) and asks it for one measurement at a time, so that
+the peer's measurements interleave with MXNet's: each line on standard input is a JSON request
+{"variant": ..., "kind": "forward"|"train", "batch": N, "seconds": S}, each answer a JSON line
+{"images_per_s": X} or {"error": "..."} (a variant this machine cannot run, e.g. torch.compile without a
+compiler). The first line it writes describes the peer.
+
+Variants, all with the same weights:
+  nchw           eager, NCHW: PyTorch's default layout
+  channels_last  eager, channels_last (NHWC) tensors and weights: oneDNN's preferred layout, PyTorch's fastest
+                 eager setting on a CPU
+  compile        channels_last under torch.compile (Inductor: fused, generated C++ kernels)
+  bf16           channels_last under torch.autocast("cpu", torch.bfloat16): bf16 compute, fp32 weights
+"""
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import statistics
+import sys
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from timing import images_per_second  # bench/, the script's own folder
+
+VARIANTS = ("nchw", "channels_last", "compile", "bf16")
 
 
 class Inception(nn.Module):
@@ -50,41 +63,66 @@ def googlenet(num_classes=10):
         nn.Linear(1024, num_classes))
 
 
-def rate(net, kind, batch, seconds, optimizer):
-    x = torch.rand(batch, 1, 96, 96)
-    y = torch.arange(batch) % 10
+class Peer:
+    """The network in each variant, made on first use; a variant that fails to run is remembered as failed."""
 
-    def step():
-        if kind == "forward":
-            with torch.inference_mode():
-                net(x)
-        else:
-            optimizer.zero_grad()
-            F.cross_entropy(net(x), y).backward()
-            optimizer.step()
+    def __init__(self):
+        torch.manual_seed(0)
+        self.nchw = googlenet()
+        self.channels_last = googlenet().to(memory_format=torch.channels_last)
+        self.channels_last.load_state_dict(self.nchw.state_dict())
+        self.compiled = None
+        self.failed: dict[str, str] = {}
 
-    return images_per_second(step, batch, seconds)
+    def model(self, variant):
+        if variant == "nchw":
+            return self.nchw
+        if variant == "compile":
+            if self.compiled is None:
+                self.compiled = torch.compile(self.channels_last)
+            return self.compiled
+        return self.channels_last
+
+    def rate(self, variant, kind, batch, seconds):
+        net = self.model(variant)
+        layout = torch.contiguous_format if variant == "nchw" else torch.channels_last
+        x = torch.rand(batch, 1, 96, 96).contiguous(memory_format=layout)
+        y = torch.arange(batch) % 10
+        optimizer = torch.optim.SGD(net.parameters(), lr=1e-9)
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=variant == "bf16")
+
+        def step():
+            if kind == "forward":
+                with torch.inference_mode(), autocast:
+                    net(x)
+            else:
+                optimizer.zero_grad()
+                with autocast:
+                    loss = F.cross_entropy(net(x), y)
+                loss.backward()
+                optimizer.step()
+
+        return images_per_second(step, batch, seconds)
+
+    def answer(self, request):
+        variant = request["variant"]
+        if variant in self.failed:
+            return {"error": self.failed[variant]}
+        try:
+            return {"images_per_s": self.rate(variant, request["kind"], request["batch"], request["seconds"])}
+        except Exception as e:  # e.g. torch.compile without a working C++ compiler: reported, not fatal
+            self.failed[variant] = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:300] if str(e).strip() else ''}"
+            return {"error": self.failed[variant]}
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--seconds", type=float, default=1.0)
-    p.add_argument("--smoke", action="store_true")
-    args = p.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
-    net = googlenet()
-    optimizer = torch.optim.SGD(net.parameters(), lr=1e-9)
-    cases = [("forward", 1), ("train", 2)] if args.smoke else [("forward", 1), ("forward", 32), ("forward", 128),
-                                                                 ("train", 64)]
-    raw = {f"{k}@{b}": [] for k, b in cases}
-    for _ in range(args.repeats):
-        for kind, batch in cases:
-            raw[f"{kind}@{batch}"].append(rate(net, kind, batch, args.seconds, optimizer))
+    peer = Peer()
     print(json.dumps({"version": torch.__version__, "threads": torch.get_num_threads(),
-                      "params": sum(p.numel() for p in net.parameters()),
-                      "images_per_s": {c: {"median": statistics.median(v), "min": min(v), "max": max(v), "n": len(v)}
-                                       for c, v in raw.items()}}))
+                      "params": sum(p.numel() for p in peer.nchw.parameters()),
+                      "mkldnn": torch.backends.mkldnn.is_available()}), flush=True)
+    for line in sys.stdin:
+        print(json.dumps(peer.answer(json.loads(line))), flush=True)
 
 
 if __name__ == "__main__":

@@ -19,3 +19,11 @@ def write_spec(tmp_path):
         return path
     return write
 
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    """scikit-learn's real digits as the four Fashion-MNIST IDX files (bench/precision.py writes them)."""
+    from precision import digits_folder  # bench/precision.py
+
+    return digits_folder(tmp_path_factory.mktemp("digits"))

@@ -51,6 +51,26 @@ def test_outputs_equal_with_the_same_weights(pair, hybridize):
     assert diff < 1e-4
 
 
+def test_gradients_equal_the_seeds_and_branches_join_in_onednns_layout(pair):
+    """The branches are joined by MXNet's Concat, whose oneDNN kernel keeps the blocked layout (numpy's
+    concatenate, which the seed uses, has none): the same values forward and backward."""
+    from mxnet import autograd
+
+    ref, net = pair
+    x = np.random.uniform(size=(4, 1, 96, 96))
+    grads = []
+    for model in (ref, net):
+        with autograd.record():
+            loss = (model(x) ** 2).sum()
+        loss.backward()
+        grads.append([p.grad().asnumpy() for p in model.collect_params().values()])
+    assert all(onp.abs(a - b).max() <= 1e-4 * (1 + onp.abs(a).max()) for a, b in zip(*grads))
+    built = build_model(GOOGLENET)
+    built(x)
+    graph = built._cached_graph[1].tojson()
+    assert '"Concat"' in graph and "_npi_concatenate" not in graph
+
+
 def test_overrides_change_the_built_network(tmp_path):
     net = build_model(GOOGLENET, {"stages.head.0.units": 100, "input.height": 64, "input.width": 64})
     assert net(np.zeros((2, 1, 64, 64))).shape == (2, 100)

@@ -1,9 +1,19 @@
-"""bfloat16 and INT8 inference on a numpy-mode built network (MXNet's own Gluon converters refuse it)."""
+"""bfloat16 and INT8 inference on a numpy-mode built network (MXNet's own Gluon converters refuse it), and
+`--precision` on the command line: evaluate, export and train."""
+import json
+import os
+
 import numpy as onp
-from mxnet import np
+import pytest
+from mxnet import gluon, np
 
 from archspec import build_model
-from archspec.gluon.precision import to_bfloat16, to_int8
+from archspec.cli import main
+from archspec.gluon import precision as precision_module
+from archspec.gluon.build import load_parameters
+from archspec.gluon.precision import for_inference, supports_bfloat16, to_bfloat16, to_int8
+from archspec.train import Config, train
+from archspec.train.data import load_idx_folder, to_input
 from conftest import ROOT
 
 
@@ -18,3 +28,81 @@ def test_bfloat16_and_int8_blocks_take_and_return_numpy_arrays_close_to_float32(
         assert isinstance(out, np.ndarray) and out.dtype == onp.float32 and out.shape == (4, 10)
         assert ops in block._cached_graph[1].tojson()  # it really computes in reduced precision
         assert onp.abs(out.asnumpy() - reference).max() <= tolerance * scale
+
+
+# --precision on the command line, on a small network that has learned something (LeNet on the real digits)
+
+LENET = str(ROOT / "specs" / "lenet.yaml")
+
+
+@pytest.fixture(scope="module")
+def lenet(digits, tmp_path_factory):
+    """LeNet trained 4 epochs on the digits, in float32: the parameters file."""
+    out = tmp_path_factory.mktemp("lenet") / "run"
+    config = Config(epochs=4, batch_size=32, lr=0.005, optimizer="adam", data_dir=str(digits))
+    train(LENET, out, config, stream=open(os.devnull, "w"))
+    return out / "final.params"
+
+
+def predictions(block, images, net):
+    return block(to_input(images, (net.spec.input.height, net.spec.input.width), None)).asnumpy().argmax(1)
+
+
+def calibration(digits, net, batches=8):
+    """What the command line calibrates INT8 on by default: the first 8 batches of 32 training images."""
+    images = load_idx_folder(digits, "train").images[:32 * batches]
+    return to_input(images, (net.spec.input.height, net.spec.input.width), None)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_evaluate_and_export_in_reduced_precision_keep_the_float32_top1(precision, lenet, digits, tmp_path, capsys):
+    if precision == "bf16" and not supports_bfloat16():
+        pytest.skip("this CPU has no AVX-512 BF16")
+    net = build_model(LENET)
+    load_parameters(net, lenet)
+    test = load_idx_folder(digits, "test")
+    block = for_inference(net, precision, calibration(digits, net) if precision == "int8" else None)
+    reduced, full = predictions(block, test.images, net), predictions(net, test.images, net)
+    assert (reduced == full).mean() >= 0.98
+    # the command line computes what the library computes
+    more = ["--calibration-data", str(digits)] if precision == "int8" else []
+    assert main(["evaluate", LENET, "--params", str(lenet), "--data-dir", str(digits), "--precision", precision,
+                 *more]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["precision"] == precision and report["accuracy"] == pytest.approx((reduced == test.labels).mean())
+    # and the exported graph loads back, without archspec, and predicts the same
+    assert main(["export", LENET, "--params", str(lenet), "--precision", precision, *more, "-o",
+                 str(tmp_path / "lenet")]) == 0
+    imported = gluon.SymbolBlock.imports(str(tmp_path / "lenet-symbol.json"), ["data"],
+                                         str(tmp_path / "lenet-0000.params"))
+    assert (predictions(imported, test.images, net) == reduced).all()
+
+
+def test_bf16_is_refused_on_a_cpu_without_it_before_anything_is_written(digits, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(precision_module, "supports_bfloat16", lambda: False)
+    out = tmp_path / "run"
+    assert main(["train", LENET, "--data-dir", str(digits), "--precision", "bf16", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "avx512_bf16" in err and "Traceback" not in err and not out.exists()
+    assert main(["export", LENET, "--precision", "bf16", "-o", str(tmp_path / "net")]) == 1
+    assert "avx512_bf16" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_calibration_options_need_int8_and_onnx_needs_float32(tmp_path, capsys):
+    assert main(["export", LENET, "--calibration-batches", "2", "-o", str(tmp_path / "net")]) == 1
+    assert "apply to --precision int8" in capsys.readouterr().err
+    assert main(["export", LENET, "--precision", "int8", "--format", "onnx", "-o", str(tmp_path / "net.onnx")]) == 1
+    assert "--format mxnet" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_bf16_training_learns_as_float32_does(digits, lenet, tmp_path, capsys):
+    if not supports_bfloat16():
+        pytest.skip("this CPU has no AVX-512 BF16")
+    args = ["train", LENET, "--data-dir", str(digits), "--batch-size", "32", "--optimizer", "adam", "--lr", "0.005",
+            "--epochs", "4"]
+    assert main([*args, "--precision", "bf16", "--out", str(tmp_path / "bf16")]) == 0
+    bf16 = json.loads((tmp_path / "bf16" / "metrics.json").read_text())[-1]["test_acc"]
+    fp32 = json.loads((lenet.parent / "metrics.json").read_text())[-1]["test_acc"]
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["config"]["precision"] == "bf16"
+    assert bf16 >= fp32 - 0.03  # the same run in float32 (the `lenet` fixture): within 3 points on 360 images

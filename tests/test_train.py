@@ -16,16 +16,9 @@ from archspec.cli import main
 from archspec.train.data import read_idx, write_idx
 from archspec.train import latest_checkpoint
 from conftest import ROOT
-from precision import digits_folder  # bench/precision.py
 
 LENET = str(ROOT / "specs" / "lenet.yaml")
 ARCHSPEC = [sys.executable, "-m", "archspec"]
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    """scikit-learn's real digits as the four Fashion-MNIST IDX files (bench/precision.py writes them)."""
-    return digits_folder(tmp_path_factory.mktemp("digits"))
 
 
 def train_args(digits, out, *more, batch=32):

@@ -8,17 +8,21 @@ import tempfile
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence, Union
 
+from mxnet import np
+
 from ..files import target
 from ..spec.diagnostics import InputError
 from .build import traced
 from .compat import onnx_graph, onnx_node_inputs, params_by_path, register_onnx_converters
 from .modules import Network
+from .precision import Precision, for_inference
 
 FORMATS = ("mxnet", "onnx")
 
 
 def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxnet", "onnx"] = "mxnet",
-           classes: Optional[Sequence[str]] = None) -> list[Path]:
+           classes: Optional[Sequence[str]] = None, precision: Precision = "fp32",
+           calibration: Optional[Any] = None) -> list[Path]:
     """Write a network built by `build_model` (with its current weights) and return the files written.
 
     `mxnet`: `OUTPUT-symbol.json` and `OUTPUT-0000.params`, loadable with
@@ -26,19 +30,23 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
     has a free batch dimension. Only the inference graph is exported: auxiliary heads are left out.
     The names of the `classes` go with the model: `OUTPUT-classes.json` (a JSON list), or the ONNX model's
     metadata (`classes`, the same JSON).
+    `precision` bf16 or int8 (mxnet format only) writes the graph `gluon.precision.for_inference` makes,
+    INT8 calibrated on `calibration`.
     """
-    if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    check_format(fmt, precision)
     output = Path(output)
     if not output.parent.is_dir():
         raise InputError(f"{output.parent}: no such directory")
     graph = traced(net)  # the graph that is exported
+    block = for_inference(net, precision, calibration)
+    if block is not net:
+        block(np.zeros((1,) + net.spec.input.shape)).wait_to_read()  # traced: what `export` writes
     try:
         folder = tempfile.TemporaryDirectory(dir=output.parent, prefix=".archspec-export-")
     except OSError as e:
         raise InputError(f"{output}: cannot write here ({e.strerror or e})") from None
     with folder as tmp:
-        net.export(os.path.join(tmp, "model"))
+        block.export(os.path.join(tmp, "model"))
         names = json.dumps(list(classes)) if classes else None
         if fmt == "mxnet":
             files = {Path(tmp, "model-symbol.json"): Path(f"{output}-symbol.json"),
@@ -57,6 +65,14 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
         if fmt == "mxnet" and not names and stale.is_file():
             stale.unlink()  # the names of an earlier export to the same name are not this model's
     return list(files.values())
+
+
+def check_format(fmt: str, precision: Precision = "fp32") -> None:
+    """A format `export` writes, and one that can hold `precision` (ONNX: float32 only)."""
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    if precision != "fp32" and fmt != "mxnet":
+        raise InputError(f"--precision {precision} exports MXNet symbol files (--format mxnet), not {fmt}")
 
 
 def _to_onnx(net: Network, graph: tuple[Any, Any, dict[str, Any]], path: Path, classes: Optional[str]) -> None:

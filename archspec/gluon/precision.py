@@ -7,21 +7,86 @@ refuses ("Block's output ndarrays/symbols must be of type mxnet.numpy.ndarray");
 network in classic mode, where numpy-mode Gluon layers call operators that `mxnet.symbol` lacks. Both work
 one level down: convert the traced graph with the symbol API, then turn the result back into a numpy
 symbol (`as_np_ndarray()`) for a `SymbolBlock` that takes and returns `mxnet.np` arrays.
+
+Training in bfloat16 (`mixed_bfloat16`) converts the training graph the same way, over the network's own
+float32 parameters: AMP's casts sit inside the graph, so convolutions and dense layers compute in bfloat16
+while the weights, their gradients and the optimizer's update stay float32 (the master weights).
 """
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from pathlib import Path
+from typing import Any, Literal, Optional
 
+from ..spec.diagnostics import InputError
 from .build import HYBRIDIZE, traced
+from .compat import cached_graph
 from .modules import Network
 
 PRECISIONS = ("float32", "bfloat16", "int8")
+Precision = Literal["fp32", "bf16", "int8"]  # as the command line names them
+CALIBRATION_BATCH = 32
+
+
+def supports_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has AVX-512 BF16, which oneDNN's bfloat16 kernels need (without it MXNet 1.9 either
+    refuses them or emulates them far slower than float32)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return False
+    return any(line.startswith("flags") and "avx512_bf16" in line.split() for line in text.splitlines())
+
+
+def require_bfloat16(what: str) -> None:
+    """Refuse bfloat16 where it cannot run well: an `InputError` naming `what` asked for it."""
+    if not supports_bfloat16():
+        raise InputError(f"{what}: this CPU has no AVX-512 BF16 instructions (avx512_bf16 in /proc/cpuinfo), "
+                         "which MXNet's bfloat16 kernels need; use fp32 (or int8 for inference)")
+
+
+def for_inference(net: Network, precision: Precision, calibration: Optional[Any] = None) -> Any:
+    """The block that computes `net`'s outputs in `precision`: `net` itself for fp32, else `to_bfloat16` or
+    `to_int8` (calibrated on `calibration`, N x C x H x W float32 images)."""
+    if precision == "fp32":
+        return net
+    if precision == "bf16":
+        require_bfloat16("--precision bf16")
+        return to_bfloat16(net)
+    if calibration is None or len(calibration) == 0:
+        raise InputError("--precision int8 needs calibration images")
+    return to_int8(net, calibration, batch_size=CALIBRATION_BATCH)
+
+
+def mixed_bfloat16(net: Network) -> Any:
+    """A block for training `net` in mixed precision: the training graph (auxiliary heads included) with AMP's
+    bfloat16 casts, over `net`'s own float32 parameters (shared, so the trainer, checkpoints and
+    `save_parameters` see the master weights). It returns float32 outputs, as `net` does."""
+    from mxnet import autograd, np
+    from mxnet.contrib import amp
+
+    require_bfloat16("--precision bf16")
+    block = net.training_block()
+    with autograd.train_mode():  # the graph training runs: with the auxiliary heads where the spec has them
+        block(np.zeros((1,) + net.spec.input.shape, ctx=net.collect_params().list_ctx()[0]))
+    inputs, sym, _ = cached_graph(block)
+    converted = amp.convert_symbol(sym, "bfloat16", data_names=[i.name for i in inputs], cast_optional_params=False)
+    trainable = _symbol_block(converted.as_np_ndarray(), inputs, params=net.collect_params())
+    trainable.hybridize(**HYBRIDIZE)
+    return trainable
+
+
+def _symbol_block(sym: Any, inputs: Any, params: Any = None) -> Any:
+    """`gluon.SymbolBlock`, without its warning that it cannot tell the input's type before the first call."""
+    from mxnet import gluon
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Cannot decide type for the following arguments", UserWarning)
+        return gluon.SymbolBlock(sym, inputs, params=params)
 
 
 def _block(sym: Any, inputs: Any, params: dict[str, Any], ctx: Any) -> Any:
-    from mxnet import gluon
-
-    block = gluon.SymbolBlock(sym, inputs)
+    block = _symbol_block(sym, inputs)
     block.collect_params().load_dict(params, ctx=ctx, cast_dtype=True, dtype_source="saved")
     block.hybridize(**HYBRIDIZE)
     return block
@@ -65,4 +130,5 @@ def to_int8(net: Network, calibration: Any, batch_size: int = 32, ctx: Any = Non
         qsym = qsym.get_backend_symbol("MKLDNN_QUANTIZE")
     finally:
         npx.set_np()
-    return _block(qsym.as_np_ndarray(), inputs, {**qargs, **qauxs}, ctx)
+    weights = {name: w.as_np_ndarray() for name, w in {**qargs, **qauxs}.items()}  # numpy mode saves only these
+    return _block(qsym.as_np_ndarray(), inputs, weights, ctx)

@@ -45,6 +45,9 @@ class Config(BaseModel):
     ctx: str = Field("cpu", description="cpu, gpu:0 or gpu:0,1 (batches split across them)")
     kvstore: KVStore = Field("device", description="how gradients are combined; dist_* run under `archspec "
                                                    "launch`")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: mixed precision, convolutions and dense "
+                                                                   "layers in bfloat16, float32 weights and "
+                                                                   "updates (CPUs with AVX-512 BF16)")
 
     #: settings a resumed run may change
     MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"epochs", "checkpoint_every", "keep", "data_dir", "ctx",

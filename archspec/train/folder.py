@@ -96,9 +96,10 @@ class RunFolder:
         saved = self._saved()
         if saved is None:
             return  # nothing was recorded yet: the run died before its first step
+        # a setting added since the run was recorded reads as its default
         before, before_identity = dict(saved["config"]), dict(saved.get("identity", {}))
         differ = [f"{k}: {(before.get(k), v)}" for k, v in config.model_dump().items()
-                  if k not in Config.MAY_CHANGE and before.get(k) != v]
+                  if k not in Config.MAY_CHANGE and before.get(k, Config.model_fields[k].default) != v]
         differ += [f"{k}.{_difference(before_identity.get(k), v)}" for k, v in identity.items()
                    if k != "network" and before_identity.get(k) != v]
         if differ:

@@ -26,6 +26,7 @@ from mxnet import autograd, gluon, np
 from ..files import save_atomically, write_atomically
 from ..gluon.build import build_model
 from ..gluon.modules import Network
+from ..gluon.precision import mixed_bfloat16, require_bfloat16
 from ..spec import Overrides, load_spec
 from ..spec.analysis import summarize
 from ..spec.diagnostics import InputError
@@ -91,8 +92,9 @@ class Progress:
         self.stream.flush()
 
 
-def _loss_and_outputs(net: Network, loss_fn: Any, x: Any, y: Any) -> tuple[Any, Any]:
-    outputs = net(x)
+def _loss_and_outputs(net: Network, model: Any, loss_fn: Any, x: Any, y: Any) -> tuple[Any, Any]:
+    """The loss of `model`'s outputs (`net`, or its graph in another precision) and its main output."""
+    outputs = model(x)
     if not isinstance(outputs, (tuple, list)):
         return loss_fn(outputs, y), outputs
     main, *aux = outputs
@@ -105,9 +107,11 @@ def _correct(outputs: Any, labels: Any) -> int:
 
 
 def evaluate(net: Network, split: datasets.Split, batch_size: int = 256, ctx: Any = None,
-             predicted: Optional[list[int]] = None) -> tuple[float, float]:
+             predicted: Optional[list[int]] = None, model: Any = None) -> tuple[float, float]:
     """(mean loss, accuracy) of `net` on a split, in inference mode; images are resized to the spec's input.
-    Each example's predicted class is appended to `predicted` when it is given."""
+    Each example's predicted class is appended to `predicted` when it is given. `model` computes the outputs
+    instead of `net` (its bfloat16 or INT8 conversion, `gluon.precision`)."""
+    model = model or net
     ctx = ctx or [net.collect_params().list_ctx()[0]]
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     tally = _Tally()
@@ -115,19 +119,21 @@ def evaluate(net: Network, split: datasets.Split, batch_size: int = 256, ctx: An
     for images, labels in datasets.batches(split, batch_size, onp.arange(len(split))):
         x = datasets.to_input(images, size, ctx[0])
         y = np.array(labels, ctx=ctx[0])
-        out = net(x)
+        out = model(x)
         tally.add(float(loss_fn(out, y).sum()), _correct(out, y), len(labels))
         if predicted is not None:
             predicted.extend(int(k) for k in out.argmax(axis=1).asnumpy())
     return tally.loss / max(tally.count, 1), tally.correct / max(tally.count, 1)
 
 
-def _step(net: Network, trainer: Any, loss_fn: Any, x: Any, labels: Any, contexts: list[Any]) -> tuple[float, int]:
-    """One training step on a batch split across `contexts`; returns (summed loss, correct predictions)."""
+def _step(net: Network, model: Any, trainer: Any, loss_fn: Any, x: Any, labels: Any,
+          contexts: list[Any]) -> tuple[float, int]:
+    """One training step of `model` (`net`, or its mixed-precision graph) on a batch split across `contexts`;
+    returns (summed loss, correct predictions)."""
     xs = gluon.utils.split_and_load(x, contexts, even_split=False)
     ys = gluon.utils.split_and_load(np.array(labels, ctx=contexts[0]), contexts, even_split=False)
     with autograd.record():
-        results = [_loss_and_outputs(net, loss_fn, x, y) for x, y in zip(xs, ys)]
+        results = [_loss_and_outputs(net, model, loss_fn, x, y) for x, y in zip(xs, ys)]
     for loss, _ in results:
         loss.backward()
     trainer.step(len(labels))
@@ -142,6 +148,7 @@ class _Run:
     config: Config
     out: Path
     net: Network
+    model: Any  # what a training step runs: `net`, or its mixed-precision graph over the same parameters
     trainer: Any
     contexts: list[Any]
     train_split: datasets.Split
@@ -178,7 +185,8 @@ class _Run:
             started = time.perf_counter()
             mx.random.seed(config.seed * 1_000_003 + self.global_step)  # dropout masks do not depend on history
             x = datasets.to_input(images, size, self.contexts[0])
-            self.tally.add(*_step(self.net, self.trainer, self.loss_fn, x, labels, self.contexts), len(labels))
+            self.tally.add(*_step(self.net, self.model, self.trainer, self.loss_fn, x, labels, self.contexts),
+                           len(labels))
             self.tally.seconds += time.perf_counter() - started
             self.step, self.global_step = self.step + 1, self.global_step + 1
             progress.update(self.step, self.tally)
@@ -232,6 +240,10 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
            command: Optional[list[str]], stream: TextIO, base_outside: bool) -> _Run:
     """Everything checked before the run folder is touched, then the network, the trainer and the folder."""
     contexts = parse_contexts(config.ctx)
+    if config.precision == "bf16":
+        if any(c.device_type != "cpu" for c in contexts):
+            raise InputError(f"--precision bf16 trains on the CPU (oneDNN's bfloat16 kernels), not --ctx {config.ctx}")
+        require_bfloat16("--precision bf16")
     if config.resize:
         overrides = _with_input(overrides, config.resize)
     spec = load_spec(spec_path, overrides, base_outside=base_outside)
@@ -262,7 +274,8 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
     # one run in four here ended with a layer differing by 6.3 between the two workers.
     trainer = gluon.Trainer(net.collect_params(), config.optimizer, config.optimizer_params(), kvstore=kv,
                             update_on_kvstore=True if distributed else None)
-    run = _Run(config, out, net, trainer, contexts, train_split, test_split, steps, rank, workers, stream, folder)
+    model = mixed_bfloat16(net) if config.precision == "bf16" else net
+    run = _Run(config, out, net, model, trainer, contexts, train_split, test_split, steps, rank, workers, stream, folder)
     if resume and not meta:
         print(f"{out}: no checkpoint to resume from; starting from the beginning", file=stream)
     if meta:

@@ -1,0 +1,138 @@
+"""Where a training step of the built GoogLeNet (SGD, batch 64) goes, in a process of its own (the settings below
+are read when MXNet is imported). Run: python bench/profile_step.py operators|primitives [--steps 5]; prints JSON.
+
+operators   MXNet's profiler, by operator: forward, backward (`_backward_*`), the optimizer's update, the rest
+            (gradient sums, zeroing, copies). Bulked execution is off, so each operator shows on its own.
+primitives  oneDNN's own timing of every primitive it runs (DNNL_VERBOSE): convolutions, pooling, ReLU, concat,
+            and the reorders between oneDNN's blocked layouts and MXNet's plain NCHW, which the operator view
+            hides inside the operators that need them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+
+MODE = sys.argv[1] if len(sys.argv) > 1 else "operators"
+STEPS = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 5
+BATCH = int(sys.argv[sys.argv.index("--batch") + 1]) if "--batch" in sys.argv else 64
+os.environ["MXNET_EXEC_BULK_EXEC_TRAIN"] = "0"
+if MODE == "primitives":
+    os.environ["DNNL_VERBOSE"] = os.environ["MKLDNN_VERBOSE"] = "1"
+
+import archspec.gluon  # noqa: E402,F401  sets MXNet's defaults, before anything imports MXNet
+from mxnet import autograd, gluon, np, npx, profiler  # noqa: E402
+
+from archspec import build_model  # noqa: E402
+from timing import profiler_file  # noqa: E402  bench/, the script's own folder
+
+SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "specs", "googlenet.yaml")
+
+
+def step_function():
+    net = build_model(SPEC)
+    trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-9})
+    x, y = np.random.uniform(size=(BATCH, 1, 96, 96)), np.arange(BATCH) % 10
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+
+    def step():
+        with autograd.record():
+            loss = loss_fn(net(x), y)
+        loss.backward()
+        trainer.step(BATCH)
+        npx.waitall()
+    return step
+
+
+def group(op: str) -> str:
+    if op.startswith("_backward_"):
+        return "backward"
+    if "update" in op:
+        return "optimizer update"
+    if op in ("add_n", "ElementWiseSum", "_grad_add", "_zeros_without_dtype", "_copy", "DeleteVariable",
+              "SetValueOp", "_zeros"):
+        return "gradient sums, zeroing, copies"
+    return "forward"
+
+
+def operators(step) -> dict:
+    profiler.set_config(profile_symbolic=True, profile_imperative=True, aggregate_stats=True, filename=profiler_file())
+    profiler.set_state("run")
+    start = time.perf_counter()
+    for _ in range(STEPS):
+        step()
+    wall = (time.perf_counter() - start) / STEPS
+    profiler.set_state("stop")
+    stats = json.loads(profiler.dumps(format="json", reset=True))["Time"].get("operator", {})
+    rows = sorted(({"operator": op, "group": group(op), "calls": s["Count"] / STEPS, "ms": s["Total"] / STEPS}
+                   for op, s in stats.items()), key=lambda r: -r["ms"])
+    return {"step_ms": wall * 1e3, "operators": rows, "groups": _shares(rows, "group")}
+
+
+def primitives(step) -> dict:
+    """oneDNN's verbose lines, written to standard output by the library itself: caught at the file descriptor."""
+    with tempfile.TemporaryFile("w+") as log:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        os.dup2(log.fileno(), 1)
+        try:
+            for _ in range(STEPS):
+                step()
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        log.seek(0)
+        return parse_verbose(log.read())
+
+
+def parse_verbose(text: str) -> dict:
+    """oneDNN's verbose lines -> ms a step by primitive kind, reorders by what they convert."""
+    rows: dict[str, dict] = {}
+    for line in text.splitlines():
+        f = line.split(",")
+        if len(f) < 6 or f[0] not in ("dnnl_verbose", "onednn_verbose") or f[1] != "exec":
+            continue
+        kind = f[3]
+        if kind == "reorder":
+            src, _, dst = f[6].partition(" ")
+            what = "activations" if f[-2].startswith(f"{BATCH}x") else "weights"
+            kind = f"reorder {what} {_layout(src)} -> {_layout(dst)}"
+        elif kind in ("convolution", "pooling_v2", "pooling", "eltwise", "inner_product"):
+            kind = f"{kind} {f[5]}"
+        row = rows.setdefault(kind, {"primitive": kind, "calls": 0.0, "ms": 0.0})
+        row["calls"] += 1 / STEPS
+        row["ms"] += float(f[-1]) / STEPS
+    ordered = sorted(rows.values(), key=lambda r: -r["ms"])
+    total = sum(r["ms"] for r in ordered) or 1.0
+    for r in ordered:
+        r["share"] = r["ms"] / total
+    return {"primitive_ms": total, "primitives": ordered}
+
+
+def _layout(desc: str) -> str:
+    """`src_f32::blocked:aBcd16b:f0` -> `f32 aBcd16b` (abcd is MXNet's plain NCHW)."""
+    parts = desc.split(":")
+    return f"{parts[0].split('_')[-1]} {parts[3] if len(parts) > 3 else desc}"
+
+
+def _shares(rows: list, key: str) -> dict:
+    total = sum(r["ms"] for r in rows) or 1.0
+    out: dict[str, float] = {}
+    for r in rows:
+        out[r[key]] = out.get(r[key], 0.0) + r["ms"] / total
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def main() -> None:
+    step = step_function()
+    for _ in range(3):
+        step()
+    result = operators(step) if MODE == "operators" else primitives(step)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
