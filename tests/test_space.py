@@ -183,3 +183,64 @@ def test_a_spec_without_a_space_is_not_a_design_space_and_n_is_bounded(capsys):
     for n in (0, 10**9):
         code, _, err = run(capsys, "sample", ANYNET, "-n", n)
         assert code == 1 and "-n: expected a number of networks from 1 to 100,000" in err
+
+
+HEAD = TINY.split("space:")[0]
+
+
+def space_file(tmp_path, section, name="space.yaml"):
+    path = tmp_path / name
+    path.write_text(HEAD + "space:\n" + section)
+    return path
+
+
+@pytest.mark.parametrize("section, fragment, line", [
+    ("  vary:\n    c1: {int: [1, 3]}\n    args.c1: {int: [10, 12], name: big}\n", "the same path as the variable c1",
+     12),
+    ("  vary:\n    stages.body.1: {choice: [{conv: {channels: 3}}, {conv: {channels: 5}}]}\n"
+     "    stages.body.1.conv.channels: {int: [1, 3]}\n", "a path inside the variable stages.body.1", 12),
+    ("  vary:\n    stages.body.1.channels: {int: [1, 3]}\n"
+     "    stages.body.1: {choice: [{conv: {channels: 3}}, {conv: {channels: 5}}]}\n",
+     "a path that holds the variable stages.body.1.channels", 12),
+    ("  vary:\n    stages.body.-1.channels: {int: [1, 3]}\n", "a negative index is not taken here", 11),
+], ids=["same argument twice", "inside a choice of blocks", "around a varied field", "negative index"])
+def test_two_variables_on_one_path_are_refused_at_the_second(capsys, tmp_path, section, fragment, line):
+    """Defect 1 of issue 15: the value reported was not the value of the network built."""
+    path = space_file(tmp_path, section)
+    code, out, err = run(capsys, "sample", path, "-n", 2, "--out", tmp_path / "out")
+    assert code == 1 and f"{path}:{line}:5: space.vary." in err and fragment in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("choice", ["[true, 1]", "[1, true]", "[0, false]", "[1, 1.0]"])
+def test_a_choice_of_values_python_takes_as_equal_is_refused(capsys, tmp_path, choice):
+    """Defect 2: `options.index` (and Optuna) took true for 1: the wrong value shown, the wrong block chosen."""
+    path = space_file(tmp_path, f"  vary:\n    c1: {{choice: {choice}}}\n")
+    code, _, err = run(capsys, "sample", path)
+    assert code == 1 and f"{path}:11:9: space.vary.c1:" in err and "the same value to Optuna" in err, err
+
+
+def test_a_chosen_value_is_shown_by_its_own_type():
+    from archspec.spec.space import Choice, Variable
+    from archspec.spec.diagnostics import Mark
+
+    v = Variable("c1", "c1", Choice(choice=[2, "2", 3.5]), Mark("x", 1, 1), (2, "2", 3.5))
+    assert [v.shown(2), v.shown("2"), v.shown(3.5), v.shown(True)] == [2, "2", 3.5, "-"]
+
+
+@pytest.mark.parametrize("budget, set_, where, fragment", [
+    ("{max_params: true}", None, "12:24: space.budget.max_params", "expected an integer"),
+    ("0", None, "12:11: space.budget", "expected a mapping of max_params, max_macs and max_memory, got 0"),
+    ("false", None, "12:11: space.budget", "got False"),
+    ("lots", None, "12:11: space.budget", "got 'lots'"),
+    ("{max_params: 100000}", "space.budget=3", "--set space.budget=3:1:14: space.budget", "got 3"),
+    ("{max_params: 100000}", "space.budget.max_macs=true", "--set space.budget.max_macs=true:1:", "expected an integer"),
+], ids=["true as 1", "zero", "false", "text", "--set budget", "--set limit"])
+def test_a_budget_that_is_not_a_mapping_of_integers_is_refused_where_it_is_written(capsys, tmp_path, budget, set_,
+                                                                                   where, fragment):
+    """Defects 3-5: `max_params: true` was 1, `budget: 0` no budget, and a text budget was reported at 1:1."""
+    path = space_file(tmp_path, f"  vary:\n    c1: {{int: [1, 3]}}\n  budget: {budget}\n")
+    code, _, err = run(capsys, "sample", path, *(["--set", set_] if set_ else []))
+    assert code == 1 and fragment in err and (where in err if set_ else f"{path}:{where}" in err), err
+    code, out, _ = run(capsys, "validate", path, *(["--set", set_] if set_ else []))
+    assert code == 1 and fragment in out
