@@ -244,3 +244,90 @@ def test_a_budget_that_is_not_a_mapping_of_integers_is_refused_where_it_is_writt
     assert code == 1 and fragment in err and (where in err if set_ else f"{path}:{where}" in err), err
     code, out, _ = run(capsys, "validate", path, *(["--set", set_] if set_ else []))
     assert code == 1 and fragment in out
+
+
+def test_sample_out_that_is_not_a_new_or_empty_folder_is_refused_and_nothing_written(capsys, tmp_path, monkeypatch):
+    """Defects 6 and 9: a file, a FIFO, a dangling link, a path under a file or a too-long name crashed; a folder
+    that held files was written over (the space itself included), and kept stale files of a larger -n."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    path = space_file(tmp_path, "  vary:\n    c1: {int: [2, 4]}\n", "tiny-0000.yaml")
+    (tmp_path / "afile").write_text("mine")
+    os.mkfifo(tmp_path / "fifo")
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "tiny-0007.yaml").write_text("an earlier sample")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_fifo()}
+    for out, fragment in [("afile", "not a folder"), ("fifo", "not a folder"), ("dangling", "a symbolic link to nothing"),
+                          ("afile/sub", "afile is not a folder"), ("x" * 300, "longer than 255 bytes"),
+                          (".", "the folder is not empty"), ("full", "the folder is not empty")]:
+        code, _, err = run(capsys, "sample", path, "-n", 2, "--out", out)
+        assert code == 1 and fragment in err, (out, err)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file() and not p.is_fifo()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "dangling", "fifo", "full", "tiny-0000.yaml"]
+    code, _, _ = run(capsys, "sample", path, "-n", 2, "--out", "new/deeper")  # missing folders are made
+    assert code == 0 and sorted(p.name for p in (tmp_path / "new" / "deeper").iterdir()) == [
+        "tiny-0000.yaml", "tiny-0001.yaml"]
+
+
+def test_a_spec_name_too_long_for_a_file_name_is_refused_before_anything_is_made(capsys, tmp_path):
+    """Defect 7: a long (legal) name crashed with File name too long and left an empty folder."""
+    path = tmp_path / "space.yaml"
+    path.write_text(HEAD.replace("name: tiny", "name: " + "n" * 300) + "space:\n  vary:\n    c1: {int: [2, 4]}\n")
+    code, _, err = run(capsys, "sample", path, "--out", tmp_path / "out")
+    assert code == 1 and "longer than 255 bytes; shorten it with --set name=SHORT" in err
+    assert not (tmp_path / "out").exists()
+    code, _, _ = run(capsys, "sample", path, "-n", 1, "--out", tmp_path / "out", "--set", "name=short")
+    assert code == 0 and [p.name for p in (tmp_path / "out").iterdir()] == ["short-0000.yaml"]
+
+
+def test_a_sample_that_fails_part_way_leaves_nothing(capsys, tmp_path, monkeypatch):
+    """Defect 8: a failure after the first file left it (and the folder) behind."""
+    import archspec.files
+
+    written = []
+    real = archspec.files.write_atomically
+
+    def failing(path, data):
+        if written:
+            raise OSError(28, "No space left on device")
+        written.append(path)
+        real(path, data)
+
+    monkeypatch.setattr(archspec.files, "write_atomically", failing)
+    path = space_file(tmp_path, "  vary:\n    c1: {int: [2, 4]}\n")
+    code, _, err = run(capsys, "sample", path, "-n", 3, "--out", tmp_path / "a" / "out")
+    assert code == 1 and "archspec: --out" in err and "No space left on device" in err and written
+    assert not (tmp_path / "a").exists()
+
+
+def test_sampling_keeps_no_network_and_its_work_is_bounded(capsys, tmp_path, monkeypatch):
+    """Defect 10: every network was kept (tree, spec and summary: gigabytes for -n 100000 of big specs), and an
+    untrusted space could make ten million slow attempts."""
+    import gc
+    import weakref
+
+    from archspec.spec import space as spaces
+    from archspec.spec.space import Tally, networks
+
+    loaded = load_space(space_file(tmp_path, "  vary:\n    c1: {int: [2, 4]}\n"))
+    alive = []
+    for network in networks(loaded, 50, seed=0):
+        alive.append(weakref.ref(network))
+    del network
+    gc.collect()
+    assert sum(r() is not None for r in alive) == 0  # none held by the sampling
+    tally = Tally()
+    with pytest.raises(spaces.InputError, match="sampling stopped after analysing .* ask for fewer networks"):
+        list(networks(loaded, 100, seed=0, tally=tally, max_work=200))
+    assert 200 <= tally.work < 220
+    monkeypatch.setattr(spaces, "MAX_WORK", 100)
+    monkeypatch.setattr(spaces.networks, "__defaults__", (None, None, None, 100))
+    code, _, err = run(capsys, "sample", tmp_path / "space.yaml", "-n", 100, "--out", tmp_path / "out")
+    assert code == 1 and "archspec: sampling stopped after analysing" in err and not (tmp_path / "out").exists()
+
+
+def test_seed_is_zero_or_more(capsys, tmp_path):
+    code, _, err = run(capsys, "sample", space_file(tmp_path, "  vary:\n    c1: {int: [2, 4]}\n"), "--seed", -1)
+    assert code == 1 and "--seed: expected 0 or more, got -1" in err
