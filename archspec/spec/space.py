@@ -34,7 +34,7 @@ from .expand import MAX_LAYERS, Memo, check_model, library
 from .expressions import Evaluation, ExpressionError, Node, is_expression, parse, source
 from .kinds import REGISTRY
 from .loader import Map, Seq, copied
-from .resolve import locate, load_resolved
+from .resolve import parse_overrides, locate, load_resolved
 from .schema import SPEC_KEYS, Spec, validate
 
 MAX_VALUES = 1_000_000  # integers in one range: a larger one is a typo, or needs a step or log
@@ -420,6 +420,7 @@ def load_space(path: Any, overrides: Any = None, max_layers: int = MAX_LAYERS, b
                                     f"{hint(key, ('vary', 'constraints', 'budget'))} (fields: vary, constraints, "
                                     "budget)"))
     variables = _variables(tree, node.get("vary"), node.value_mark("vary") if "vary" in node else mark, problems)
+    problems += _overridden(tree, overrides, variables)
     vary: Map = node["vary"] if isinstance(node.get("vary"), Map) else Map()
     named = {body["name"] if isinstance(body, Map) and isinstance(body.get("name"), str) else key
              for key, body in vary.items()}  # a variable refused above is not also an unknown name here
@@ -469,8 +470,7 @@ def _variables(tree: Map, vary: Any, mark: Mark, problems: list[Problem]) -> lis
         if name in (v.name for v in variables):
             problems.append(problem(at, path, f"two variables are named {name!r}"))
             continue
-        node, part, where = locate(tree, key, at, "space.vary")
-        place = (*where, part)
+        place = _place(tree, key, at)
         other = next((k for p, k in places.items() if p[:len(place)] == place or place[:len(p)] == p), None)
         if other is not None:  # one value would overwrite the other: the network built is not the one reported
             how = "the same path as" if places.get(place) == other else (
@@ -483,6 +483,28 @@ def _variables(tree: Map, vary: Any, mark: Mark, problems: list[Problem]) -> lis
         options = tuple(body["choice"]) if isinstance(distribution, Choice) else ()
         variables.append(Variable(key, name, distribution, at, options))
     return variables
+
+
+def _overridden(tree: Map, overrides: Any, variables: Sequence[Variable]) -> list[Problem]:
+    """An override of a value the space varies, which every network would replace: refused, not silently lost."""
+    found = []
+    places = {v.key: _place(tree, v.key, v.mark) for v in variables}
+    for key, _, at in parse_overrides(overrides):
+        try:
+            place = _place(tree, key, at)
+        except SpecError:
+            continue  # an override of `space:` itself, or one load_resolved has reported
+        varied = next((k for k, p in places.items() if place[:len(p)] == p), None)
+        if varied is not None:
+            found.append(problem(at, tuple(key.split(".")), f"the space varies {varied} (space.vary), so every network would "
+                                         "replace this value; change the variable's distribution instead"))
+    return found
+
+
+def _place(tree: Map, key: str, mark: Mark) -> tuple[Any, ...]:
+    """Where a path's value goes: the field path of its holder, then its last part."""
+    _, part, where = locate(tree, key, mark, "space.vary")
+    return (*where, part)
 
 
 def _path_problem(tree: Map, key: str, mark: Mark, path: FieldPath) -> Optional[Problem]:
@@ -536,6 +558,10 @@ def _constraints(raw: Any, mark: Mark, names: set[str], problems: list[Problem])
         if unknown:
             problems.append(problem(at, path, f"{text}: unknown name {unknown[0]!r}{hint(unknown[0], names)} "
                                               f"(names: the sampled values, {', '.join(sorted(names)) or 'none'})"))
+            continue
+        if not (node[0] in ("compare", "and", "or", "not", "name") or node[0] == "num" and isinstance(node[1], bool)):
+            problems.append(problem(at, path, f"a constraint is true or false (a comparison such as `w2 >= w1`, "
+                                              f"joined by and, or, not); {text} is a value"))
             continue
         out.append(Constraint(text, node, at, path))
     return out
