@@ -310,12 +310,25 @@ def test_a_report_out_that_is_a_file_is_refused(tmp_path, capsys):
     assert (tmp_path / "afile").read_text() == "mine"
 
 
-def test_a_database_server_that_never_answers_is_given_up_after_a_timeout():
+def test_a_database_server_that_never_answers_is_given_up_after_a_timeout(monkeypatch, capsys):
     """Defect 15: a PostgreSQL server that accepted the connection and never answered blocked for 132 s."""
-    from archspec.train.search import CONNECT_TIMEOUT, engine_kwargs
+    import archspec.train.search as searching
 
-    assert engine_kwargs("postgresql://u@db:5432/s")["connect_args"] == {"connect_timeout": CONNECT_TIMEOUT}
-    assert CONNECT_TIMEOUT <= 10
+    assert searching.engine_kwargs("postgresql://u@db:5432/s")["connect_args"] == {
+        "connect_timeout": searching.CONNECT_TIMEOUT} and searching.CONNECT_TIMEOUT <= 10
+    pytest.importorskip("psycopg")
+    monkeypatch.setattr(searching, "CONNECT_TIMEOUT", 2)
+    with socket.socket() as server:  # accepts (the kernel does), never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        started = time.perf_counter()
+        code = main(["search", "--report", "--storage", f"postgresql://nobody:secret@127.0.0.1:{port}/none",
+                     "--study", "small"])
+        seconds = time.perf_counter() - started
+    err = capsys.readouterr().err
+    assert code == 1 and f"--storage postgresql://nobody:***@127.0.0.1:{port}/none: cannot open it" in err, err
+    assert seconds < 30 and "secret" not in err
 
 
 def test_a_rejected_trial_leaves_no_folder(tmp_path):
