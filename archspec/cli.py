@@ -263,40 +263,100 @@ def cmd_sample(args: Args) -> int:
     import time
 
     from .files import write_atomically
-    from .spec.space import load_space, sample, spec_text
+    from .spec.space import Tally, load_space, networks, spec_text
 
     if not 1 <= args.n <= MAX_SAMPLES:
         raise InputError(f"-n: expected a number of networks from 1 to {MAX_SAMPLES:,}, got {args.n}")
+    if args.seed < 0:
+        raise InputError(f"--seed: expected 0 or more, got {args.seed}")
     started = time.perf_counter()
     space = load_space(args.space, args.overrides, args.max_layers, args.base_outside)
-    result = sample(space, args.n, args.seed)
-    seconds = time.perf_counter() - started
     name = str(space.tree.get("name", "network"))
-    files = [os.path.join(args.out, f"{name}-{i:04d}.yaml") if args.out else None
-             for i in range(len(result.networks))]
-    if args.out:  # only once every network is found: a space that fails writes nothing
-        os.makedirs(args.out, exist_ok=True)
-        for i, (network, path) in enumerate(zip(result.networks, files)):
-            values = ", ".join(f"{k}={v}" for k, v in space.shown(network.values).items())
-            comment = f"sampled from {args.space} (seed {args.seed}, network {i}): {values}"
-            write_atomically(str(path), spec_text(network, f"{name}-{i:04d}", comment).encode())
+    missing = _sample_folder(args.out, name, args.n) if args.out else []
+    rows: list[dict[str, Any]] = []  # what the output needs of each network: never the network itself
+    tally = Tally()
+    try:
+        for i, network in enumerate(networks(space, args.n, args.seed, tally=tally)):
+            path = os.path.join(args.out, f"{name}-{i:04d}.yaml") if args.out else None
+            shown = space.shown(network.values)
+            if path is not None:
+                if i == 0:
+                    for folder in missing:
+                        os.mkdir(folder)
+                values = ", ".join(f"{k}={v}" for k, v in shown.items())
+                comment = f"sampled from {args.space} (seed {args.seed}, network {i}): {values}"
+                write_atomically(path, spec_text(network, f"{name}-{i:04d}", comment).encode())
+            rows.append({"index": i, "values": shown, "params": network.params, "macs": network.summary.macs,
+                         "memory": network.summary.memory, "file": path})
+    except BaseException as e:  # a space that fails part-way (or a full disk, or ^C) leaves nothing behind
+        _remove_sampled(rows, missing)
+        if isinstance(e, OSError):
+            raise InputError(f"--out {args.out}: cannot write there ({e.strerror or e})") from None
+        raise
+    seconds = time.perf_counter() - started
     if args.json:
-        print(json.dumps({"space": args.space, "seed": args.seed, "attempts": result.attempts,
-                          "rejected": dict(result.rejections.counts.most_common()),
-                          "networks": [{"index": i, "values": space.shown(n.values), "params": n.params,
-                                        "macs": n.summary.macs, "memory": n.summary.memory, "file": f}
-                                       for i, (n, f) in enumerate(zip(result.networks, files))]}, indent=1))
+        print(json.dumps({"space": args.space, "seed": args.seed, "attempts": tally.attempts,
+                          "rejected": dict(tally.rejections.counts.most_common()), "networks": rows}, indent=1))
     else:
         names = [v.name for v in space.variables]
-        rows = [[str(i), *map(str, space.shown(n.values).values()), f"{n.params:,}", f"{n.summary.macs / 1e6:,.1f} M",
-                 f"{n.summary.memory / 2**20:,.2f} MiB", *([str(f)] if f else [])]
-                for i, (n, f) in enumerate(zip(result.networks, files))]
-        print(table(["#", *names, "params", "MACs", "memory", *(["file"] if args.out else [])], rows,
+        lines = [[str(r["index"]), *map(str, r["values"].values()), f"{r['params']:,}", f"{r['macs'] / 1e6:,.1f} M",
+                  f"{r['memory'] / 2**20:,.2f} MiB", *([str(r["file"])] if args.out else [])] for r in rows]
+        print(table(["#", *names, "params", "MACs", "memory", *(["file"] if args.out else [])], lines,
                     "r" * (len(names) + 4) + "l"))
-        print(f"{len(rows):,} networks in {result.attempts:,} attempts; rejected:"
-              + (" none" if not result.rejections.counts else "\n" + "\n".join(result.rejections.lines())))
+        print(f"{len(lines):,} networks in {tally.attempts:,} attempts; rejected:"
+              + (" none" if not tally.rejections.counts else "\n" + "\n".join(tally.rejections.lines())))
     print(f"sampled in {seconds:.2f} s", file=sys.stderr)
     return 0
+
+
+def _sample_folder(out: str, name: str, n: int) -> list[str]:
+    """The folders to create for `sample --out` (outermost first), once every file it will write is known to be
+    new: `out` must be a new folder or an empty one, so no file is overwritten (the space's own included) and none
+    is left from an earlier sample. Creates nothing."""
+    longest = f"{name}-{n - 1:04d}.yaml"
+    if len(os.fsencode(longest)) > 255:
+        raise InputError(f"the spec's name is {len(name):,} characters long: its files ({name[:20]}...-0000.yaml) "
+                         "would have names longer than 255 bytes; shorten it with --set name=SHORT")
+    if os.path.islink(out) and not os.path.exists(out):
+        raise InputError(f"--out {out}: a symbolic link to nothing; name a new or empty folder")
+    if os.path.lexists(out):
+        if not os.path.isdir(out):
+            raise InputError(f"--out {out}: not a folder; name a new or empty folder")
+        try:
+            entries = os.listdir(out)
+        except OSError as e:
+            raise InputError(f"--out {out}: cannot read it ({e.strerror or e})") from None
+        if entries:
+            raise InputError(f"--out {out}: the folder is not empty ({len(entries):,} entries); sampled networks go "
+                             "to a new or empty folder, so that no file is overwritten or left from an earlier sample")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise InputError(f"--out {out}: cannot write there (permission denied)")
+        return []
+    missing, folder = [], os.path.abspath(out)
+    while not os.path.lexists(folder):
+        if len(os.fsencode(os.path.basename(folder))) > 255:
+            raise InputError(f"--out {out}: a folder name longer than 255 bytes")
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise InputError(f"--out {out}: {folder} is not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: cannot create it in {folder} (permission denied)")
+    if len(os.fsencode(os.path.join(os.path.abspath(out), longest))) >= 4096:
+        raise InputError(f"--out {out}: the files' paths would be longer than 4,095 bytes")
+    return missing[::-1]
+
+
+def _remove_sampled(rows: Sequence[dict[str, Any]], created: Sequence[str]) -> None:
+    """Undo a `sample --out` that failed: its files, then the folders it created (innermost first)."""
+    for row in rows:
+        if row["file"] and os.path.isfile(row["file"]):
+            os.unlink(row["file"])
+    for folder in reversed(created):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
 
 
 def cmd_train(args: Args) -> int:
@@ -326,11 +386,11 @@ def cmd_search(args: Args) -> int:
     if args.report:
         from .train.search_report import report
 
-        if search.url.startswith("sqlite:///") and not os.path.isfile(search.url.removeprefix("sqlite:///")):
+        if search.url.startswith("sqlite:///") and not os.path.lexists(search.url.removeprefix("sqlite:///")):
             raise InputError(f"--report: no study database at {search.url.removeprefix('sqlite:///')} (--storage, "
                              "--out)")
-        text, written = report(search.url, args.study or [_default_study(args, search.url)],
-                               Path(args.report_out or search.out))
+        studies = list(dict.fromkeys(args.study or [])) or [_default_study(args, search.url)]
+        text, written = report(search.url, studies, Path(args.report_out or search.out))
         print(text)
         for path in written:
             print(path)
@@ -347,7 +407,13 @@ def cmd_search(args: Args) -> int:
     if search.jobs > 1:
         open_study(settings)  # created once, before the workers race to create it
         return spawn(args.argv, search.jobs)
-    trained = run(settings, args.worker)
+    from .train.loop import TrainingInterrupted  # MXNet: a worker trains
+
+    try:
+        trained = run(settings, args.worker)
+    except TrainingInterrupted:  # the trial stays RUNNING; the next worker finishes it from its checkpoint
+        print("archspec: interrupted; run the same command again to resume the search", file=sys.stderr)
+        return 130
     print(f"study {study}: this worker trained {trained} trial(s); report: archspec search --report --storage "
           f"{search.url} --study {study}")
     return 0
@@ -361,7 +427,7 @@ def _default_study(args: Args, url: str) -> str:
 
     from .train.search import storage
 
-    names = optuna.get_all_study_names(storage(url))
+    names = optuna.get_all_study_names(storage(url, optuna_only=True))
     if len(names) != 1:
         raise InputError(f"--report: name the --study (studies in {url}: {', '.join(names) or 'none'})")
     return str(names[0])
@@ -490,9 +556,9 @@ def _spec_commands(sub: Any) -> None:
                                        "and budget, counted statically")
     sa.add_argument("space", metavar="SPACE", help="a spec with a `space:` section (or a file with `base:` and one)")
     sa.add_argument("-n", type=int, default=10, metavar="N", help="networks to sample (default %(default)s)")
-    sa.add_argument("--seed", type=int, default=0, help="random seed (default %(default)s)")
+    sa.add_argument("--seed", type=int, default=0, help="random seed, 0 or more (default %(default)s)")
     sa.add_argument("--out", metavar="DIR", help="write each network as a spec file (NAME-0000.yaml, ...) that "
-                                                 "archspec train takes")
+                                                 "archspec train takes, into this new (or empty) folder")
     sa.add_argument("--json", action="store_true", help="machine-readable output")
     sa.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                     help="override a field of the space's spec (repeatable)")

@@ -121,9 +121,11 @@ def test_search_prunes_survives_a_sigkill_resumes_and_reports(digits, tmp_path, 
         assert len(history) == 2 and t.values[0] == pytest.approx(history[-1]["test_acc"])
         assert t.user_attrs["network"]["params"] <= 30000 and t.params["c2"] >= t.params["c1"]
     print(f"search of 12 trials x 2 epochs with a SIGKILL and a resume: {time.perf_counter() - started:.1f} s")
+    rejected = [t.number for t in after if "rejected" in t.user_attrs]
+    assert not [n for n in rejected if (tmp_path / "runs" / "small" / f"trial-{n:04d}").exists()]
 
-    assert main(["search", "--report", "--storage", storage, "--study", "small", "--report-out",
-                 str(tmp_path / "report")]) == 0
+    assert main(["search", "--report", "--storage", storage, "--study", "small", "--study", "small", "--report-out",
+                 str(tmp_path / "report")]) == 0  # a study named twice is reported once
     out = capsys.readouterr().out
     assert "base" in out and "pruned" in out and f"{len(trials(storage))} trials:" in out
     for picture in ("pareto.png", "ecdf.png"):
@@ -230,3 +232,116 @@ def test_an_unknown_objective_is_bad_usage(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["search", "space.yaml", "--objectives", "accuracy,speed"])
     assert exit.value.code == 2 and "accuracy,macs" in capsys.readouterr().err
+
+
+def test_an_interrupted_search_says_how_to_resume(tmp_path, monkeypatch, capsys):
+    """Issue 15, defect 11: ^C in a trial was an internal error that told of a --resume search does not have."""
+    import archspec.train.search as searching
+    from archspec.train.loop import TrainingInterrupted
+
+    def interrupted(settings, worker=0):
+        raise TrainingInterrupted("interrupted at epoch 1. Continue with the same command and --resume")
+
+    monkeypatch.setattr(searching, "run", interrupted)
+    (tmp_path / "space.yaml").write_text(SPACE)
+    assert main(["search", str(tmp_path / "space.yaml"), "--out", str(tmp_path / "runs")]) == 130
+    err = capsys.readouterr().err
+    assert err == "archspec: interrupted; run the same command again to resume the search\n"
+
+
+def test_a_storage_that_is_not_a_study_database_is_refused_and_left_alone(tmp_path, digits, capsys):
+    """Defects 12 and 13: a corrupt file, a path under a file, another program's database, a study in memory; a
+    report that created Optuna's tables in an unrelated database; a missing folder created outside --out."""
+    import sqlite3
+
+    (tmp_path / "space.yaml").write_text(SPACE)
+    (tmp_path / "corrupt.db").write_text("garbage\n")
+    (tmp_path / "afile").write_text("mine")
+    with sqlite3.connect(tmp_path / "other.db") as db:
+        db.execute("CREATE TABLE mine (x)")
+    db.close()
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for url, fragment in [(f"sqlite:///{tmp_path / 'corrupt.db'}", "is not an SQLite database"),
+                          (f"sqlite:///{tmp_path / 'afile' / 'x.db'}", "no folder"),
+                          (f"sqlite:///{tmp_path / 'missing' / 'dir' / 'x.db'}", "no folder"),
+                          (f"sqlite:///{tmp_path / 'other.db'}", "a database of something else than Optuna's"),
+                          ("sqlite://", "a study in memory is lost"), ("sqlite:///:memory:", "a study in memory")]:
+        code = main(search(tmp_path / "space.yaml", digits, tmp_path / "runs", url, trials=1, epochs=1))
+        err = capsys.readouterr().err
+        assert code == 1 and fragment in err and "internal error" not in err, (url, err)
+        code = main(["search", "--report", "--storage", url, "--study", "small", "--report-out",
+                     str(tmp_path / "report")])
+        err = capsys.readouterr().err
+        assert code == 1 and err.startswith("archspec: ") and "internal error" not in err, (url, err)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "corrupt.db", "other.db", "space.yaml"]
+
+
+def test_a_changed_space_under_the_same_study_is_refused_before_anything_is_written(tmp_path, digits, capsys):
+    """Defect 14: c1 changed from a choice to a range: Optuna's ValueError, a FAIL trial, the study's space
+    overwritten."""
+    from archspec.train.config import Config
+    from archspec.train.search import Search, Settings, open_study
+
+    (tmp_path / "space.yaml").write_text(SPACE)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    open_study(Settings(str(tmp_path / "space.yaml"), "small", Search(storage=storage), Config()))
+    (tmp_path / "changed.yaml").write_text(SPACE.replace("c1: {choice: [1, 2, 4, 8]}", "c1: {int: [1, 8]}"))
+    code = main(search(tmp_path / "changed.yaml", digits, tmp_path / "runs", storage, trials=1, epochs=1))
+    err = capsys.readouterr().err
+    assert code == 1 and "study 'small' searched another space (c1: " in err and "choose another --study" in err, err
+    study = optuna.load_study(study_name="small", storage=storage)
+    assert study.trials == [] and study.user_attrs["space"] == str(tmp_path / "space.yaml")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_report_out_that_is_a_file_is_refused(tmp_path, capsys):
+    from archspec.train.config import Config
+    from archspec.train.search import Search, Settings, open_study
+
+    (tmp_path / "space.yaml").write_text(SPACE)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    open_study(Settings(str(tmp_path / "space.yaml"), "small", Search(storage=storage), Config()))
+    (tmp_path / "afile").write_text("mine")
+    code = main(["search", "--report", "--storage", storage, "--study", "small", "--report-out",
+                 str(tmp_path / "afile")])
+    err = capsys.readouterr().err
+    assert code == 1 and f"--report-out {tmp_path / 'afile'}: not a folder" in err
+    assert (tmp_path / "afile").read_text() == "mine"
+
+
+def test_a_database_server_that_never_answers_is_given_up_after_a_timeout(monkeypatch, capsys):
+    """Defect 15: a PostgreSQL server that accepted the connection and never answered blocked for 132 s."""
+    import archspec.train.search as searching
+
+    assert searching.engine_kwargs("postgresql://u@db:5432/s")["connect_args"] == {
+        "connect_timeout": searching.CONNECT_TIMEOUT} and searching.CONNECT_TIMEOUT <= 10
+    pytest.importorskip("psycopg")
+    monkeypatch.setattr(searching, "CONNECT_TIMEOUT", 2)
+    with socket.socket() as server:  # accepts (the kernel does), never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        started = time.perf_counter()
+        code = main(["search", "--report", "--storage", f"postgresql://nobody:secret@127.0.0.1:{port}/none",
+                     "--study", "small"])
+        seconds = time.perf_counter() - started
+    err = capsys.readouterr().err
+    assert code == 1 and f"--storage postgresql://nobody:***@127.0.0.1:{port}/none: cannot open it" in err, err
+    assert seconds < 30 and "secret" not in err
+
+
+def test_a_rejected_trial_leaves_no_folder(tmp_path):
+    from archspec.spec.space import load_space
+    from archspec.train.config import Config
+    from archspec.train.search import Search, Settings, _Worker, open_study, storage
+
+    (tmp_path / "space.yaml").write_text(SPACE.replace("[c2 >= c1]", "[c2 > 100]"))
+    search = Search(storage=f"sqlite:///{tmp_path / 'study.db'}", out=str(tmp_path / "runs"))
+    settings = Settings(str(tmp_path / "space.yaml"), "small", search, Config(), stream=open(os.devnull, "w"))
+    store = storage(search.url)
+    study = open_study(settings, store=store)
+    worker = _Worker(settings, load_space(settings.space), study, store)
+    assert [worker.trial(study.ask()) for _ in range(3)] == [0, 0, 0]
+    assert [t.user_attrs["rejected"] for t in study.trials] == ["constraint c2 > 100"] * 3
+    assert not list((tmp_path / "runs").glob("small/trial-*"))

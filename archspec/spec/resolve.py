@@ -43,7 +43,7 @@ def load_resolved(source: Union[str, os.PathLike[str], Mapping[str, Any]],
     else:
         path = spec_path(source)
         raw = _with_bases(path, [], None if base_outside else path.resolve().parent)
-    for key, value, mark in _parse_overrides(overrides):
+    for key, value, mark in parse_overrides(overrides):
         _apply_override(raw, key, value, mark)
     return raw
 
@@ -98,7 +98,7 @@ def _with_bases(path: Path, chain: list[Path], root: Optional[Path]) -> Map:
     return merge(parent, child)
 
 
-def _parse_overrides(overrides: Union[Mapping[str, Any], Iterable[str], None]) -> list[tuple[str, Any, Mark]]:
+def parse_overrides(overrides: Union[Mapping[str, Any], Iterable[str], None]) -> list[tuple[str, Any, Mark]]:
     """`{"stages.b3.0.c1": 96}` or `["stages.b3.0.c1=96"]` (values parsed as YAML)."""
     if not overrides:
         return []

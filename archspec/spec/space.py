@@ -22,24 +22,25 @@ import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Optional, Protocol, Sequence, Union
+from typing import Annotated, Any, Iterator, Optional, Protocol, Sequence, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StringConstraints
 from pydantic import model_validator
 
 from .analysis import Summary, summarize
-from .diagnostics import FieldPath, Mark, Problem, SpecError, fail, hint, problem, short
+from .diagnostics import FieldPath, InputError, Mark, Problem, SpecError, fail, hint, problem, short
 from .expand import MAX_LAYERS, Memo, check_model, library
 from .expressions import Evaluation, ExpressionError, Node, is_expression, parse, source
 from .kinds import REGISTRY
 from .loader import Map, Seq, copied
-from .resolve import locate, load_resolved
+from .resolve import parse_overrides, locate, load_resolved
 from .schema import SPEC_KEYS, Spec, validate
 
 MAX_VALUES = 1_000_000  # integers in one range: a larger one is a typo, or needs a step or log
 GIVE_UP_AFTER = 1_000  # attempts without one network in the space: it has none worth looking for
 ATTEMPTS_PER_NETWORK = 100  # and at most this many attempts per network asked for
+MAX_WORK = 20_000_000  # layers analysed in all by one sampling (about 10 minutes): an untrusted space never hogs
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Scalar = Union[None, bool, int, float, str]
@@ -101,6 +102,11 @@ class Choice(_Distribution):
         twice = next((v for v, label in zip(self.choice, labels) if labels.count(label) > 1), None)
         if twice is not None:
             raise ValueError(f"{short(_data(twice))} is in the choice twice")
+        scalars = [v for v in self.choice if isinstance(v, (bool, int, float))]
+        equal = next(((a, b) for i, a in enumerate(scalars) for b in scalars[i + 1:] if a == b), None)
+        if equal is not None:  # Python, YAML's readers and Optuna take true for 1 (and 1.0 for 1)
+            raise ValueError(f"{short(equal[0])} and {short(equal[1])} are the same value to Optuna and to "
+                             "Python; a choice holds each value once (write one of them, or quote it as text)")
         return self
 
 
@@ -112,9 +118,9 @@ class Budget(BaseModel):
     """`budget:` the most a network of the space may cost, as `archspec summary` counts it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    max_params: Optional[int] = Field(None, ge=1, description="Parameters (and batch-norm state).")
-    max_macs: Optional[int] = Field(None, ge=1, description="Multiply-accumulates per example.")
-    max_memory: Optional[int] = Field(None, ge=1, description="Bytes of activations per example.")
+    max_params: Optional[StrictInt] = Field(None, ge=1, description="Parameters (and batch-norm state).")
+    max_macs: Optional[StrictInt] = Field(None, ge=1, description="Multiply-accumulates per example.")
+    max_memory: Optional[StrictInt] = Field(None, ge=1, description="Bytes of activations per example.")
 
     def exceeded(self, summary: Summary) -> Optional[str]:
         """The first limit `summary` is over (`max_params`), or None."""
@@ -183,10 +189,19 @@ class Variable:
             return draw.real(self.key, float(d.bounds[0]), float(d.bounds[1]), d.log)
         return self.options[draw.choice(self.key, self.labels)]
 
+    def index(self, value: Any) -> Optional[int]:
+        """Which of a choice's values `value` is: the same object, else equal and of the same type (true is not
+        1), else None."""
+        found = next((i for i, o in enumerate(self.options) if o is value), None)
+        if found is None:
+            found = next((i for i, o in enumerate(self.options) if type(o) is type(value) and o == value), None)
+        return found
+
     def shown(self, value: Any) -> Scalar:
         """The value as a report shows it."""
         if isinstance(self.distribution, Choice):
-            return self.labels[self.options.index(value)]
+            i = self.index(value)
+            return "-" if i is None else self.labels[i]
         return round(value, 6) if isinstance(value, float) else value
 
 
@@ -228,7 +243,10 @@ class Rejections:
     counts: Counter[str] = field(default_factory=Counter)
     example: dict[str, Problem] = field(default_factory=dict)  # the first problem of an invalid network
 
+    last_cheap: bool = True  # the last rejection came before the network was analysed (a constraint)
+
     def add(self, reason: str, example: Optional[Problem] = None) -> None:
+        self.last_cheap = reason.startswith("constraint ")
         self.counts[reason] += 1
         if example is not None:
             self.example.setdefault(reason, example)
@@ -249,6 +267,7 @@ class Space:
     marks: dict[str, Mark]  # where each budget limit is written
     max_layers: int = MAX_LAYERS
     memo: Optional[Memo] = None  # what the networks share (none when the values reach blocks, defaults or width)
+    size: int = 1  # layers of the spec at its own values (what a network that turns out invalid may have cost)
 
     def draw(self, draw: Draw) -> dict[str, Any]:
         return {v.key: v.draw(draw) for v in self.variables}
@@ -324,20 +343,46 @@ class Sampled:
     rejections: Rejections
 
 
-def sample(space: Space, n: int, seed: Optional[int] = None, draw: Optional[Draw] = None) -> Sampled:
-    """`n` networks of the space, drawn independently. Gives up, with a `SpecError` at the constraint or limit that
-    rejected most, after `GIVE_UP_AFTER` attempts without a network or `ATTEMPTS_PER_NETWORK` per network."""
+@dataclass
+class Tally:
+    """What a sampling has done so far: attempts, why each rejected one was, and layers analysed (its work)."""
+
+    attempts: int = 0
+    rejections: Rejections = field(default_factory=Rejections)
+    work: int = 0
+
+
+def sample(space: Space, n: int, seed: Optional[int] = None, draw: Optional[Draw] = None,
+           max_work: int = MAX_WORK) -> Sampled:
+    """`n` networks of the space, drawn independently (all kept: `networks` streams them instead)."""
+    tally = Tally()
+    found = list(networks(space, n, seed, draw, tally, max_work))
+    return Sampled(found, tally.attempts, tally.rejections)
+
+
+def networks(space: Space, n: int, seed: Optional[int] = None, draw: Optional[Draw] = None,
+             tally: Optional[Tally] = None, max_work: int = MAX_WORK) -> Iterator[Network]:
+    """`n` networks of the space, drawn independently, one at a time (a caller keeps only what it needs). Gives up,
+    with a `SpecError` at the constraint or limit that rejected most, after `GIVE_UP_AFTER` attempts without a
+    network or `ATTEMPTS_PER_NETWORK` per network; and with an `InputError` once `max_work` layers have been analysed
+    in all, so that a space of huge networks never runs for hours."""
     draw = draw or RandomDraw(seed)
-    networks: list[Network] = []
-    rejections, attempts = Rejections(), 0
-    while len(networks) < n:
-        if (attempts >= GIVE_UP_AFTER and not networks) or attempts >= ATTEMPTS_PER_NETWORK * max(n, 10):
-            raise _exhausted(space, attempts, len(networks), n, rejections)
-        attempts += 1
-        network = space.consider(space.draw(draw), rejections)
+    tally = tally if tally is not None else Tally()
+    found = 0
+    while found < n:
+        if (tally.attempts >= GIVE_UP_AFTER and not found) or tally.attempts >= ATTEMPTS_PER_NETWORK * max(n, 10):
+            raise _exhausted(space, tally.attempts, found, n, tally.rejections)
+        if tally.work >= max_work:
+            raise InputError(f"sampling stopped after analysing {tally.work:,} layers in {tally.attempts:,} attempts "
+                             f"({found:,} of the {n:,} networks asked for found): ask for fewer networks (-n), or "
+                             "make the space's networks smaller (or their limit, --max-layers)")
+        tally.attempts += 1
+        network = space.consider(space.draw(draw), tally.rejections)
+        tally.work += len(network.summary.rows) if network is not None else 1 if tally.rejections.last_cheap \
+            else space.size  # an invalid network may have been expanded as far as the space's own
         if network is not None:
-            networks.append(network)
-    return Sampled(networks, attempts, rejections)
+            found += 1
+            yield network
 
 
 def _exhausted(space: Space, attempts: int, found: int, n: int, rejections: Rejections) -> SpecError:
@@ -375,14 +420,21 @@ def load_space(path: Any, overrides: Any = None, max_layers: int = MAX_LAYERS, b
                                     f"{hint(key, ('vary', 'constraints', 'budget'))} (fields: vary, constraints, "
                                     "budget)"))
     variables = _variables(tree, node.get("vary"), node.value_mark("vary") if "vary" in node else mark, problems)
+    problems += _overridden(tree, overrides, variables)
     vary: Map = node["vary"] if isinstance(node.get("vary"), Map) else Map()
     named = {body["name"] if isinstance(body, Map) and isinstance(body.get("name"), str) else key
              for key, body in vary.items()}  # a variable refused above is not also an unknown name here
     constraints = _constraints(node.get("constraints"), node.value_mark("constraints"), named, problems)
-    budget = check_model(Budget, node.get("budget") or Map(), ("space", "budget"), problems) or Budget()
-    limits: Map = node["budget"] if isinstance(node.get("budget"), Map) else Map()
+    budget, limits = Budget(), Map()
+    if isinstance(node.get("budget"), Map):
+        limits = node["budget"]
+        budget = check_model(Budget, limits, ("space", "budget"), problems) or Budget()
+    elif node.get("budget") is not None:  # `budget: 0` is no budget of a kind the user meant: refused, not ignored
+        problems.append(problem(node.value_mark("budget"), ("space", "budget"), "expected a mapping of max_params, "
+                                f"max_macs and max_memory, got {short(node['budget'])}"))
+    size = 1
     try:
-        validate(tree, max_layers)
+        size = max(1, len(summarize(validate(tree, max_layers), limits=None).rows))
     except SpecError as e:
         problems += e.problems
     if problems:
@@ -390,7 +442,7 @@ def load_space(path: Any, overrides: Any = None, max_layers: int = MAX_LAYERS, b
     shared = not any(v.key.split(".")[0] in ("blocks", "defaults", "width", "depth", "width_divisor")
                      for v in variables)  # values that reach every entry: nothing to share
     return Space(tree, tuple(variables), tuple(constraints), budget, {k: limits.key_mark(k) for k in limits},
-                 max_layers, Memo() if shared else None)
+                 max_layers, Memo() if shared else None, size)
 
 
 def _variables(tree: Map, vary: Any, mark: Mark, problems: list[Problem]) -> list[Variable]:
@@ -399,6 +451,7 @@ def _variables(tree: Map, vary: Any, mark: Mark, problems: list[Problem]) -> lis
                                                          "`vary: {w1: {int: [16, 256], step: 16}}`"))
         return []
     variables: list[Variable] = []
+    places: dict[tuple[Any, ...], str] = {}  # where each variable's value goes -> its key
     for key, body in vary.items():
         path: FieldPath = ("space", "vary", key)
         at = vary.key_mark(key)
@@ -417,14 +470,49 @@ def _variables(tree: Map, vary: Any, mark: Mark, problems: list[Problem]) -> lis
         if name in (v.name for v in variables):
             problems.append(problem(at, path, f"two variables are named {name!r}"))
             continue
+        place = _place(tree, key, at)
+        other = next((k for p, k in places.items() if p[:len(place)] == place or place[:len(p)] == p), None)
+        if other is not None:  # one value would overwrite the other: the network built is not the one reported
+            how = "the same path as" if places.get(place) == other else (
+                "a path inside" if len(place) > len(next(p for p, k in places.items() if k == other)) else
+                "a path that holds")
+            problems.append(problem(at, path, f"{how} the variable {other}; each path may vary "
+                                              "once (vary the outer path's choices instead)"))
+            continue
+        places[place] = key
         options = tuple(body["choice"]) if isinstance(distribution, Choice) else ()
         variables.append(Variable(key, name, distribution, at, options))
     return variables
 
 
+def _overridden(tree: Map, overrides: Any, variables: Sequence[Variable]) -> list[Problem]:
+    """An override of a value the space varies, which every network would replace: refused, not silently lost."""
+    found = []
+    places = {v.key: _place(tree, v.key, v.mark) for v in variables}
+    for key, _, at in parse_overrides(overrides):
+        try:
+            place = _place(tree, key, at)
+        except SpecError:
+            continue  # an override of `space:` itself, or one load_resolved has reported
+        varied = next((k for k, p in places.items() if place[:len(p)] == p), None)
+        if varied is not None:
+            found.append(problem(at, tuple(key.split(".")), f"the space varies {varied} (space.vary), so every network would "
+                                         "replace this value; change the variable's distribution instead"))
+    return found
+
+
+def _place(tree: Map, key: str, mark: Mark) -> tuple[Any, ...]:
+    """Where a path's value goes: the field path of its holder, then its last part."""
+    _, part, where = locate(tree, key, mark, "space.vary")
+    return (*where, part)
+
+
 def _path_problem(tree: Map, key: str, mark: Mark, path: FieldPath) -> Optional[Problem]:
     """Why `key` names nothing in the spec, or None: every part must exist, except a field a layer or block may
     have that the entry leaves at its default."""
+    if any(p.startswith("-") and p[1:].isdigit() for p in key.split(".")):
+        return problem(mark, path, "a variable's path counts a list's items from 0 (a negative "
+                                   "index is not taken here)")
     try:
         node, part, where = locate(tree, key, mark, "space.vary")
     except SpecError as e:
@@ -470,6 +558,10 @@ def _constraints(raw: Any, mark: Mark, names: set[str], problems: list[Problem])
         if unknown:
             problems.append(problem(at, path, f"{text}: unknown name {unknown[0]!r}{hint(unknown[0], names)} "
                                               f"(names: the sampled values, {', '.join(sorted(names)) or 'none'})"))
+            continue
+        if not (node[0] in ("compare", "and", "or", "not", "name") or node[0] == "num" and isinstance(node[1], bool)):
+            problems.append(problem(at, path, f"a constraint is true or false (a comparison such as `w2 >= w1`, "
+                                              f"joined by and, or, not); {text} is a value"))
             continue
         out.append(Constraint(text, node, at, path))
     return out

@@ -30,9 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..spec.diagnostics import InputError
 from ..spec.space import ATTEMPTS_PER_NETWORK, Network, Rejections, Space, load_space, sample, spec_text
 from .config import Config
-from .folder import RunFolder
+from .folder import LOCK, RunFolder
 
 HEARTBEAT = 20  # seconds between a running trial's heartbeats
+CONNECT_TIMEOUT = 10  # seconds to wait for a database server to answer
 GRACE = 120  # a trial silent this long is FAILED by the next worker that looks
 OBJECTIVES: dict[str, Any] = {"accuracy": "maximize", "macs": "minimize", "params": "minimize"}
 SEARCH_OPTIONS = ("trials", "storage", "jobs", "objectives", "pruner_startup", "search_seed", "out")
@@ -80,26 +81,72 @@ class Settings:
         return tuple(self.search.objectives.split(","))
 
 
-def storage(url: str) -> Any:
-    """Optuna's database storage at `url` (sqlite:///FILE, postgresql://USER:PASSWORD@HOST:PORT/DB), with
-    heartbeats so that a dead worker's trial is noticed."""
-    import optuna
-    from sqlalchemy.exc import ArgumentError, OperationalError
+def engine_kwargs(url: str) -> dict[str, Any]:
+    """SQLAlchemy's engine settings for `url`: SQLite waits for a lock a minute; a server that accepts a
+    connection but never answers is given up after `CONNECT_TIMEOUT` seconds."""
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}
+    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT}}
 
-    kwargs: dict[str, Any] = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {
-        "pool_pre_ping": True}
+
+def check_sqlite(url: str, create: bool = False, optuna_only: bool = False) -> None:
+    """Refuse an SQLite storage that would lose the study (in memory), sits in a folder that is not there (only
+    `create`, the default storage inside --out, makes it), or is a file that is not a database of Optuna's:
+    its tables are never added to another program's database (`optuna_only`: nor to an empty one)."""
+    import sqlite3
+
+    path = url.removeprefix("sqlite:///")
+    if not url.startswith("sqlite:///") or path in ("", ":memory:") or path.startswith("file:"):
+        raise InputError(f"--storage {url}: a study in memory is lost when the search ends; name a file, "
+                         "sqlite:///FILE")
+    folder = Path(path).parent
+    if create:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"--storage {url}: cannot create the folder {folder} ({e.strerror or e})") from None
+    if not folder.is_dir():
+        raise InputError(f"--storage {url}: no folder {folder} (archspec creates no folder for --storage; create "
+                         "it, or leave --storage out for OUT/studies.db)")
+    if not os.path.lexists(path):
+        if optuna_only:
+            raise InputError(f"--storage {url}: no study database at {path}")
+        return
+    if not os.path.isfile(path):
+        raise InputError(f"--storage {url}: {path} is not a file")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        raise InputError(f"--storage {url}: {path} is not an SQLite database ({e})") from None
+    if "studies" not in tables and (tables or optuna_only):
+        raise InputError(f"--storage {url}: {path} is a database of something else than Optuna's studies "
+                         f"(tables: {', '.join(sorted(tables)) or 'none'}); archspec leaves it alone")
+
+
+def storage(url: str, create: bool = False, optuna_only: bool = False) -> Any:
+    """Optuna's database storage at `url` (sqlite:///FILE, postgresql://USER:PASSWORD@HOST:PORT/DB), with
+    heartbeats so that a dead worker's trial is noticed. `create`: the folder of an SQLite file may be made (the
+    default storage, inside --out); `optuna_only`: the storage must already hold Optuna's tables (a report)."""
+    import optuna
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    kwargs = engine_kwargs(url)
     given = url
     if url.startswith("postgresql://"):  # psycopg 3 (the search extra), whatever SQLAlchemy's default driver is
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if url.startswith("sqlite"):
+        check_sqlite(url, create, optuna_only)
     # Heartbeats are "experimental" since Optuna 2.9, and "meant for Study.optimize": archspec beats them itself
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT,
                                           grace_period=GRACE)
-    except (ArgumentError, OperationalError, ImportError, ValueError) as e:
+    except (ArgumentError, SQLAlchemyError, ImportError, ValueError) as e:  # a server out of reach, a corrupt file
         raise InputError(f"--storage {_without_password(given)}: cannot open it ({str(e).splitlines()[0][:200]})") \
             from None
 
@@ -110,10 +157,26 @@ def _without_password(url: str) -> str:
     return f"{scheme}{sep}{user.split(':')[0]}:***@{host}" if at and ":" in user else url
 
 
-def open_study(settings: Settings, worker: int = 0, store: Any = None) -> Any:
+def variables(space: Space) -> dict[str, Any]:
+    """A space's variables as a study remembers them: each path's name and distribution (a choice by the labels
+    Optuna sees), as JSON gives them back."""
+    described = {v.key: {"name": v.name, **v.distribution.model_dump(by_alias=True, exclude={"name", "choice"}),
+                         **({"choice": v.labels} if v.options else {})} for v in space.variables}
+    return dict(json.loads(json.dumps(described)))
+
+
+def open_study(settings: Settings, worker: int = 0, store: Any = None, space: Optional[Space] = None) -> Any:
     """The study, created on first use; TPE for one objective, NSGA-II for two. The median pruner stops a trial
-    whose accuracy after an epoch is below the median of earlier trials' at that epoch."""
+    whose accuracy after an epoch is below the median of earlier trials' at that epoch. A study searched with
+    other objectives or another space (other variables or distributions) is refused before anything is written."""
     import optuna
+
+    space = space or load_space(settings.space, [*settings.overrides, *_resize(settings.config)],
+                                base_outside=settings.base_outside)
+    described = variables(space)
+    store = store or storage(settings.search.url, create=settings.search.storage is None)
+    if settings.study in optuna.get_all_study_names(store):  # checked before create_study writes anything
+        _same_search(settings, optuna.load_study(study_name=settings.study, storage=store), described)
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     seed = None if settings.search.search_seed is None else settings.search.search_seed * 1000 + worker  # workers draw different networks
@@ -122,18 +185,32 @@ def open_study(settings: Settings, worker: int = 0, store: Any = None) -> Any:
     pruner = optuna.pruners.MedianPruner(n_startup_trials=settings.search.pruner_startup) if single else \
         optuna.pruners.NopPruner()
     try:
-        study = optuna.create_study(storage=store or storage(settings.search.url), study_name=settings.study,
+        study = optuna.create_study(storage=store, study_name=settings.study,
                                     sampler=sampler,
                                     pruner=pruner, load_if_exists=True,
                                     directions=[OBJECTIVES[o] for o in settings.objectives])
     except ValueError as e:  # an existing study with other directions
         raise InputError(f"study {settings.study!r}: {e}") from None
+    _same_search(settings, study, described)  # again: another worker may have created it meanwhile
+    study.set_user_attr("objectives", list(settings.objectives))
+    study.set_user_attr("space", settings.space)
+    study.set_user_attr("variables", described)
+    return study
+
+
+def _same_search(settings: Settings, study: Any, described: dict[str, Any]) -> None:
+    """Refuse to go on with a study that optimises other objectives or searched another space."""
     if study.user_attrs.get("objectives", list(settings.objectives)) != list(settings.objectives):
         raise InputError(f"study {settings.study!r} optimises {', '.join(study.user_attrs['objectives'])}, not "
                          f"{', '.join(settings.objectives)}; choose another --study")
-    study.set_user_attr("objectives", list(settings.objectives))
-    study.set_user_attr("space", settings.space)
-    return study
+    before = study.user_attrs.get("variables", described)
+    if before != described:
+        changed = sorted(set(before) ^ set(described)) or [k for k in described if before[k] != described[k]]
+        key = changed[0]
+        then = json.dumps(before[key]) if key in before else "not varied"
+        now = json.dumps(described[key]) if key in described else "not varied"
+        raise InputError(f"study {settings.study!r} searched another space ({key}: {then} then, {now} now); "
+                         "choose another --study for the changed space")
 
 
 class OptunaDraw:
@@ -149,7 +226,8 @@ class OptunaDraw:
         return float(self.trial.suggest_float(name, low, high, log=log))
 
     def choice(self, name: str, labels: Sequence[Any]) -> int:
-        return list(labels).index(self.trial.suggest_categorical(name, list(labels)))
+        chosen = self.trial.suggest_categorical(name, list(labels))
+        return next(i for i, label in enumerate(labels) if type(label) is type(chosen) and label == chosen)
 
 
 class _Heartbeat:
@@ -192,9 +270,11 @@ def run(settings: Settings, worker: int = 0) -> int:
     space = load_space(settings.space, [*settings.overrides, *_resize(settings.config)],
                        base_outside=settings.base_outside)
     network = sample(space, 1, seed=settings.search.search_seed).networks[0]  # a space with no network fails here, located
+    if settings.search.storage is not None and settings.search.url.startswith("sqlite"):
+        check_sqlite(settings.search.url)  # a storage that cannot be used is said before the data is read
     load_data(network.spec, settings.config)  # and data the networks cannot take, before anything is written
-    store = storage(settings.search.url)
-    study = open_study(settings, worker, store)
+    store = storage(settings.search.url, create=settings.search.storage is None)
+    study = open_study(settings, worker, store, space)
     search = _Worker(settings, space, study, store)
     done = search.finish_interrupted()
     rejected_in_a_row = 0
@@ -258,6 +338,7 @@ class _Worker:
         folder = folder or self.folder(trial.number)
         lock = lock or RunFolder(folder, self._command())  # held until the study knows how the trial ended
         heartbeat = _Heartbeat(self.store, trial_id(trial))
+        rejected = False
         try:
             trial.set_user_attr("host", socket.gethostname())
             trial.set_user_attr("pid", os.getpid())
@@ -272,6 +353,7 @@ class _Worker:
                 self.study.tell(trial, state=_state("PRUNED"))
                 print(f"trial {trial.number}: rejected ({reason}): {_shown(self.space, values)}",
                       file=self.settings.log)
+                rejected = True
                 return 0
             self._train(trial, network, folder, resume)
             return 1
@@ -283,6 +365,8 @@ class _Worker:
         finally:
             heartbeat.end()
             lock.release()
+            if rejected:  # told: no worker takes its folder again, which held only the lock
+                _remove_empty(folder)
 
     def _train(self, trial: Any, network: Network, folder: Path, resume: bool) -> None:
         import optuna
@@ -335,6 +419,16 @@ class _Worker:
 
     def _command(self) -> str:
         return " ".join(["archspec", *sys.argv[1:]])
+
+
+def _remove_empty(folder: Path) -> None:
+    """A rejected trial's folder, which holds nothing but its lock file."""
+    try:
+        if {p.name for p in folder.iterdir()} <= {LOCK}:
+            (folder / LOCK).unlink(missing_ok=True)
+            folder.rmdir()
+    except OSError:
+        pass  # a folder left behind is harmless
 
 
 def trial_history(folder: Path) -> list[dict[str, Any]]:

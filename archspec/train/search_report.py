@@ -63,7 +63,7 @@ def base_values(space_path: str) -> Optional[dict[str, Any]]:
     for v in space.variables:
         node, part, _ = locate(space.tree, v.key, v.mark)
         here = node.get(part) if isinstance(node, dict) else node[part]
-        values[v.name] = v.shown(here) if here in v.options or not v.options else "-"
+        values[v.name] = v.shown(here)  # "-": a value that is none of a choice's
     return values
 
 
@@ -155,11 +155,19 @@ def report(storage_url: str, studies: Sequence[str], out: Path) -> tuple[str, li
 
     from .search import storage
 
-    store = storage(storage_url)
+    store = storage(storage_url, optuna_only=True)  # a report only reads: never Optuna's tables in another file
     rows = [t for study in studies for t in trials(store, study)]
     spaces = {str(optuna.load_study(study_name=s, storage=store).user_attrs.get("space")) for s in studies}
     base = base_values(spaces.pop()) if len(spaces) == 1 else None
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--report-out {out}: not a folder")
+    for path in (out / "pareto.png", out / "ecdf.png", out / "best.yaml"):
+        if path.exists() and not path.is_file() or path.is_symlink() and not path.exists():
+            raise InputError(f"{path}: not a regular file; the report writes only files")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--report-out {out}: cannot create it ({e.strerror or e})") from None
     written = [out / "pareto.png", out / "ecdf.png"]
     plot_pareto(rows, written[0])
     plot_ecdf(rows, written[1])
