@@ -241,13 +241,19 @@ def _calibration(args: Args, net: Any) -> Any:
         if args.calibration_data or args.calibration_batches is not None:
             raise InputError("--calibration-data and --calibration-batches apply to --precision int8")
         return None
+    import numpy as onp
+
     from .gluon.precision import CALIBRATION_BATCH
     from .train import data
 
     split = data.load("fashion-mnist", "train", args.calibration_data or getattr(args, "data_dir", None),
                       net.spec.input.shape, getattr(args, "test_fraction", None))
-    count = CALIBRATION_BATCH * (args.calibration_batches or 8)
-    return data.to_input(split.images[:count], (net.spec.input.height, net.spec.input.width),
+    if split.images.shape[-1] != net.spec.input.channels:
+        raise InputError(f"{split.source}: {split.images.shape[-1]} channel(s); {net.spec.name} takes "
+                         f"{net.spec.input.channels}")
+    count = min(CALIBRATION_BATCH * (args.calibration_batches or 8), len(split))
+    every = onp.linspace(0, len(split) - 1, count).round().astype(int)  # all classes: image folders are sorted
+    return data.to_input(split.images[every], (net.spec.input.height, net.spec.input.width),
                          net.collect_params().list_ctx()[0])
 
 
@@ -580,8 +586,9 @@ def _precision_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                    help="bf16: convolutions and dense layers in bfloat16 (AMP; CPUs with AVX-512 BF16); int8: "
                         "oneDNN INT8, calibrated on training images (default fp32)")
-    p.add_argument("--calibration-data", metavar="DIR", help="int8: IDX folder whose training images calibrate "
-                                                             "(default: the data evaluated, or Fashion-MNIST)")
+    p.add_argument("--calibration-data", metavar="DIR", help="int8: IDX files or class folders of images whose "
+                                                             "training images calibrate (default: the data "
+                                                             "evaluated, or Fashion-MNIST)")
     p.add_argument("--calibration-batches", type=_positive, metavar="N",
                    help="int8: batches of 32 images to calibrate on (default 8)")
 
@@ -605,6 +612,7 @@ def _backend_commands(sub: Any) -> None:
                    help="mxnet: OUTPUT-symbol.json + OUTPUT-0000.params; onnx: the file OUTPUT")
     e.add_argument("-o", "--output", required=True, metavar="PATH")
     _precision_options(e)
+    add_options(e, ["test_fraction"])  # for --calibration-data that is a folder of class folders
     e.set_defaults(func=cmd_export)
 
     t = sub.add_parser("train", help="train a spec (Fashion-MNIST, or IDX files or class folders of images with "

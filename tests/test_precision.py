@@ -106,3 +106,9 @@ def test_bf16_training_learns_as_float32_does(digits, lenet, tmp_path, capsys):
     fp32 = json.loads((lenet.parent / "metrics.json").read_text())[-1]["test_acc"]
     assert json.loads((tmp_path / "bf16" / "config.json").read_text())["config"]["precision"] == "bf16"
     assert bf16 >= fp32 - 0.03  # the same run in float32 (the `lenet` fixture): within 3 points on 360 images
+
+
+def test_int8_calibration_data_must_fit_the_network(digits, tmp_path, capsys):
+    three = ["--set", "input.channels=3", "--precision", "int8", "--calibration-data", str(digits)]
+    assert main(["export", LENET, *three, "-o", str(tmp_path / "net")]) == 1  # 1-channel digits, a 3-channel net
+    assert "1 channel(s); lenet takes 3" in capsys.readouterr().err and not list(tmp_path.iterdir())

@@ -311,3 +311,22 @@ def test_a_checkpoint_record_of_the_wrong_shape_is_corrupt(digits, tmp_path, cap
     capsys.readouterr()
     assert main(train_args(digits, tmp_path / "run", "--epochs", "2", "--resume")) == 1
     assert "corrupt checkpoint record" in capsys.readouterr().err
+
+
+def test_a_run_recorded_before_the_data_named_its_classes_still_resumes(tmp_path):
+    from archspec.train import Config
+    from archspec.train.folder import RunFolder
+
+    split = {"examples": 3, "images": "a", "labels": "b"}
+    old = {"network": {"name": "n"}, "data": {"train": split, "test": split}}  # an earlier archspec's record: no class names
+    folder = RunFolder(tmp_path, "archspec train")
+    folder.record(Config(), old)
+    folder.release()
+    named = {**split, "classes": ["t-shirt", "trouser"]}
+    again = RunFolder(tmp_path, "archspec train --resume")
+    again.check(Config(), {"network": {"name": "n"}, "data": {"train": named, "test": named}}, True, 0, False)
+    from archspec import InputError
+
+    with pytest.raises(InputError, match="data.train.images"):
+        changed = {"network": {"name": "n"}, "data": {"train": {**named, "images": "c"}, "test": named}}
+        again.check(Config(), changed, True, 0, False)

@@ -101,7 +101,7 @@ class RunFolder:
         differ = [f"{k}: {(before.get(k), v)}" for k, v in config.model_dump().items()
                   if k not in Config.MAY_CHANGE and before.get(k, Config.model_fields[k].default) != v]
         differ += [f"{k}.{_difference(before_identity.get(k), v)}" for k, v in identity.items()
-                   if k != "network" and before_identity.get(k) != v]
+                   if k != "network" and before_identity.get(k) != _recorded(before_identity.get(k), v)]
         if differ:
             raise InputError(f"{self.out}: --resume continues a run with the same settings and data; these differ "
                              "(saved, now): " + "; ".join(differ))
@@ -139,6 +139,14 @@ class RunFolder:
         if self._lock is not None:
             self._lock.close()  # closing drops the lock
             self._lock = None
+
+
+def _recorded(before: Any, now: Any) -> Any:
+    """`now` as a record written before it had all its keys would hold it: a key added to the record since (the
+    data's class names) reads as unchanged, so runs recorded by an earlier archspec still resume."""
+    if isinstance(before, dict) and isinstance(now, dict):
+        return {k: _recorded(before[k], v) for k, v in now.items() if k in before}
+    return now
 
 
 def _difference(before: Any, now: Any) -> str:

@@ -27,6 +27,7 @@ from typing import Any, Literal, Optional, Sequence, TextIO
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..files import write_atomically
 from ..spec.diagnostics import InputError
 from ..spec.space import ATTEMPTS_PER_NETWORK, Network, Rejections, Space, load_space, sample, spec_text
 from .config import Config
@@ -337,9 +338,10 @@ class _Worker:
         resume = folder is not None
         folder = folder or self.folder(trial.number)
         lock = lock or RunFolder(folder, self._command())  # held until the study knows how the trial ended
-        heartbeat = _Heartbeat(self.store, trial_id(trial))
+        heartbeat: Optional[_Heartbeat] = None
         rejected = False
         try:
+            heartbeat = _Heartbeat(self.store, trial_id(trial))  # in the try: a failing store still frees the lock
             trial.set_user_attr("host", socket.gethostname())
             trial.set_user_attr("pid", os.getpid())
             trial.set_user_attr("folder", str(folder.resolve()))
@@ -363,7 +365,8 @@ class _Worker:
             self.study.tell(trial, state=_state("FAIL"), skip_if_finished=True)
             raise
         finally:
-            heartbeat.end()
+            if heartbeat is not None:
+                heartbeat.end()
             lock.release()
             if rejected:  # told: no worker takes its folder again, which held only the lock
                 _remove_empty(folder)
@@ -377,8 +380,8 @@ class _Worker:
         name = f"{self.space.tree.get('name', 'network')}-{trial.number:04d}"
         text = spec_text(network, name, f"trial {trial.number} of study {self.settings.study}: "
                                         f"{_shown(self.space, network.values)}")
-        if not spec.is_file():
-            spec.write_text(text)
+        if not spec.is_file():  # a worker killed mid-write leaves no truncated spec for its successor
+            write_atomically(spec, text.encode())
         trial.set_user_attr("network", {"params": network.params, "macs": network.summary.macs,
                                         "memory": network.summary.memory})
         trial.set_user_attr("spec", text)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from ..files import save_atomically, write_atomically
+from ..files import save_atomically, target, write_atomically
 from ..spec.diagnostics import InputError, SpecError
 from ..spec.report import table
 
@@ -162,8 +162,7 @@ def report(storage_url: str, studies: Sequence[str], out: Path) -> tuple[str, li
     if out.exists() and not out.is_dir():
         raise InputError(f"--report-out {out}: not a folder")
     for path in (out / "pareto.png", out / "ecdf.png", out / "best.yaml"):
-        if path.exists() and not path.is_file() or path.is_symlink() and not path.exists():
-            raise InputError(f"{path}: not a regular file; the report writes only files")
+        target(path)  # a folder or a device in the way is refused before anything is written
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
