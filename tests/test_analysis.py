@@ -156,6 +156,7 @@ def run_reference(spec):
     return out, sum(p.data().size for p in net.collect_params().values())
 
 
+@pytest.mark.slow  # 250 networks built with MXNet: 4 s
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_specs)
 def test_random_specs_agree_with_mxnet(data):

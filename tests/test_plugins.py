@@ -59,6 +59,7 @@ def plugin(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow  # eleven commands in subprocesses: 4 s
 def test_every_command_takes_a_plugin(plugin):
     spec, kinds = plugin / "spec.yaml", plugin / "mykinds.py"
     refused = archspec("validate", spec)
