@@ -246,7 +246,8 @@ def main(argv=None) -> dict:
     p.add_argument("--smoke", action="store_true", help="one tiny repeat of each kind of measurement")
     p.add_argument("--no-torch", action="store_true", help="leave out the PyTorch peer")
     p.add_argument("--no-compile", action="store_true", help="leave out torch.compile (minutes of compiling)")
-    p.add_argument("--precision", action="store_true", help="also try bfloat16 (AMP) and INT8 inference")
+    p.add_argument("--precision", action="store_true", help="also bfloat16 and INT8 inference and bfloat16 "
+                   "training on the digits (bench/precision.py; about 25 minutes)")
     p.add_argument("--out", type=Path, help="write the raw figures as JSON here")
     args = p.parse_args(argv)
     if args.smoke:
@@ -330,17 +331,9 @@ def report(r: dict) -> str:
                  f"(a cold `archspec validate` {s['archspec_validate_cold_s']['median']:.2f} s); "
                  f"build {b['build_s']['median']:.3f} s + first call {b['first_call_s']['median']:.3f} s")
     if r.get("precision"):
-        p = r["precision"]
-        lines.append(f"reduced precision (GoogLeNet trained {p['trained_epochs']} epochs on digits, "
-                     f"{p['test_examples']} test images):")
-        for mode in ("float32", "bfloat16", "int8"):
-            q = p[mode]
-            lines.append(f"  {mode:<9} forward@32 {q['images_per_s_batch32']:,.1f} img/s ({q['speedup']:.2f}x), test "
-                         f"accuracy {q['test_accuracy']:.1%}, top-1 agreement {q['top1_agreement']:.1%}, "
-                         f"max |logit diff| {q['max_abs_diff']:.3g} (max |logit| {q['max_abs_logit']:.3g})")
-        for mode, q in p.get("training", {}).items():
-            lines.append(f"  training in {mode}: test accuracy {q['test_accuracy']:.1%} after {p['trained_epochs']} "
-                         f"epochs, {q['images_per_s']:,.1f} img/s")
+        from precision import report as precision_report
+
+        lines += precision_report(r["precision"])
     return "\n".join(lines)
 
 

@@ -85,7 +85,8 @@ def test_train_on_an_image_folder_and_predict_agrees_with_evaluate_for_params_an
     assert main(["export", LENET, "--params", str(run / "final.params"), "-o", str(tmp_path / "lenet")]) == 0
     assert main(["export", LENET, "--params", str(run / "final.params"), "--format", "onnx",
                  "-o", str(tmp_path / "lenet.onnx")]) == 0
-    for model in (run / "final.params", tmp_path / "lenet-symbol.json", tmp_path / "lenet.onnx"):
+    for model in (run / "final.params", tmp_path / "lenet-symbol.json", tmp_path / "lenet-0000.params",
+                  tmp_path / "lenet.onnx"):  # an export's weights run with the graph beside them
         capsys.readouterr()
         assert main(["predict", LENET, "--params", str(model), "--top", "2", "--json", *images]) == 0
         results = json.loads(capsys.readouterr().out)
@@ -242,3 +243,6 @@ def test_predict_refuses_a_model_that_does_not_fit_the_spec_or_names_that_do_not
              "deep.json: not a JSON list of class names (RecursionError)")):
         assert main(["predict", *args, str(image)]) == 1
         assert message in capsys.readouterr().err
+    assert main(["export", LENET, "--params", str(tmp_path / "big-0000.params"), "-o", str(tmp_path / "again")]) == 1
+    assert "big-0000.params: the weights of an MXNet export" in capsys.readouterr().err
+    assert not list(tmp_path.glob("again*"))

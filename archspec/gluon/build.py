@@ -127,6 +127,10 @@ def load_parameters(net: Network, path: Union[str, os.PathLike[str]], ctx: Any =
                    for n in expected if n in saved and tuple(saved[n].shape) != tuple(expected[n])]
     differences += [f"missing {n}" for n in expected if n not in saved]
     differences += [f"unexpected {n}" for n in saved if n not in expected]
+    if differences and saved and all(n.startswith(("arg:", "aux:")) for n in saved):
+        raise InputError(f"{path}: the weights of an MXNet export (`archspec export --format mxnet`), not of a "
+                         "training run; `archspec predict` runs the export (NAME-symbol.json), other commands take "
+                         "the .params a training run wrote")
     if differences:
         more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
         raise InputError(f"{path}: these parameters are not for {net.spec.name}: "

@@ -8,6 +8,7 @@ outputs, or else the class numbers."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -30,6 +31,9 @@ def model(spec: Any, path: Path) -> tuple[Scores, Optional[list[str]]]:
     metadata)."""
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    exported = re.fullmatch(r"(.+)-\d{4}\.params", path.name)
+    if exported and path.with_name(f"{exported[1]}-symbol.json").is_file():
+        path = path.with_name(f"{exported[1]}-symbol.json")  # an export's weights: run them with their graph
     if path.name.endswith("-symbol.json"):
         prefix = path.name.removesuffix("-symbol.json")
         run, names = _symbol(path, path.with_name(f"{prefix}-0000.params")), \
