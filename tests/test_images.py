@@ -243,6 +243,14 @@ def test_predict_refuses_a_model_that_does_not_fit_the_spec_or_names_that_do_not
              "deep.json: not a JSON list of class names (RecursionError)")):
         assert main(["predict", *args, str(image)]) == 1
         assert message in capsys.readouterr().err
+    assert main(["export", LENET, "-o", str(tmp_path / "small")]) == 0  # an export's weights of another epoch ...
+    (tmp_path / "small-0007.params").write_bytes((tmp_path / "small-0000.params").read_bytes())
+    assert main(["predict", LENET, "--params", str(tmp_path / "small-0007.params"), str(image)]) == 0
+    (tmp_path / "small-0007.params").write_bytes((tmp_path / "big-0000.params").read_bytes())  # ... are the ones run
+    assert main(["predict", LENET, "--params", str(tmp_path / "small-0007.params"), str(image)]) == 1
+    err = capsys.readouterr().err
+    assert "small-symbol.json: not an MXNet export MXNet can load" in err and "small-0007.params" in err
+    assert "Traceback" not in err
     assert main(["export", LENET, "--params", str(tmp_path / "big-0000.params"), "-o", str(tmp_path / "again")]) == 1
     assert "big-0000.params: the weights of an MXNet export" in capsys.readouterr().err
     assert not list(tmp_path.glob("again*"))
