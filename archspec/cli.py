@@ -289,8 +289,8 @@ def cmd_sample(args: Args) -> int:
                 if i == 0:
                     for folder in missing:
                         os.mkdir(folder)
-                values = ", ".join(f"{k}={v}" for k, v in shown.items())
-                comment = f"sampled from {args.space} (seed {args.seed}, network {i}): {values}"
+                comment = (f"sampled from {args.space} (seed {args.seed}, network {i}): "
+                           f"{space.described(network.values)}")
                 write_atomically(path, spec_text(network, f"{name}-{i:04d}", comment).encode())
             rows.append({"index": i, "values": shown, "params": network.params, "macs": network.summary.macs,
                          "memory": network.summary.memory, "file": path})

@@ -26,7 +26,7 @@ import archspec.gluon  # noqa: E402,F401  sets MXNet's defaults, before anything
 from mxnet import autograd, gluon, np, npx, profiler  # noqa: E402
 
 from archspec import build_model  # noqa: E402
-from timing import profiler_file  # noqa: E402  bench/, the script's own folder
+from timing import operator_times, profiler_file  # noqa: E402  bench/, the script's own folder
 
 SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "specs", "googlenet.yaml")
 
@@ -65,9 +65,8 @@ def operators(step) -> dict:
         step()
     wall = (time.perf_counter() - start) / STEPS
     profiler.set_state("stop")
-    stats = json.loads(profiler.dumps(format="json", reset=True))["Time"].get("operator", {})
-    rows = sorted(({"operator": op, "group": group(op), "calls": s["Count"] / STEPS, "ms": s["Total"] / STEPS}
-                   for op, s in stats.items()), key=lambda r: -r["ms"])
+    rows = [{**r, "group": group(r["operator"])} for r in operator_times(profiler.dumps(format="json", reset=True),
+                                                                          STEPS)]
     return {"step_ms": wall * 1e3, "operators": rows, "groups": _shares(rows, "group")}
 
 

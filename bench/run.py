@@ -40,7 +40,7 @@ from mxnet import autograd, gluon, np, npx  # noqa: E402
 from archspec import build_model, load_spec, summarize  # noqa: E402
 from archspec.gluon.precision import mixed_bfloat16, supports_bfloat16  # noqa: E402
 from googlenet_reference import googlenet  # noqa: E402
-from timing import images_per_second, profiler_file  # noqa: E402
+from timing import images_per_second, operator_times, profiler_file  # noqa: E402
 
 SPEC = ROOT / "specs" / "googlenet.yaml"
 CASES = [("forward", 1), ("forward", 32), ("forward", 128), ("train", 64)]
@@ -196,16 +196,7 @@ def profile(batch: int = 32, steps: int = 5) -> list[dict]:
     for _ in range(steps):
         net(x).wait_to_read()
     profiler.set_state("stop")
-    stats = json.loads(profiler.dumps(format="json", reset=True))
-    rows = []
-    for domain, ops in stats.get("Time", {}).items():
-        if domain != "operator":  # not the C API calls that wait for them
-            continue
-        for op, s in ops.items():
-            rows.append({"operator": op, "calls": s["Count"], "ms": s["Total"]})
-    total = sum(r["ms"] for r in rows) or 1.0
-    rows = sorted(rows, key=lambda r: -r["ms"])
-    return [{**r, "share": r["ms"] / total} for r in rows[:8]]
+    return operator_times(profiler.dumps(format="json", reset=True), steps)[:8]
 
 
 def spec_timing() -> dict:

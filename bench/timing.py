@@ -1,6 +1,7 @@
 """The one timing loop of the benchmarks, shared by the MXNet and PyTorch processes (imports neither), and where
 MXNet's profiler may write."""
 import atexit
+import json
 import os
 import shutil
 import tempfile
@@ -13,6 +14,16 @@ def profiler_file() -> str:
     folder = tempfile.mkdtemp(prefix="archspec-profile-")
     atexit.register(shutil.rmtree, folder, True)
     return os.path.join(folder, "profile.json")
+
+
+def operator_times(dump: str, steps: int) -> list[dict]:
+    """MXNet's aggregated profiler dump (`profiler.dumps(format="json")`) -> a row an operator, its calls and ms
+    a step and its share of the time, slowest first. Only operators: not the C API calls that wait for them."""
+    ops = json.loads(dump).get("Time", {}).get("operator", {})
+    rows = sorted(({"operator": op, "calls": s["Count"] / steps, "ms": s["Total"] / steps} for op, s in ops.items()),
+                  key=lambda r: -r["ms"])
+    total = sum(r["ms"] for r in rows) or 1.0
+    return [{**r, "share": r["ms"] / total} for r in rows]
 
 
 def images_per_second(step, batch: int, seconds: float) -> float:

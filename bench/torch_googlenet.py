@@ -25,9 +25,6 @@ from torch.nn import functional as F
 
 from timing import images_per_second  # bench/, the script's own folder
 
-VARIANTS = ("nchw", "channels_last", "compile", "bf16")
-
-
 class Inception(nn.Module):
     def __init__(self, in_channels, c1, c2, c3, c4):
         super().__init__()

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from precision import digits_folder  # bench/, the script's own folder
+from precision import SEEDS, digits_folder  # bench/, the script's own folder
 from torch_googlenet import googlenet
 
 from archspec.train.data import load_idx_folder
@@ -57,7 +57,7 @@ def train(train_set, test_set, seed: int, bf16: bool, epochs: int) -> list[float
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     args = p.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,7 +40,8 @@ def lenet(digits, tmp_path_factory):
     """LeNet trained 4 epochs on the digits, in float32: the parameters file."""
     out = tmp_path_factory.mktemp("lenet") / "run"
     config = Config(epochs=4, batch_size=32, lr=0.005, optimizer="adam", data_dir=str(digits))
-    train(LENET, out, config, stream=open(os.devnull, "w"))
+    with open(os.devnull, "w") as quiet:
+        train(LENET, out, config, stream=quiet)
     return out / "final.params"
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Optional, Union
 
 from mxnet import init, np, npx
 from mxnet.base import MXNetError
 from mxnet.gluon import nn
 
-from ..spec import Overrides, Spec, load_spec
+from ..spec import Overrides, Spec, load_spec, with_overrides
 from ..spec.analysis import Limits, Summary, child_path, summarize
 from ..spec.diagnostics import UNKNOWN, InputError, SpecError, problem
 from ..spec.kinds import Layer, Layers
@@ -73,7 +73,7 @@ def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Ove
             raise TypeError("overrides apply to a spec file; pass its path instead of a loaded Spec")
         spec = spec_or_path
     else:
-        spec = load_spec(spec_or_path, _with_keywords(overrides, kwargs), (limits or Limits()).max_layers)
+        spec = load_spec(spec_or_path, with_overrides(overrides, kwargs), (limits or Limits()).max_layers)
     summary = summarize(spec, limits=limits)  # every shape and the budget are checked before MXNet allocates
     npx.set_np()
     net, builder = Network(spec), _Builder(summary)
@@ -90,21 +90,15 @@ def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Ove
     return net
 
 
-def _with_keywords(overrides: Overrides, keywords: Mapping[str, Any]) -> Overrides:
-    if not keywords:
-        return overrides
-    if overrides is None or isinstance(overrides, Mapping):
-        return {**(overrides or {}), **keywords}
-    return [*overrides, *(f"{k}={v}" for k, v in keywords.items())]
-
-
-def traced(net: Network) -> tuple[Any, Any, dict[str, Any]]:
-    """The inference graph of a built network, traced on one example: `(inputs, symbol, weights)`, the
-    weights being the parameters the graph uses, by name. What export and reduced precision start from."""
-    if not is_hybridized(net):
-        net.hybridize(**HYBRIDIZE)
-    net(np.zeros((1,) + net.spec.input.shape)).wait_to_read()
-    return cached_graph(net)
+def traced(net: Network, block: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+    """The inference graph of a built network (or `block`'s, its training graph), traced on one example:
+    `(inputs, symbol, weights)`, the weights being the parameters the graph uses, by name. What export and
+    reduced precision start from."""
+    block = net if block is None else block
+    if not is_hybridized(block):
+        block.hybridize(**HYBRIDIZE)
+    block(np.zeros((1,) + net.spec.input.shape, ctx=net.collect_params().list_ctx()[0])).wait_to_read()
+    return cached_graph(block)
 
 
 def load_parameters(net: Network, path: Union[str, os.PathLike[str]], ctx: Any = None) -> None:

@@ -20,10 +20,8 @@ from typing import Any, Literal, Optional
 
 from ..spec.diagnostics import InputError
 from .build import HYBRIDIZE, traced
-from .compat import cached_graph
 from .modules import Network
 
-PRECISIONS = ("float32", "bfloat16", "int8")
 Precision = Literal["fp32", "bf16", "int8"]  # as the command line names them
 CALIBRATION_BATCH = 32
 
@@ -55,25 +53,26 @@ def for_inference(net: Network, precision: Precision, calibration: Optional[Any]
         return to_bfloat16(net)
     if calibration is None or len(calibration) == 0:
         raise InputError("--precision int8 needs calibration images")
-    return to_int8(net, calibration, batch_size=CALIBRATION_BATCH)
+    return to_int8(net, calibration)
 
 
 def mixed_bfloat16(net: Network) -> Any:
     """A block for training `net` in mixed precision: the training graph (auxiliary heads included) with AMP's
     bfloat16 casts, over `net`'s own float32 parameters (shared, so the trainer, checkpoints and
     `save_parameters` see the master weights). It returns float32 outputs, as `net` does."""
-    from mxnet import autograd, np
-    from mxnet.contrib import amp
-
     require_bfloat16("--precision bf16")
-    block = net.training_block()
-    with autograd.train_mode():  # the graph training runs: with the auxiliary heads where the spec has them
-        block(np.zeros((1,) + net.spec.input.shape, ctx=net.collect_params().list_ctx()[0]))
-    inputs, sym, _ = cached_graph(block)
-    converted = amp.convert_symbol(sym, "bfloat16", data_names=[i.name for i in inputs], cast_optional_params=False)
-    trainable = _symbol_block(converted.as_np_ndarray(), inputs, params=net.collect_params())
+    inputs, sym, _ = traced(net, net.training_block())  # with the auxiliary heads where the spec has them
+    trainable = _symbol_block(_bfloat16(sym, inputs), inputs, params=net.collect_params())
     trainable.hybridize(**HYBRIDIZE)
     return trainable
+
+
+def _bfloat16(sym: Any, inputs: Any) -> Any:
+    """`sym` with AMP's bfloat16 casts (convolutions and dense layers in bfloat16), as a numpy symbol."""
+    from mxnet.contrib import amp
+
+    converted = amp.convert_symbol(sym, "bfloat16", data_names=[i.name for i in inputs], cast_optional_params=False)
+    return converted.as_np_ndarray()
 
 
 def _symbol_block(sym: Any, inputs: Any, params: Any = None) -> Any:
@@ -96,15 +95,13 @@ def to_bfloat16(net: Network, ctx: Any = None) -> Any:
     """An inference block computing in bfloat16 where AMP deems it safe (convolutions, dense layers),
     in float32 elsewhere; it takes and returns float32 `mxnet.np` arrays."""
     import mxnet as mx
-    from mxnet.contrib import amp
 
     ctx = ctx or mx.cpu()
     inputs, sym, params = traced(net)
-    converted = amp.convert_symbol(sym, "bfloat16", data_names=[i.name for i in inputs], cast_optional_params=False)
-    return _block(converted.as_np_ndarray(), inputs, params, ctx)
+    return _block(_bfloat16(sym, inputs), inputs, params, ctx)
 
 
-def to_int8(net: Network, calibration: Any, batch_size: int = 32, ctx: Any = None) -> Any:
+def to_int8(net: Network, calibration: Any, batch_size: int = CALIBRATION_BATCH, ctx: Any = None) -> Any:
     """An inference block with INT8 convolutions and dense layers, calibrated on `calibration` (a few
     hundred real images, N x C x H x W float32 `mxnet.np`): MXNet's oneDNN quantization flow, as its
     `imagenet_gen_qsym_mkldnn.py` example runs it ('naive' calibration: min/max of each layer's output)."""

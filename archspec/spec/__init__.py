@@ -20,6 +20,15 @@ from .schema import Spec, validate
 Overrides = Optional[Union[Mapping[str, Any], Iterable[str]]]  # {"stages.b3.0.c1": 96} or ["stages.b3.0.c1=96"]
 
 
+def with_overrides(overrides: Overrides, extra: Mapping[str, Any]) -> Overrides:
+    """`overrides`, then `extra`, in the form `overrides` has: a mapping, or `path=value` strings."""
+    if not extra:
+        return overrides
+    if overrides is None or isinstance(overrides, Mapping):
+        return {**(overrides or {}), **extra}
+    return [*overrides, *(f"{k}={v}" for k, v in extra.items())]
+
+
 def load_spec(source: Union[str, os.PathLike[str], Mapping[str, Any]], overrides: Overrides = None,
               max_layers: int = MAX_LAYERS, base_outside: bool = False) -> Spec:
     """Load, resolve (`base:`, overrides), expand and validate a spec: the path of a YAML file, or the same

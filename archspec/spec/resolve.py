@@ -120,6 +120,11 @@ def parse_overrides(overrides: Union[Mapping[str, Any], Iterable[str], None]) ->
 
 def _apply_override(raw: Map, key: str, value: Any, mark: Mark) -> None:
     node, part, _ = locate(raw, key, mark)
+    assign(node, part, value, mark)
+
+
+def assign(node: Union[Map, Seq], part: Any, value: Any, mark: Mark) -> None:
+    """Set `node[part]` to `value`, which a message locates at `mark` (where `locate` pointed)."""
     if isinstance(node, Map):
         node.set(part, value, mark, mark)
     else:

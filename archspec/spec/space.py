@@ -34,7 +34,7 @@ from .expand import MAX_LAYERS, Memo, check_model, library
 from .expressions import Evaluation, ExpressionError, Node, is_expression, parse, source
 from .kinds import REGISTRY
 from .loader import Map, Seq, copied
-from .resolve import parse_overrides, locate, load_resolved
+from .resolve import assign, load_resolved, locate, parse_overrides
 from .schema import SPEC_KEYS, Spec, validate
 
 MAX_VALUES = 1_000_000  # integers in one range: a larger one is a typo, or needs a step or log
@@ -297,10 +297,7 @@ class Space:
                     fresh.add(id(child))
                     node[step] = child
                 node = child
-            if isinstance(node, Map):
-                node.set(part, values[v.key], v.mark, v.mark)
-            else:
-                node[part], node.item_marks[part] = values[v.key], v.mark
+            assign(node, part, values[v.key], v.mark)
         spec = validate(tree, self.max_layers, self.memo)
         return Network(values, tree, spec, summarize(spec, limits=None, memo=self.memo))
 
@@ -313,7 +310,7 @@ class Space:
         try:
             network = self.network(values)
         except SpecError as e:
-            drawn = ", ".join(f"{k}={v}" for k, v in self.shown(values).items())
+            drawn = self.described(values)
             rejections.add("invalid", replace(e.problems[0], message=f"{e.problems[0].message} (drawn: {drawn})"))
             return None
         limit = self.budget.exceeded(network.summary)
@@ -334,6 +331,10 @@ class Space:
     def shown(self, values: dict[str, Any]) -> dict[str, Scalar]:
         """The values as reports show them, by name."""
         return {v.name: v.shown(values[v.key]) for v in self.variables}
+
+    def described(self, values: dict[str, Any]) -> str:
+        """The values in one line: `name=value, ...`."""
+        return ", ".join(f"{k}={v}" for k, v in self.shown(values).items())
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,10 @@ class Config(BaseModel):
     #: short command-line names kept from earlier releases
     FLAGS: ClassVar[dict[str, str]] = {"weight_decay": "--wd"}
 
+    def input_overrides(self) -> dict[str, int]:
+        """The spec's input as --resize sets it: {"input.height": N, "input.width": N}, or nothing."""
+        return {"input.height": self.resize, "input.width": self.resize} if self.resize else {}
+
     @field_validator("ctx")
     @classmethod
     def _known_devices(cls, value: str) -> str:

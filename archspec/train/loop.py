@@ -27,7 +27,7 @@ from ..files import save_atomically, write_atomically
 from ..gluon.build import build_model
 from ..gluon.modules import Network
 from ..gluon.precision import mixed_bfloat16, require_bfloat16
-from ..spec import Overrides, load_spec
+from ..spec import Overrides, load_spec, with_overrides
 from ..spec.analysis import summarize
 from ..spec.diagnostics import InputError
 from ..spec.resolve import annotated_yaml, load_resolved
@@ -212,7 +212,6 @@ class _Run:
     def finish(self) -> None:
         save_atomically(self.out / "final.params", self.net.save_parameters)
         _plot(self.out, self.history)
-        self.folder.release()
 
 
 def load_data(spec: Any, config: Config) -> tuple[datasets.Split, datasets.Split]:
@@ -244,8 +243,7 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
         if any(c.device_type != "cpu" for c in contexts):
             raise InputError(f"--precision bf16 trains on the CPU (oneDNN's bfloat16 kernels), not --ctx {config.ctx}")
         require_bfloat16("--precision bf16")
-    if config.resize:
-        overrides = _with_input(overrides, config.resize)
+    overrides = with_overrides(overrides, config.input_overrides())
     spec = load_spec(spec_path, overrides, base_outside=base_outside)
     distributed = config.kvstore.startswith("dist")
     kv: Any = mx.kv.create(config.kvstore) if distributed else config.kvstore
@@ -313,17 +311,8 @@ def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[s
     except KeyboardInterrupt:
         raise run.interrupted() from None
     finally:
-        run.folder.release()  # a run stopped by an exception lets its folder go at once, not when collected
+        run.folder.release()  # finished or stopped by an exception: the folder goes at once, not when collected
     return run.history, run.out
-
-
-def _with_input(overrides: Overrides, resize: int) -> Overrides:
-    extra = {"input.height": resize, "input.width": resize}
-    if overrides is None:
-        return extra
-    if isinstance(overrides, dict):
-        return {**overrides, **extra}
-    return [*overrides, *(f"{k}={v}" for k, v in extra.items())]
 
 
 def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:

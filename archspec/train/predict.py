@@ -31,12 +31,10 @@ def model(spec: Any, path: Path) -> tuple[Scores, Optional[list[str]]]:
     metadata)."""
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    exported = re.fullmatch(r"(.+)-\d{4}\.params", path.name)  # an export's weights, if its graph is beside them
-    if exported and not path.with_name(f"{exported[1]}-symbol.json").is_file():
-        exported = None
-    if exported or path.name.endswith("-symbol.json"):
-        prefix = exported[1] if exported else path.name.removesuffix("-symbol.json")
-        params = path if exported else path.with_name(f"{prefix}-0000.params")
+    export = re.fullmatch(r"(.*)-(symbol\.json|\d{4}\.params)", path.name)  # its graph, or its weights beside it
+    if export and path.with_name(f"{export[1]}-symbol.json").is_file():
+        prefix = export[1]
+        params = path if export[2].endswith(".params") else path.with_name(f"{prefix}-0000.params")
         run, names = _symbol(path.with_name(f"{prefix}-symbol.json"), params), \
             read_names(path.with_name(f"{prefix}-{CLASSES_FILE}"))
     elif path.suffix.lower() == ".onnx":

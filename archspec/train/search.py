@@ -28,6 +28,7 @@ from typing import Any, Literal, Optional, Sequence, TextIO
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..files import write_atomically
+from ..spec import with_overrides
 from ..spec.diagnostics import InputError
 from ..spec.space import ATTEMPTS_PER_NETWORK, Network, Rejections, Space, load_space, sample, spec_text
 from .config import Config
@@ -172,7 +173,7 @@ def open_study(settings: Settings, worker: int = 0, store: Any = None, space: Op
     other objectives or another space (other variables or distributions) is refused before anything is written."""
     import optuna
 
-    space = space or load_space(settings.space, [*settings.overrides, *_resize(settings.config)],
+    space = space or load_space(settings.space, with_overrides(settings.overrides, settings.config.input_overrides()),
                                 base_outside=settings.base_outside)
     described = variables(space)
     store = store or storage(settings.search.url, create=settings.search.storage is None)
@@ -268,7 +269,7 @@ def run(settings: Settings, worker: int = 0) -> int:
 
     from .loop import load_data
 
-    space = load_space(settings.space, [*settings.overrides, *_resize(settings.config)],
+    space = load_space(settings.space, with_overrides(settings.overrides, settings.config.input_overrides()),
                        base_outside=settings.base_outside)
     network = sample(space, 1, seed=settings.search.search_seed).networks[0]  # a space with no network fails here, located
     if settings.search.storage is not None and settings.search.url.startswith("sqlite"):
@@ -290,10 +291,6 @@ def run(settings: Settings, worker: int = 0) -> int:
         trained = search.trial(trial)
         rejected_in_a_row = 0 if trained else rejected_in_a_row + 1
         done += trained
-
-
-def _resize(config: Config) -> list[str]:
-    return [f"input.height={config.resize}", f"input.width={config.resize}"] if config.resize else []
 
 
 @dataclass
@@ -353,7 +350,7 @@ class _Worker:
                 reason = next(iter(rejections.counts))
                 trial.set_user_attr("rejected", reason)
                 self.study.tell(trial, state=_state("PRUNED"))
-                print(f"trial {trial.number}: rejected ({reason}): {_shown(self.space, values)}",
+                print(f"trial {trial.number}: rejected ({reason}): {self.space.described(values)}",
                       file=self.settings.log)
                 rejected = True
                 return 0
@@ -379,7 +376,7 @@ class _Worker:
         spec = folder / "spec.yaml"
         name = f"{self.space.tree.get('name', 'network')}-{trial.number:04d}"
         text = spec_text(network, name, f"trial {trial.number} of study {self.settings.study}: "
-                                        f"{_shown(self.space, network.values)}")
+                                        f"{self.space.described(network.values)}")
         if not spec.is_file():  # a worker killed mid-write leaves no truncated spec for its successor
             write_atomically(spec, text.encode())
         trial.set_user_attr("network", {"params": network.params, "macs": network.summary.macs,
@@ -409,7 +406,7 @@ class _Worker:
                 trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
                 self.study.tell(trial, state=_state("PRUNED"))
                 print(f"trial {trial.number}: pruned after epoch {len(trial_history(folder))} "
-                      f"({_shown(self.space, network.values)})", file=self.settings.log)
+                      f"({self.space.described(network.values)})", file=self.settings.log)
                 return
         accuracy = history[-1]["test_acc"]
         trial.set_user_attr("seconds", round(sum(h["seconds"] for h in history), 3))
@@ -417,7 +414,7 @@ class _Worker:
         values = [measures[o] for o in self.settings.objectives]
         self.study.tell(trial, values)
         print(f"trial {trial.number}: test accuracy {accuracy:.4f}, {network.params:,} parameters, "
-              f"{network.summary.macs / 1e6:,.1f} M MACs ({_shown(self.space, network.values)})",
+              f"{network.summary.macs / 1e6:,.1f} M MACs ({self.space.described(network.values)})",
               file=self.settings.log)
 
     def _command(self) -> str:
@@ -459,10 +456,6 @@ def _state(name: str) -> Any:
     from optuna.trial import TrialState
 
     return TrialState[name]
-
-
-def _shown(space: Space, values: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in space.shown(values).items())
 
 
 def spawn(argv: Sequence[str], jobs: int) -> int:
