@@ -199,7 +199,7 @@ def expanded(raw: Map, max_layers: int = MAX_LAYERS) -> Map:
 
 def _expand_and_validate(raw: Map, max_layers: int, memo: Memo | None = None) -> tuple[Map, Spec]:
     validator = _Validator(memo.layers if memo else None)
-    walk = Walk(remember=True, outputs=memo.outputs if memo else None)
+    walk = Walk(remember=True, outputs=memo.outputs if memo else None, walked=memo.walked if memo else None)
 
     def shape_of(entry: Map, shape: Shape) -> Shape | None:
         layer = validator.layer(entry)

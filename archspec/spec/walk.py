@@ -97,9 +97,9 @@ class Walk:
                                                                  f"{type(e).__name__}: {e}")]) from None
         if useless:
             self.warnings.append(problem(layer._mark, layer._source, useless, severity="warning"))
-        if self.outputs is not None:  # read before `walked` is: the rows are not wanted
+        if self.outputs is not None:
             self.outputs[id(layer), shape] = out
-        elif len(self.warnings) == warned:  # a layer that warns is walked again, so that each copy says so
+        if len(self.warnings) == warned:  # a layer that warns is walked again, so that each copy says so
             self.walked[id(layer), shape, depth] = (out, path, self.rows[start:])
         return out
 
