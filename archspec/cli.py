@@ -194,7 +194,7 @@ def cmd_zoo(args: Args) -> int:
 
 
 def cmd_blocks(args: Args) -> int:
-    from .spec.expand import library
+    from .spec.blocks import library
     from .spec.report import block_table
 
     print(block_table(library(), markdown=args.markdown))

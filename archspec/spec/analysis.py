@@ -1,18 +1,19 @@
 """Static analysis of a validated spec: the input and output shape, parameters, state, MACs and activation
-memory of every layer (the rows of `walk.Walk`, the one walk that computes shapes), without importing
-MXNet; the budget a spec must fit; the summary table."""
+memory of every layer, as rows (`walk.Layout`, from the shapes `walk.measure` computes), without importing
+MXNet; the budget a spec must fit; the summary table. A loaded spec carries its analysis: `summarize(spec)`
+returns it, and walks again only for another input."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from .diagnostics import UNKNOWN, Problem, SpecError, problem
-from .expand import MAX_LAYERS, Memo
+from .expand import MAX_LAYERS
 from .kinds import Shape
 from .report import format_shape, si, size_in_bytes, table
 from .schema import Spec
-from .walk import Row, Walk, child_path
+from .walk import ROW_FIELDS, Layout, Row, child_path
 
 __all__ = ["Limits", "Row", "Summary", "child_path", "format_table", "summarize"]
 
@@ -74,28 +75,39 @@ class Summary:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "input": list(self.input), "output": list(self.output),
                 "params": self.params, "state": self.state, "macs": self.macs, "memory": self.memory,
-                "layers": [{**asdict(r), "input": list(r.input), "output": list(r.output)} for r in self.rows],
+                "layers": [{**{f: getattr(r, f) for f in ROW_FIELDS}, "input": list(r.input), "output": list(r.output)}
+                           for r in self.rows],
                 "warnings": [str(w) for w in self.warnings]}
 
 
 def summarize(spec: Spec, input_shape: Shape | None = None, limits: Limits | None = Limits(),
-              memo: Memo | None = None) -> Summary:
+              memo: object = None) -> Summary:
     """Shapes, parameters, MACs and memory of every layer of `spec` on `input_shape` (default: the
     spec's own input). Raises `SpecError` at the YAML line of a layer that cannot take its input, or
-    when the network exceeds `limits` (pass `limits=None` to skip that check). `memo`: the one `spec` was
-    validated with, for a design space's networks."""
+    when the network exceeds `limits` (pass `limits=None` to skip that check). A loaded spec carries its
+    analysis on its own input, and this returns it. (`memo` is no longer needed, and ignored.)"""
     shape = tuple(input_shape or spec.input.shape)
-    walk = Walk(walked=memo.walked if memo else None)
-    for name, layers in spec.layers():
-        shape = walk.stage(name, layers, shape, "stage")
-    outputs = {r.path: r.output for r in walk.rows if r.depth <= 1}
-    for name, head in spec.aux.items():
-        walk.stage(name, head.layers, outputs[head.after], "aux")
-    summary = Summary(spec.name, tuple(input_shape or spec.input.shape), shape, tuple(walk.rows),
-                      tuple(walk.warnings))
+    kept = spec._analysis
+    if kept.summary is not None and kept.stages is spec.stages and kept.summary.input == shape:
+        summary = kept.summary
+    else:
+        summary = _laid_out(spec, shape)
+        if shape == spec.input.shape:
+            kept.summary, kept.stages = summary, spec.stages
     if limits is not None:
         _check_limits(spec, summary, limits)
     return summary
+
+
+def _laid_out(spec: Spec, shape: Shape) -> Summary:
+    layout = Layout()
+    out = shape
+    for name, layers in spec.layers():
+        out = layout.group(name, "stage", layers, out).output
+    outputs = {r.path: r.output for r in layout.rows if r.depth <= 1}
+    for name, head in spec.aux.items():
+        layout.group(name, "aux", head.layers, outputs[head.after])
+    return Summary(spec.name, shape, out, tuple(layout.rows), tuple(layout.warnings))
 
 
 def _check_limits(spec: Spec, summary: Summary, limits: Limits) -> None:

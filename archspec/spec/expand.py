@@ -1,33 +1,31 @@
-"""Expansion: the resolved tree a user wrote in, plain layer entries out.
+"""Expansion and validation, in one pass: the resolved tree a user wrote in, validated layers out.
 
 This pass consumes the spec's directives - `args` and `blocks` (reusable blocks, the library's among them),
 `defaults`, the `width` / `depth` multipliers - and every entry's `when` and `repeat`, and evaluates the
-expressions in values (`$c1`, `${in.channels // reduction}`). It walks the entries in order with the
-shape each receives (asking `shape_of` for every entry's output), so `in` is known where it is used.
+expressions in values (`$c1`, `${in.channels // reduction}`). It walks the entries in order with the shape
+each receives, and validates each entry as it makes it: an `Entry` is the expanded entry `{kind: {field:
+value}}` with nothing left to work out (what `archspec resolve --expand` prints) and its validated layer, whose
+output (`walk.measure`) is the input of the next, so `in` is known where it is used.
 
-What it returns is a marked tree of the same shape in which every layer entry is `{kind: {field: value}}`
-with nothing left to work out; `Map.origin` keeps the field path each entry was written at, so the
-validator that follows reports problems where the user wrote them. Problems are collected, not raised: an
-entry that fails is `FAILED` in its list, and the others are still expanded (and validated).
+Problems are collected, not raised, at the place the user wrote: an entry that fails is left out of its list,
+its list fails, and the entries after it are still expanded and validated (on an input now unknown).
 """
 from __future__ import annotations
 
-import math
 import dataclasses
+import math
 from dataclasses import dataclass
-from functools import lru_cache
-from importlib import resources
-from typing import Annotated, Any, Callable, Final, Optional, Union
+from typing import Any, Final, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, StringConstraints, TypeAdapter
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .diagnostics import FieldPath, Mark, Problem, hint, problem, short
-from .expressions import (Channels, ChannelsFloat, Evaluation, ExpressionError, Incoming, is_channels, is_expression,
-                          literal, parse, show, source)
-from .kinds import REGISTRY, Activation, Flag, NonNegative, Shape, Size
-from .loader import Map, Seq, marked, parse_yaml
-from .located import pydantic_problems
+from .blocks import argument_adapter, check_blocks, library_blocks
+from .diagnostics import FieldPath, Mark, Problem, SpecError, hint, problem, short
+from .expressions import Evaluation, ExpressionError, Incoming, is_expression, literal, parse, show, source
+from .kinds import REGISTRY, Layer, Shape, Size
+from .loader import Map, Seq, marked
+from .located import check_model, check_value, field_adapter, plain, pydantic_problems
+from .walk import measure
 
 MAX_REPEAT = 1000
 MAX_BLOCK_DEPTH = 16
@@ -37,20 +35,6 @@ MAX_LAYERS = 5_000
 #: top-level keys this pass consumes; what is left is validated as a `Spec` (`space:` is a design space's, read by
 #: `space.load_space`; the spec itself is the network at its own values)
 DIRECTIVES = ("args", "blocks", "defaults", "width", "depth", "width_divisor", "space")
-#: the types a block argument may declare (`types: {c2: [size, size]}`), as Pydantic checks them
-ARGUMENT_TYPES: dict[str, Any] = {"size": Size, "count": NonNegative, "int": StrictInt,
-                                  "number": Union[StrictInt, StrictFloat], "flag": Flag, "text": StrictStr,
-                                  "activation": Optional[Activation]}
-
-
-class _Failed:
-    def __repr__(self) -> str:
-        return "FAILED"
-
-
-#: stands for an entry, or a list of entries, that could not be expanded (its problems are recorded)
-FAILED: Final = _Failed()
-ShapeOf = Callable[[Map, Shape], Optional[Shape]]  # an expanded entry and its input -> its output (None: unknown)
 
 
 class Scaling(BaseModel):
@@ -74,96 +58,76 @@ class Scaling(BaseModel):
         return min(MAX_REPEAT, math.ceil(count * self.depth))
 
 
-ArgumentName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+@dataclass(frozen=True)
+class Entry:
+    """One layer entry, expanded and validated: the marked tree it expands to (`{kind: {field: value}}`), its layer,
+    and how many layers it counts against the budget (itself and those inside it)."""
+
+    tree: Map
+    layer: Layer
+    size: int
 
 
-class Block(BaseModel):
-    """A reusable, parameterised block: `blocks: {name: {args: {...}, layers: [...]}}`."""
+@dataclass(frozen=True)
+class Listed:
+    """A list of entries, every one expanded and validated: as a marked list, as entries, and as layers."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-    doc: str = Field("", description="One line about the block, shown by `archspec blocks`.")
-    args: dict[ArgumentName, Any] = Field(
-        {}, description="Arguments and their defaults; null means required. Use them as `$name` in layers.")
-    types: dict[ArgumentName, Any] = Field(
-        {}, description="Types of arguments, checked at every use: size, count, int, number, flag, text, "
-                        "activation, a list of types ([size, size]) or {one_of: [...]}.")
-    layers: list[Any] = Field(min_length=1, description="The block's layers; `$name` is replaced by an argument.")
+    tree: Seq
+    entries: tuple[Entry, ...]
 
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        return tuple(e.layer for e in self.entries)
 
-def argument_type(spec: Any) -> Any:
-    """The Pydantic type of a block argument's declared type; `ValueError` for an unknown one."""
-    if isinstance(spec, str) and spec in ARGUMENT_TYPES:
-        return ARGUMENT_TYPES[spec]
-    if isinstance(spec, list) and spec:
-        n = len(spec)
-        items = tuple(argument_type(s) for s in spec)
-        return Annotated[tuple[items], Field(min_length=n, max_length=n)]  # type: ignore[valid-type]
-    if isinstance(spec, dict) and list(spec) == ["one_of"] and isinstance(spec["one_of"], list) and spec["one_of"]:
-        from typing import Literal
-
-        return Literal[tuple(spec["one_of"])]
-    raise ValueError(f"unknown type {short(spec)} (types: {', '.join(ARGUMENT_TYPES)}, [type, ...] or "
-                     "{one_of: [...]})")
+    @property
+    def size(self) -> int:
+        return sum(e.size for e in self.entries)
 
 
-def argument_adapter(declared: Any) -> TypeAdapter[Any]:
-    """The validator of a declared argument type, made once per type: building one costs a millisecond, and a
-    block is used at every layer of a sampled network."""
-    return _adapter(_frozen(plain(declared)))
+@dataclass(frozen=True)
+class Nested:
+    """A list of branches (a field such as `parallel`'s `branches`), every entry in them expanded and validated."""
 
+    tree: Seq
+    branches: tuple[Listed | Nested, ...]
 
-@lru_cache(maxsize=256)
-def _adapter(declared: Any) -> TypeAdapter[Any]:
-    return TypeAdapter(argument_type(_thawed(declared)))
+    @property
+    def layers(self) -> tuple[Any, ...]:
+        return tuple(b.layers for b in self.branches)
 
-
-def _frozen(value: Any) -> Any:
-    """A declared type as a hashable key: lists as tuples, mappings as sorted item tuples."""
-    if isinstance(value, list):
-        return tuple(_frozen(v) for v in value)
-    if isinstance(value, dict):
-        return ("{}",) + tuple(sorted((k, _frozen(v)) for k, v in value.items()))
-    return value
-
-
-def _thawed(value: Any) -> Any:
-    if isinstance(value, tuple) and value[:1] == ("{}",):
-        return {k: _thawed(v) for k, v in value[1:]}
-    if isinstance(value, tuple):
-        return [_thawed(v) for v in value]
-    return value
-
-
-@lru_cache(maxsize=None)
-def library() -> Map:
-    """The blocks shipped with archspec (`archspec/spec/library.yaml`), usable by name in every spec."""
-    text = resources.files(__package__).joinpath("library.yaml").read_text(encoding="utf-8")
-    tree = parse_yaml(text, "archspec/spec/library.yaml")
-    assert isinstance(tree, Map) and isinstance(tree.get("blocks"), Map)
-    return tree["blocks"]
+    @property
+    def size(self) -> int:
+        return sum(b.size for b in self.branches)
 
 
 @dataclass(frozen=True)
 class Expanded:
-    """The expanded tree (directives consumed) and the problems found on the way."""
+    """A spec expanded and validated, short of the `Spec` itself: the tree (directives consumed), the layers of each
+    stage and auxiliary head (None where an entry failed; no stages when `stages` is not a mapping), and the
+    problems found on the way."""
 
     tree: Map
+    stages: Optional[dict[str, Optional[tuple[Layer, ...]]]]
+    heads: dict[str, Optional[tuple[Layer, ...]]]
     problems: list[Problem]
     complete: bool = True  # False: expansion stopped (over budget); nothing after it can be checked
 
 
 @dataclass
 class Memo:
-    """What the networks of one design space share, kept from one network to the next (`space.py`): an entry of a
-    stage, expanded on the same input with the same values of the names it read, expands the same way (`entries`);
-    an expanded entry validates to the same layer (`layers`), with the same output on the same input (`outputs`)
-    and the same rows (`walked`). What is kept is kept alive here, so the ids in the keys stay theirs."""
+    """What the networks of one design space share (`space.py`): an entry of the space's own stages, expanded on the
+    same input with the same values of every name it read, is the same entry. Keyed by value - the entry's place,
+    its input shape and those values - and used only while the entry is still the one the space wrote there (a
+    drawn value placed inside an entry makes a new one)."""
 
-    entries: dict[tuple[int, Shape], list[tuple[dict[str, Any], Map, int]]] = dataclasses.field(default_factory=dict)
-    layers: dict[int, tuple[Any, Any]] = dataclasses.field(default_factory=dict)  # id(entry) -> (entry, layer or None)
-    outputs: dict[tuple[int, Shape], Shape] = dataclasses.field(default_factory=dict)
-    walked: dict[Any, Any] = dataclasses.field(default_factory=dict)
-    items: list[Any] = dataclasses.field(default_factory=list)
+    stages: Any  # the space's own stages (a Map)
+    entries: dict[tuple[str, int, Shape], list[tuple[dict[str, Any], Entry, int]]] = dataclasses.field(
+        default_factory=dict)  # (stage, index, input) -> (values read, the entry, layers it spent)
+
+    def own(self, path: FieldPath, item: Any) -> bool:
+        """Whether `item`, at `path` (`stages`, name, index), is the space's own entry."""
+        stage = self.stages.get(path[1]) if isinstance(self.stages, Map) else None
+        return isinstance(stage, Seq) and isinstance(path[2], int) and path[2] < len(stage) and stage[path[2]] is item
 
 
 class _Skip(Exception):
@@ -179,13 +143,17 @@ _UNKNOWN_INPUT: Final = object()  # `in` after an entry that failed: no further 
 
 
 class _Expansion:
+    """The expansion of one spec. Holds what stays fixed (the defaults, the blocks, the scaling, the budget, the
+    memo of a design space), where the walk is (the arguments in scope, the blocks being expanded, the library
+    block's use), and what it has found so far (the layers spent against the budget, the names expressions read,
+    how often they read `in`, and the problems)."""
+
     def __init__(self, defaults: dict[str, Map], blocks: dict[str, Map], scope: Scope, scaling: Scaling,
-                 shape_of: ShapeOf, max_layers: int = MAX_LAYERS, memo: Optional[Memo] = None):
+                 max_layers: int = MAX_LAYERS, memo: Optional[Memo] = None):
         self.defaults, self.blocks, self.scope, self.scaling = defaults, blocks, scope, scaling
-        self.shape_of, self.max_layers, self.memo = shape_of, max_layers, memo
+        self.max_layers, self.memo = max_layers, memo
         self.reads: list[str] = []  # the names expressions read, in order (for the memo)
         self.layers = 0  # layers expanded so far, every copy of a repeat counted
-        self.sizes: dict[int, int] = {}  # layers in an expanded entry (itself included), by id
         self.active: list[tuple[str, Mark]] = []  # blocks being expanded and where each is used
         self.site: Optional[tuple[str, Mark, FieldPath]] = None  # the library block being expanded, at its use
         self.reads_of_in = 0  # how often an expression read `in`: an entry that did not is the same at any input
@@ -203,46 +171,49 @@ class _Expansion:
             message += f" (in block {name!r} used at line {use.line})"
         return problem(mark, path, message)
 
-    def report(self, found: list[Problem]) -> None:
+    def skip_if(self, found: list[Problem]) -> None:
         """Record `found`; if there is anything, the entry being expanded is skipped."""
         if found:
             self.problems += found
             raise _Skip
 
-    def fail(self, mark: Mark, path: FieldPath, message: str) -> None:
-        self.report([self.problem(mark, path, message)])
+    def skip(self, mark: Mark, path: FieldPath, message: str) -> None:
+        """Record the problem, and skip the entry being expanded."""
+        self.skip_if([self.problem(mark, path, message)])
 
     # -- entries ---------------------------------------------------------------------------------------------
     def entries(self, seq: Any, path: FieldPath, mark: Mark, shape: Optional[Shape]
-                ) -> tuple[Union[Seq, _Failed], list[Optional[Shape]]]:
-        """A list of entries, expanded, and the output shape after each; a failed entry is `FAILED` in it."""
+                ) -> tuple[Optional[Listed], list[Optional[Shape]]]:
+        """A list of entries, expanded and validated (None if one failed), and the output shape after each."""
         if not isinstance(seq, Seq):
             self.problems.append(self.problem(mark, path, f"expected a list of layers, got {short(seq)}"))
-            return FAILED, []
-        out, outputs = Seq(mark=seq.mark), []
+            return None, []
+        out, entries, outputs, failed = Seq(mark=seq.mark), [], [], False
         for i, item in enumerate(seq):
             try:
                 expanded = self.entry(item, path + (i,), seq.value_mark(i), shape)
             except _Skip:
-                expanded = [(FAILED, None)]
+                expanded, failed = [(None, None)], True
             for entry, shape in expanded:  # the next item receives what the last copy gives
-                out.append_marked(entry, seq.value_mark(i))
+                if entry is not None:
+                    out.append_marked(entry.tree, seq.value_mark(i))
+                    entries.append(entry)
                 outputs.append(shape)
-        return out, outputs
+        return (None if failed else Listed(out, tuple(entries))), outputs
 
     def entry(self, item: Any, path: FieldPath, mark: Mark, shape: Optional[Shape]
-              ) -> list[tuple[Union[Map, _Failed], Optional[Shape]]]:
+              ) -> list[tuple[Optional[Entry], Optional[Shape]]]:
         """One list item - `{kind: body}` with optional `repeat: n` and `when: condition`, or a bare kind name -
         as entries, each with its output shape."""
         if isinstance(item, str):  # a bare kind name: `- flatten`
             kind, item = item, Map(mark=mark)
             item.set(kind, None, mark)
         if not isinstance(item, Map):
-            self.fail(mark, path, f"expected a layer such as `conv: {{...}}`, got {short(item)}")
+            self.skip(mark, path, f"expected a layer such as `conv: {{...}}`, got {short(item)}")
         kinds = [k for k in item if k not in ("repeat", "when")]
         if len(kinds) != 1:
             what = "no layer kind" if not kinds else f"several layer kinds ({', '.join(kinds)})"
-            self.fail(mark, path, f"a layer entry has exactly one kind, found {what}; start a new list item (-) "
+            self.skip(mark, path, f"a layer entry has exactly one kind, found {what}; start a new list item (-) "
                                   "for each layer")
         kind = kinds[0]
         if not self.condition(item, "when", path, shape):
@@ -250,39 +221,39 @@ class _Expansion:
             return []
         repeat = plain(self.substitute(item.get("repeat", 1), path + ("repeat",), item.value_mark("repeat"), shape))
         if type(repeat) is not int or not 1 <= repeat <= MAX_REPEAT:
-            self.fail(item.value_mark("repeat"), path + ("repeat",),
+            self.skip(item.value_mark("repeat"), path + ("repeat",),
                       f"repeat must be an integer from 1 to {MAX_REPEAT}, got {short(repeat)}")
         if "repeat" in item:
             repeat = self.scaling.repeat(repeat)
-        results: list[tuple[Union[Map, _Failed], Optional[Shape]]] = []
-        same: Optional[Map] = None  # the expansion every copy shares, once one has shown it does not read `in`
-        last: Optional[tuple[Shape, Map]] = None  # the previous copy's input and expansion
+        results: list[tuple[Optional[Entry], Optional[Shape]]] = []
+        same: Optional[Entry] = None  # the entry every copy shares, once one has shown it does not read `in`
+        last: Optional[tuple[Shape, Entry]] = None  # the previous copy's input and entry
         for copy in range(repeat):
             if same is not None:
                 entry = same
             elif last is not None and last[0] == shape:  # the same entry on the same input expands the same way
                 entry = last[1]
-                self.spend(self.size(entry), mark, path)
+                self.spend(entry.size, mark, path)
             else:
                 reads = self.reads_of_in
                 entry = self.remembered(kind, item, path, mark, shape)
                 if self.reads_of_in == reads:
                     same = entry
-                    self.spend(self.size(entry) * (repeat - copy - 1), mark, path)  # the copies still to come
+                    self.spend(entry.size * (repeat - copy - 1), mark, path)  # the copies still to come
                 last = (shape, entry) if shape is not None else None
-            shape = self.shape_of(entry, shape) if shape is not None else None
+            shape = self.output(entry, shape)
             results.append((entry, shape))
         return results
 
-    def size(self, entry: Any) -> int:
-        """Layers in an expanded entry, itself included."""
-        if not isinstance(entry, Map):
-            return 0
-        if id(entry) not in self.sizes:
-            ((kind, body),) = entry.items()
-            inner = [body[f] for f in REGISTRY[kind].children if f in body]
-            self.sizes[id(entry)] = 1 + sum(self.size(e) for seqs in inner for e in _entries_in(seqs))
-        return self.sizes[id(entry)]
+    def output(self, entry: Entry, shape: Optional[Shape]) -> Optional[Shape]:
+        """What `entry` gives on `shape` (None when `shape` is unknown, or the layer cannot take it: a problem)."""
+        if shape is None:
+            return None
+        try:
+            return measure(entry.layer, shape).output
+        except SpecError as e:
+            self.problems += e.problems
+            return None
 
     def spend(self, layers: int, mark: Mark, path: FieldPath) -> None:
         """Count `layers` more against the budget; past it, stop expanding altogether."""
@@ -299,15 +270,16 @@ class _Expansion:
             return True
         value = self.substitute(node[key], path + (key,), node.value_mark(key), shape)
         if not isinstance(value, bool):
-            self.fail(node.value_mark(key), path + (key,), f"`when` takes true or false, got {short(value)}")
+            self.skip(node.value_mark(key), path + (key,), f"`when` takes true or false, got {short(value)}")
         return bool(value)
 
-    def remembered(self, kind: str, item: Map, path: FieldPath, mark: Mark, shape: Optional[Shape]) -> Map:
+    def remembered(self, kind: str, item: Map, path: FieldPath, mark: Mark, shape: Optional[Shape]) -> Entry:
         """`expand_kind`, or for an entry of a stage what the memo kept of it: expanded on the same input, with the
         same values of every name its expressions read."""
-        if self.memo is None or len(path) != 3 or path[0] != "stages" or shape is None:
+        if self.memo is None or len(path) != 3 or path[0] != "stages" or shape is None \
+                or not self.memo.own(path, item):
             return self.expand_kind(kind, item, path, shape)
-        key = (id(item), shape)
+        key = (str(path[1]), int(path[2]), shape)
         for reads, entry, layers in self.memo.entries.get(key, ()):
             if all(name == "in" or (name in self.scope and _same(self.scope[name][0], value))
                    for name, value in reads.items()):
@@ -317,20 +289,19 @@ class _Expansion:
                 return entry
         start, problems, layers = len(self.reads), len(self.problems), self.layers
         entry = self.expand_kind(kind, item, path, shape)
-        if len(self.problems) == problems and self.shape_of(entry, shape) is not None:  # valid, with a shape
+        if len(self.problems) == problems and self.output(entry, shape) is not None:  # valid, with a shape
             reads = {name: self.scope[name][0] if name in self.scope else None
                      for name in dict.fromkeys(self.reads[start:]) if name in self.scope or name == "in"}
             self.memo.entries.setdefault(key, []).append((reads, entry, self.layers - layers))
-            self.memo.items.append(item)
         return entry
 
-    def expand_kind(self, kind: str, item: Map, path: FieldPath, shape: Optional[Shape]) -> Map:
+    def expand_kind(self, kind: str, item: Map, path: FieldPath, shape: Optional[Shape]) -> Entry:
         where, mark = path + (kind,), item.key_mark(kind)
         if kind in self.blocks:
             return self.block(kind, item[kind], where, mark, shape)
         if kind not in REGISTRY:
             known = sorted(set(REGISTRY) | set(self.blocks))
-            self.fail(mark, where, f"unknown layer kind {kind!r}{hint(kind, known)} (kinds: {', '.join(known)})")
+            self.skip(mark, where, f"unknown layer kind {kind!r}{hint(kind, known)} (kinds: {', '.join(known)})")
         return self.layer(kind, item[kind], where, mark, shape)
 
     # -- values ----------------------------------------------------------------------------------------------
@@ -366,7 +337,7 @@ class _Expansion:
             return value
 
         out = walk(value, path, mark, top=True)
-        self.report(found)
+        self.skip_if(found)
         return out
 
     def evaluate(self, text: str, path: FieldPath, mark: Mark, shape: Optional[Shape], found: list[Problem]) -> Any:
@@ -405,15 +376,15 @@ class _Expansion:
         return mark
 
     # -- blocks ----------------------------------------------------------------------------------------------
-    def block(self, name: str, body: Any, path: FieldPath, mark: Mark, shape: Optional[Shape]) -> Map:
+    def block(self, name: str, body: Any, path: FieldPath, mark: Mark, shape: Optional[Shape]) -> Entry:
         """A use of a reusable block: its layers with the arguments bound, as one `sequential` entry."""
         if name in (n for n, _ in self.active) or len(self.active) >= MAX_BLOCK_DEPTH:
             chain = " -> ".join([n for n, _ in self.active] + [name])
-            self.fail(mark, path, f"block {name!r} uses itself ({chain})")
+            self.skip(mark, path, f"block {name!r} uses itself ({chain})")
         if body is None:
             body = Map(mark=mark)
         if not isinstance(body, Map):
-            self.fail(mark, path, f"block {name} takes a mapping of arguments, got {short(body)}")
+            self.skip(mark, path, f"block {name} takes a mapping of arguments, got {short(body)}")
         body = self.substitute(_with_defaults(self.defaults.get(name), body), path, mark, shape)
         definition = self.blocks[name]
         outer, outer_site = self.scope, self.site
@@ -426,9 +397,10 @@ class _Expansion:
         finally:
             self.scope, self.site = outer, outer_site
             self.active.pop()
-        assert isinstance(layers, Seq)  # the definition was checked to have a list of layers
-        if len(layers) == 1 and layers[0] is not FAILED:
-            return layers[0]
+        if layers is None:
+            raise _Skip  # its problems are recorded
+        if len(layers.entries) == 1:
+            return layers.entries[0]
         seq = Map(mark=mark)
         seq.set("layers", layers, mark)
         seq.set("label", name, mark)
@@ -446,7 +418,7 @@ class _Expansion:
                  for arg in body if arg not in args]
         found += [self.problem(mark, path, f"block {name} needs argument {arg!r}") for arg in args
                   if args[arg] is None and arg not in body]
-        self.report(found)
+        self.skip_if(found)
         outer = self.scope
         self.scope = scope = {**outer, **{arg: (value, body.value_mark(arg)) for arg, value in body.items()}}
         try:
@@ -461,17 +433,17 @@ class _Expansion:
                 value, where = scope[arg]
                 found += [self.problem(Mark(p.file, p.line, p.col), p.path, p.message) for p in
                           check_value(argument_adapter(declared), value, path + (arg,), where)]
-        self.report(found)
+        self.skip_if(found)
         return scope
 
     # -- layers ----------------------------------------------------------------------------------------------
-    def layer(self, kind: str, body: Any, path: FieldPath, mark: Mark, shape: Optional[Shape]) -> Map:
+    def layer(self, kind: str, body: Any, path: FieldPath, mark: Mark, shape: Optional[Shape]) -> Entry:
         """An entry of a registered kind: defaults merged in, expressions evaluated, width scaled, child
         entries expanded (each child sequence receives this layer's input)."""
         cls = REGISTRY[kind]
         if body is not None and not isinstance(body, Map):
             if cls.shorthand is None:
-                self.fail(mark, path, f"{kind} takes a mapping of fields, got {short(body)}")
+                self.skip(mark, path, f"{kind} takes a mapping of fields, got {short(body)}")
             body = marked({cls.shorthand: body}, mark)
         body = _with_defaults(self.defaults.get(kind), body if body is not None else Map(mark=mark))
         body = self.substitute(body, path, mark, shape, skip=cls.children)
@@ -481,20 +453,26 @@ class _Expansion:
                 value = [self.scaling.channels(v) for v in value] if isinstance(value, list) \
                     else self.scaling.channels(value)
             body.set(field, plain(value), body.value_mark(field), body.key_mark(field))
+        failed = False
         for field, depth in cls.children.items():
             if field in body:
-                body[field] = self.children(body[field], depth, path + (field,), body.value_mark(field), shape)
+                listed = self.children(body[field], depth, path + (field,), body.value_mark(field), shape)
+                failed = failed or listed is None
+                body[field] = listed
+        if failed:
+            raise _Skip  # the problems of the entries inside are recorded
         return self.make(kind, body, path, mark)
 
-    def children(self, value: Any, depth: int, path: FieldPath, mark: Mark, shape: Optional[Shape]) -> Any:
+    def children(self, value: Any, depth: int, path: FieldPath, mark: Mark, shape: Optional[Shape]
+                 ) -> Optional[Listed | Nested]:
         """A field holding entries: a list of them (depth 1) or a list of branches (depth 2), a branch being a
-        list of entries or `{when: condition, layers: [...]}`."""
+        list of entries or `{when: condition, layers: [...]}`; None if any failed (every one is still expanded)."""
         if depth == 1:
             return self.entries(value, path, mark, shape)[0]
         if not isinstance(value, Seq):
             self.problems.append(self.problem(mark, path, f"expected a list of branches, got {short(value)}"))
-            return FAILED
-        out = Seq(mark=value.mark)
+            return None
+        out, branches, failed = Seq(mark=value.mark), [], False
         for i, branch in enumerate(value):
             where = path + (i,)
             if isinstance(branch, Map):
@@ -505,41 +483,64 @@ class _Expansion:
                     self.problems.append(self.problem(value.value_mark(i), where, f"{what}: a branch is a list of "
                                                                                   "layers or {when: condition, "
                                                                                   "layers: [...]}"))
-                    out.append_marked(FAILED, value.value_mark(i))
+                    failed = True
                     continue
                 try:
                     if not self.condition(branch, "when", where, shape):
                         continue
                 except _Skip:
-                    out.append_marked(FAILED, value.value_mark(i))
+                    failed = True
                     continue
                 branch, where = branch["layers"], where + ("layers",)
-            out.append_marked(self.children(branch, depth - 1, where, value.value_mark(i), shape),
-                              value.value_mark(i))
-        return out
+            inner = self.children(branch, depth - 1, where, value.value_mark(i), shape)
+            if inner is None:
+                failed = True
+                continue
+            out.append_marked(inner.tree, value.value_mark(i))
+            branches.append(inner)
+        return None if failed else Nested(out, tuple(branches))
 
-    def make(self, kind: str, body: Map, path: FieldPath, mark: Mark) -> Map:
-        """The expanded entry `{kind: body}`; inside a library block, placed at the block's use."""
+    def make(self, kind: str, body: Map, path: FieldPath, mark: Mark) -> Entry:
+        """The entry `{kind: body}`, validated as its kind (its child fields hold entries already made); inside a
+        library block, placed at the block's use."""
         self.spend(1, mark, path)
+        cls = REGISTRY[kind]
         if self.site is not None:
             _, mark, path = self.site
-            body = _relabel(body, mark, REGISTRY[kind].children)
+            body = _relabel(body, mark, cls.children)
+        tree, fields, size = Map(mark=body.mark), Map(mark=body.mark), 1
+        for key, value in body.items():
+            if key in cls.children:
+                size += value.size
+                tree.set(key, value.tree, body.value_mark(key), body.key_mark(key))
+                value = value.layers
+            else:
+                tree.set(key, value, body.value_mark(key), body.key_mark(key))
+            fields.set(key, value, body.value_mark(key), body.key_mark(key))
         entry = Map(mark=mark)
-        entry.set(kind, body, mark)
+        entry.set(kind, tree, mark)
         entry.origin = path
-        return entry
+        return Entry(entry, self.validated(cls, fields, mark, path), size)
+
+    def validated(self, cls: type[Layer], fields: Map, mark: Mark, path: FieldPath) -> Layer:
+        """`fields` as a layer of kind `cls`, written at `mark` and `path`; its problems recorded and the entry
+        skipped if it is not one."""
+        try:
+            layer = cls.model_validate(dict(fields))
+        except ValidationError as err:
+            self.skip_if(pydantic_problems(err, fields, path, cls.model_fields))
+        except Exception as e:  # a validator of the user's own kind that raised something else
+            if cls.__module__.startswith("archspec."):
+                raise
+            self.skip_if([problem(mark, path, f"{cls.kind}: {type(e).__name__}: {e}")])
+        assert isinstance(layer, Layer)
+        layer._mark, layer._source = mark, path
+        return layer
 
 
 def _same(a: Any, b: Any) -> bool:
     """The same value, of the same type (1, 1.0 and True expand differently)."""
     return type(a) is type(b) and a == b
-
-
-def _entries_in(value: Any) -> list[Any]:
-    """The entries of a child field: a list of entries, or a list of such lists."""
-    if not isinstance(value, Seq):
-        return []
-    return [e for item in value for e in (_entries_in(item) if isinstance(item, Seq) else [item])]
 
 
 def _with_defaults(defaults: Optional[Map], body: Map) -> Map:
@@ -548,22 +549,6 @@ def _with_defaults(defaults: Optional[Map], body: Map) -> Map:
         for key, value in source_.items():
             merged.set(key, value, source_.value_mark(key), source_.key_mark(key))
     return merged
-
-
-def plain(value: Any) -> Any:
-    """Values as Pydantic and MXNet take them: channel counts as plain integers, lists as lists."""
-    if isinstance(value, Channels):
-        return int(value)
-    if isinstance(value, ChannelsFloat):
-        return float(value)
-    if isinstance(value, list) and any(is_channels(v) for v in value):
-        return Seq([plain(v) for v in value], getattr(value, "mark", None), getattr(value, "item_marks", None))
-    if isinstance(value, Map) and any(is_channels(v) or isinstance(v, (list, Map)) for v in value.values()):
-        out = Map(mark=value.mark)
-        for k, v in value.items():
-            out.set(k, plain(v), value.value_mark(k), value.key_mark(k))
-        return out
-    return value
 
 
 def _relabel(body: Map, mark: Mark, children: Any) -> Map:
@@ -582,23 +567,6 @@ def _relabel(body: Map, mark: Mark, children: Any) -> Map:
     for k, v in body.items():
         out.set(k, v if k in children else walk(v), mark, mark)
     return out
-
-
-def _field_adapter(cls: type[BaseModel], name: str) -> TypeAdapter[Any]:
-    info = cls.model_fields[name]
-    return TypeAdapter(Annotated[info.annotation, info])  # type: ignore[arg-type]
-
-
-def check_value(adapter: TypeAdapter[Any], value: Any, path: FieldPath, at: Mark) -> list[Problem]:
-    """The problems of `value` (written at `at`) against a field's or an argument's type; an expression is
-    checked where it is used, once evaluated."""
-    if is_expression(value):
-        return []
-    try:
-        adapter.validate_python(plain(value))
-        return []
-    except ValidationError as err:
-        return pydantic_problems(err, value, path, at=at)
 
 
 def _defaults(raw: Any, mark: Mark, blocks: dict[str, Map], problems: list[Problem]) -> dict[str, Map]:
@@ -636,63 +604,7 @@ def _default(kind: str, block: Optional[Map], name: str, value: Any, path: Field
     cls = REGISTRY[kind]
     if name not in cls.model_fields or name in cls.children:
         return [problem(fields.key_mark(name), path, f"{kind} has no field {name!r}{hint(name, cls.model_fields)}")]
-    return check_value(_field_adapter(cls, name), value, path, fields.value_mark(name))
-
-
-def check_model(model: type[BaseModel], raw: Any, path: FieldPath, problems: list[Problem]) -> Any:
-    """`model` validated from a marked mapping, or None with its problems recorded."""
-    try:
-        return model.model_validate(dict(raw) if isinstance(raw, Map) else raw)
-    except ValidationError as err:
-        problems.extend(pydantic_problems(err, raw, path, model.model_fields))
-        return None
-
-
-def check_blocks(raw: Any, mark: Mark, problems: list[Problem], library: bool = False) -> dict[str, Map]:
-    """Block definitions: each a valid `Block`, named as no layer kind is, with known argument types. A kind
-    registered under the name of a library block replaces it (the user asked for it by name)."""
-    path: FieldPath = ("blocks",)
-    if raw is None:
-        return {}
-    if not isinstance(raw, Map):
-        problems.append(problem(mark, path, f"expected a mapping of block definitions, got {short(raw)}"))
-        return {}
-    blocks = {}
-    for name, definition in raw.items():
-        where = path + (name,)
-        if library and name in REGISTRY:
-            continue
-        if name in REGISTRY or not name.isidentifier():
-            why = "is a built-in layer kind" if name in REGISTRY else "is not an identifier"
-            problems.append(problem(raw.key_mark(name), where, f"block name {name!r} {why}"))
-            continue
-        block = check_model(Block, definition, where, problems)
-        if block is None:
-            continue
-        bad = False
-        for arg, declared in block.types.items():
-            types = definition["types"]
-            if arg not in block.args:
-                problems.append(problem(types.key_mark(arg), where + ("types", arg), f"no argument {arg!r} to type"))
-                bad = True
-                continue
-            try:
-                argument_type(plain(declared))
-            except ValueError as e:
-                problems.append(problem(types.value_mark(arg), where + ("types", arg), str(e)))
-                bad = True
-        if not bad:
-            blocks[name] = definition
-    return blocks
-
-
-@lru_cache(maxsize=4)
-def _library_blocks(kinds: tuple[str, ...]) -> dict[str, Map]:
-    """The library's blocks, checked once for the kinds registered (a kind of a block's name replaces it)."""
-    problems: list[Problem] = []
-    blocks = check_blocks(library(), library().mark, problems, library=True)
-    assert not problems, problems  # the library is tested; a problem here is a bug of archspec's
-    return blocks
+    return check_value(field_adapter(cls, name), value, path, fields.value_mark(name))
 
 
 def input_shape(raw: Map) -> Optional[Shape]:
@@ -704,12 +616,12 @@ def input_shape(raw: Map) -> Optional[Shape]:
     return tuple(dims) if all(type(d) is int and d >= 1 for d in dims) else None  # type: ignore[arg-type]
 
 
-def expand(raw: Map, shape_of: ShapeOf, max_layers: int = MAX_LAYERS, memo: Optional[Memo] = None) -> Expanded:
-    """Expand a resolved spec tree: directives consumed, every stage and auxiliary head's layers expanded with
-    the shapes they receive (`shape_of` gives each expanded entry's output), at most `max_layers` layers; `memo`:
-    what the networks of a design space share (see `Memo`)."""
+def expand(raw: Map, max_layers: int = MAX_LAYERS, memo: Optional[Memo] = None) -> Expanded:
+    """Expand and validate a resolved spec tree's layers: directives consumed, every stage and auxiliary head's
+    layers expanded with the shapes they receive and validated, at most `max_layers` layers; `memo`: what the
+    networks of a design space share (see `Memo`)."""
     problems: list[Problem] = []
-    blocks = {**_library_blocks(tuple(REGISTRY)),
+    blocks = {**library_blocks(tuple(REGISTRY)),
               **check_blocks(raw.get("blocks"), raw.value_mark("blocks"), problems)}
     defaults = _defaults(raw.get("defaults"), raw.value_mark("defaults"), blocks, problems)
     multipliers = Map(mark=raw.mark)
@@ -721,60 +633,69 @@ def expand(raw: Map, shape_of: ShapeOf, max_layers: int = MAX_LAYERS, memo: Opti
     if not isinstance(args, Map):
         problems.append(problem(raw.value_mark("args"), ("args",), f"expected a mapping, got {short(args)}"))
         args = Map()
-    expansion = _Expansion(defaults, blocks, {}, scaling, shape_of, max_layers, memo)
+    expansion = _Expansion(defaults, blocks, {}, scaling, max_layers, memo)
     for name, value in args.items():  # in order: an argument may use the ones before it
         expansion.scope[name] = (expansion.outside_layers(value, ("args", name), args.value_mark(name)),
                                  args.value_mark(name))
     if isinstance(raw.get("input"), Map):
         raw = _with(raw, "input", expansion.outside_layers(raw["input"], ("input",), raw.value_mark("input")))
+    layers = _Layers(raw, expansion)
     try:
-        expanded = _expand_layers(raw, expansion)
+        layers.expand()
     except _OverBudget:
-        return Expanded(raw, problems + expansion.problems, complete=False)
+        return Expanded(raw, None, {}, problems + expansion.problems, complete=False)
     tree = Map(mark=raw.mark)
     for key, value in raw.items():
         if key not in DIRECTIVES:
-            tree.set(key, expanded.get(key, value), raw.value_mark(key), raw.key_mark(key))
-    return Expanded(tree, problems + expansion.problems)
+            tree.set(key, layers.trees.get(key, value), raw.value_mark(key), raw.key_mark(key))
+    return Expanded(tree, layers.stages, layers.heads, problems + expansion.problems)
 
 
-def _expand_layers(raw: Map, expansion: _Expansion) -> dict[str, Any]:
-    """The stages' and the auxiliary heads' layers, expanded."""
-    expanded: dict[str, Any] = {}
-    taps: dict[str, Optional[Shape]] = {}  # `b4` and `b4.0` -> the output there, for the auxiliary heads
-    stages = raw.get("stages")
-    if isinstance(stages, Map):
-        shape, out = input_shape(raw), Map(mark=stages.mark)
-        for name, layers in stages.items():
-            seq, outputs = expansion.entries(layers, ("stages", name), stages.value_mark(name), shape)
-            taps.update({f"{name}.{i}": s for i, s in enumerate(outputs)})
-            shape = taps[name] = outputs[-1] if outputs else shape
-            out.set(name, seq, stages.value_mark(name), stages.key_mark(name))
-        expanded["stages"] = out
-    heads = raw.get("aux")
-    if isinstance(heads, Map):
-        out = Map(mark=heads.mark)
-        for name, head in heads.items():
-            out.set(name, _aux(expansion, name, head, taps), heads.value_mark(name), heads.key_mark(name))
-        expanded["aux"] = out
-    return expanded
+class _Layers:
+    """The stages' and the auxiliary heads' layers of one spec, expanded: holds their trees (`stages`, `aux`), their
+    layers, and the output at every tap (`b4`, `b4.0`) an auxiliary head may read."""
 
+    def __init__(self, raw: Map, expansion: _Expansion) -> None:
+        self.raw, self.expansion = raw, expansion
+        self.trees: dict[str, Map] = {}
+        self.stages: Optional[dict[str, Optional[tuple[Layer, ...]]]] = None
+        self.heads: dict[str, Optional[tuple[Layer, ...]]] = {}
+        self.taps: dict[str, Optional[Shape]] = {}
 
-def _aux(expansion: _Expansion, name: str, head: Any, taps: dict[str, Optional[Shape]]) -> Any:
-    """An auxiliary head with its `after` and `weight` evaluated and its layers expanded on the shape at its tap
-    (a head that is not a mapping, or a tap that does not exist, is the validator's to report)."""
-    if not isinstance(head, Map):
-        return head
-    out = Map(mark=head.mark)
-    for key, value in head.items():
-        if key in ("after", "weight"):
-            value = expansion.outside_layers(value, ("aux", name, key), head.value_mark(key))
-        out.set(key, value, head.value_mark(key), head.key_mark(key))
-    if isinstance(out.get("layers"), Seq):
-        shape = taps.get(out["after"]) if isinstance(out.get("after"), str) else None
-        layers, _ = expansion.entries(out["layers"], ("aux", name, "layers"), out.value_mark("layers"), shape)
-        out.set("layers", layers, out.value_mark("layers"), out.key_mark("layers"))
-    return out
+    def expand(self) -> None:
+        stages, heads = self.raw.get("stages"), self.raw.get("aux")
+        if isinstance(stages, Map):
+            self.stages, shape, out = {}, input_shape(self.raw), Map(mark=stages.mark)
+            for name, layers in stages.items():
+                listed, outputs = self.expansion.entries(layers, ("stages", name), stages.value_mark(name), shape)
+                self.taps.update({f"{name}.{i}": s for i, s in enumerate(outputs)})
+                shape = self.taps[name] = outputs[-1] if outputs else shape
+                self.stages[name] = listed.layers if listed else None
+                out.set(name, listed.tree if listed else layers, stages.value_mark(name), stages.key_mark(name))
+            self.trees["stages"] = out
+        if isinstance(heads, Map):
+            out = Map(mark=heads.mark)
+            for name, head in heads.items():
+                out.set(name, self.head(name, head), heads.value_mark(name), heads.key_mark(name))
+            self.trees["aux"] = out
+
+    def head(self, name: str, head: Any) -> Any:
+        """An auxiliary head with its `after` and `weight` evaluated and its layers expanded on the shape at its tap
+        (a head that is not a mapping, or a tap that does not exist, is the validator's to report)."""
+        if not isinstance(head, Map):
+            return head
+        out = Map(mark=head.mark)
+        for key, value in head.items():
+            if key in ("after", "weight"):
+                value = self.expansion.outside_layers(value, ("aux", name, key), head.value_mark(key))
+            out.set(key, value, head.value_mark(key), head.key_mark(key))
+        if isinstance(out.get("layers"), Seq):
+            shape = self.taps.get(out["after"]) if isinstance(out.get("after"), str) else None
+            listed, _ = self.expansion.entries(out["layers"], ("aux", name, "layers"), out.value_mark("layers"), shape)
+            self.heads[name] = listed.layers if listed else None
+            if listed:
+                out.set("layers", listed.tree, out.value_mark("layers"), out.key_mark("layers"))
+        return out
 
 
 def _with(node: Map, key: str, value: Any) -> Map:

@@ -6,7 +6,9 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from .expand import MAX_REPEAT, Scaling, plain, argument_type, library
+from .blocks import argument_type, library
+from .expand import MAX_REPEAT, Scaling
+from .located import plain
 from .kinds import REGISTRY
 from .schema import Spec
 from .space import Budget, Choice, FloatRange, IntRange

@@ -1,13 +1,15 @@
-"""Pydantic's validation errors, located: each becomes a `Problem` at the YAML place of the value (or of the
+"""Pydantic over a marked tree: models and values validated from marked YAML (`check_model`, `check_value`), and
+Pydantic's validation errors, located: each becomes a `Problem` at the YAML place of the value (or of the
 key, for an unknown field), worded as a user reads it, with a did-you-mean for typos."""
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Iterable, Union
+from typing import Annotated, Any, Callable, Iterable, Union
 
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .diagnostics import UNKNOWN, FieldPath, Mark, Problem, hint, problem, short
+from .expressions import Channels, ChannelsFloat, is_channels, is_expression
 from .loader import Map, Seq
 
 
@@ -76,3 +78,45 @@ def _message(path: FieldPath, errors: list[Any], allowed: list[str]) -> str:
     else:
         message = "expected " + " or ".join(dict.fromkeys(_EXPECTED[x["type"]] for x in errors))
     return message[0].lower() + message[1:] + f", got {short(e['input'])}"
+
+
+def plain(value: Any) -> Any:
+    """Values as Pydantic and MXNet take them: channel counts as plain integers, lists as lists."""
+    if isinstance(value, Channels):
+        return int(value)
+    if isinstance(value, ChannelsFloat):
+        return float(value)
+    if isinstance(value, list) and any(is_channels(v) for v in value):
+        return Seq([plain(v) for v in value], getattr(value, "mark", None), getattr(value, "item_marks", None))
+    if isinstance(value, Map) and any(is_channels(v) or isinstance(v, (list, Map)) for v in value.values()):
+        out = Map(mark=value.mark)
+        for k, v in value.items():
+            out.set(k, plain(v), value.value_mark(k), value.key_mark(k))
+        return out
+    return value
+
+
+def field_adapter(cls: type[BaseModel], name: str) -> TypeAdapter[Any]:
+    info = cls.model_fields[name]
+    return TypeAdapter(Annotated[info.annotation, info])  # type: ignore[arg-type]
+
+
+def check_value(adapter: TypeAdapter[Any], value: Any, path: FieldPath, at: Mark) -> list[Problem]:
+    """The problems of `value` (written at `at`) against a field's or an argument's type; an expression is
+    checked where it is used, once evaluated."""
+    if is_expression(value):
+        return []
+    try:
+        adapter.validate_python(plain(value))
+        return []
+    except ValidationError as err:
+        return pydantic_problems(err, value, path, at=at)
+
+
+def check_model(model: type[BaseModel], raw: Any, path: FieldPath, problems: list[Problem]) -> Any:
+    """`model` validated from a marked mapping, or None with its problems recorded."""
+    try:
+        return model.model_validate(dict(raw) if isinstance(raw, Map) else raw)
+    except ValidationError as err:
+        problems.extend(pydantic_problems(err, raw, path, model.model_fields))
+        return None

@@ -1,24 +1,23 @@
-"""The validated spec, and the thin validator that turns an expanded tree into it.
+"""The validated spec, and the last step of the one pass that makes it.
 
-Expansion (`expand.py`) consumes the directives and makes every layer entry plain; here each entry becomes
-its kind's Pydantic model (as soon as expansion has made it, so that expansion can ask for its output
-shape), the auxiliary heads' taps are checked against the stages, and the whole becomes a frozen `Spec`.
-Problems of both passes, shape problems included, are reported together, in line order.
+Expansion (`expand.py`) consumes the directives and makes every layer entry plain and validated as its kind,
+with its shape; here the auxiliary heads' taps are checked against the stages, the whole becomes a frozen
+`Spec`, and the spec's analysis (`analysis.summarize`, from the shapes expansion measured) goes with it.
+Problems of the whole pass, shape problems included, are reported together, in line order.
 """
 from __future__ import annotations
 
 import difflib
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError
 
 from .diagnostics import FieldPath, Problem, SpecError, hint, problem, short
-from .expand import DIRECTIVES, FAILED, MAX_LAYERS, Memo, check_model, expand
-from .kinds import REGISTRY, Layer, Layers, Shape, Size
-from .walk import Walk
-from .loader import Map, Seq
-from .located import pydantic_problems
+from .expand import DIRECTIVES, MAX_LAYERS, Memo, expand
+from .kinds import Layer, Layers, Shape, Size
+from .loader import Map
+from .located import check_model, pydantic_problems
 
 StageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
 _TAP = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[0-9]+)?")  # where an auxiliary head taps: `b4` or `b4.0`
@@ -56,6 +55,21 @@ class Aux(BaseModel):
         return stage, int(index) if index else None
 
 
+class Analysis:
+    """The analysis of a spec on its own input (an `analysis.Summary`), kept with the spec once made: made at load
+    from the shapes expansion measured, and read by every later `summarize(spec)`. A function of the spec's value,
+    so it never tells two specs apart."""
+
+    def __init__(self) -> None:
+        self.summary: Any = None
+        self.stages: Any = None  # the stages it was made for
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Analysis)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class Spec(BaseModel):
     """A validated network: named stages of layers, every macro expanded and every default applied."""
 
@@ -70,6 +84,7 @@ class Spec(BaseModel):
         min_length=1, description="Named stages in order; each is a list of layers. Stage names become the "
                                   "names of the network's child blocks (`net.b3`).")
     aux: dict[StageName, Aux] = Field({}, description="Auxiliary heads by name, run only while training.")
+    _analysis: Analysis = PrivateAttr(default_factory=lambda: Analysis())
 
     def layers(self) -> Any:
         """(stage name, layers) pairs, in order."""
@@ -80,55 +95,12 @@ class Spec(BaseModel):
 SPEC_KEYS = (*Spec.model_fields, *DIRECTIVES, "base")
 
 
-class _Validator:
-    def __init__(self, done: dict[int, tuple[Any, Layer | None]] | None = None) -> None:
+class _Heads:
+    """Validates the auxiliary heads of one spec against its stages; holds the problems found."""
+
+    def __init__(self, layers: dict[str, Optional[tuple[Layer, ...]]]) -> None:
+        self.layers = layers  # each head's layers as expansion validated them (None: they failed)
         self.problems: list[Problem] = []
-        # Repeated entries are one object: validated once (the entry kept with its layer, so its id stays its own)
-        self.done: dict[int, tuple[Any, Layer | None]] = {} if done is None else done
-
-    def layers(self, seq: Any) -> tuple[Layer, ...] | None:
-        """Validated layers of an expanded list; None if expansion or validation failed for any."""
-        if seq is FAILED:
-            return None
-        layers = [None if entry is FAILED else self.layer(entry) for entry in seq]
-        valid = [layer for layer in layers if layer is not None]
-        return tuple(valid) if len(valid) == len(layers) else None
-
-    def layer(self, entry: Map) -> Layer | None:
-        if id(entry) not in self.done:
-            self.done[id(entry)] = (entry, self._validate(entry))
-        return self.done[id(entry)][1]
-
-    def _validate(self, entry: Map) -> Layer | None:
-        ((kind, body),) = entry.items()
-        cls = REGISTRY[kind]
-        fields, ok = Map(mark=body.mark), True
-        for key, value in body.items():
-            if key in cls.children:
-                value = self.children(value, cls.children[key])
-                ok = ok and value is not None
-            fields.set(key, value, body.value_mark(key), body.key_mark(key))
-        if not ok:
-            return None
-        try:
-            layer = cls.model_validate(dict(fields))
-        except ValidationError as err:
-            self.problems += pydantic_problems(err, fields, entry.origin or (), cls.model_fields)
-            return None
-        except Exception as e:  # a validator of the user's own kind that raised something else
-            if cls.__module__.startswith("archspec."):
-                raise
-            self.problems.append(problem(entry.mark, entry.origin or (), f"{kind}: {type(e).__name__}: {e}"))
-            return None
-        assert isinstance(layer, Layer)
-        layer._mark, layer._source = entry.mark, entry.origin or ()
-        return layer
-
-    def children(self, value: Any, depth: int) -> Any:
-        if depth == 1 or value is FAILED:
-            return self.layers(value)
-        out = [self.children(v, depth - 1) for v in value]
-        return None if any(o is None for o in out) else tuple(out)
 
     def aux(self, raw: Any, stages: dict[str, tuple[Layer, ...] | None] | None) -> Any:
         """`aux: {name: {after: b4.0, weight: 0.3, layers: [...]}}`, each tap checked against the stages."""
@@ -143,8 +115,8 @@ class _Validator:
                 continue
             fields = Map(mark=body.mark)
             for key, value in body.items():
-                if key == "layers" and (value is FAILED or isinstance(value, Seq)):
-                    value = self.layers(value)
+                if key == "layers" and name in self.layers:
+                    value = self.layers[name]
                     if value is None:
                         continue  # its problems are recorded; do not also call it missing
                 fields.set(key, value, body.value_mark(key), body.key_mark(key))
@@ -187,8 +159,9 @@ def _fields_at(path: FieldPath) -> Any:
 
 
 def validate(raw: Map, max_layers: int = MAX_LAYERS, memo: Memo | None = None) -> Spec:
-    """Expand and validate a resolved spec tree (refusing one that expands to more than `max_layers` layers).
-    Raises `SpecError` listing every problem with its place. `memo`: what the networks of a design space share."""
+    """Expand and validate a resolved spec tree (refusing one that expands to more than `max_layers` layers), and
+    analyse it. Raises `SpecError` listing every problem with its place. `memo`: what the networks of a design
+    space share."""
     return _expand_and_validate(raw, max_layers, memo)[1]
 
 
@@ -198,25 +171,12 @@ def expanded(raw: Map, max_layers: int = MAX_LAYERS) -> Map:
 
 
 def _expand_and_validate(raw: Map, max_layers: int, memo: Memo | None = None) -> tuple[Map, Spec]:
-    validator = _Validator(memo.layers if memo else None)
-    walk = Walk(remember=True, outputs=memo.outputs if memo else None, walked=memo.walked if memo else None)
+    from .analysis import summarize
 
-    def shape_of(entry: Map, shape: Shape) -> Shape | None:
-        layer = validator.layer(entry)
-        if layer is None:
-            return None
-        try:
-            out = walk.layer(layer, shape, "", 0)
-            walk.rows.clear()  # only the output is wanted here; the analysis keeps the rows
-            return out
-        except SpecError as e:
-            validator.problems += e.problems
-            return None
-
-    expanded = expand(raw, shape_of, max_layers, memo)
-    if not expanded.complete:
-        raise SpecError(expanded.problems)
-    tree, problems = expanded.tree, list(expanded.problems)
+    made = expand(raw, max_layers, memo)
+    if not made.complete:
+        raise SpecError(made.problems)
+    tree, problems = made.tree, list(made.problems)
     args: Any = raw.get("args") if isinstance(raw.get("args"), Map) else {}
     for key in tree:
         if key not in Spec.model_fields:
@@ -225,17 +185,17 @@ def _expand_and_validate(raw: Map, max_layers: int, memo: Memo | None = None) ->
             problems.append(problem(tree.key_mark(key), (key,), f"unknown top-level field {key!r}{near} "
                                                                f"(fields: {', '.join(sorted(SPEC_KEYS))})"))
     fields = {k: v for k, v in tree.items() if k in Spec.model_fields}
-    validated: dict[str, tuple[Layer, ...] | None] | None = None
-    if isinstance(tree.get("stages"), Map):
-        validated = {name: validator.layers(seq) for name, seq in tree["stages"].items()}
-        fields["stages"] = {name: layers or () for name, layers in validated.items()}  # a failed one is reported
+    if made.stages is not None:
+        fields["stages"] = {name: layers or () for name, layers in made.stages.items()}  # a failed one is reported
+    heads = _Heads(made.heads)
     if "aux" in tree:
-        fields["aux"] = validator.aux(tree["aux"], validated)
-    problems += validator.problems
+        fields["aux"] = heads.aux(tree["aux"], made.stages)
+    problems += heads.problems
     try:
         spec = Spec.model_validate(fields)
     except ValidationError as err:
         problems += pydantic_problems(err, tree, (), _fields_at)
     if problems:  # an entry repeated, or inside a block used twice, reports its problem once
         raise SpecError(sorted(dict.fromkeys(problems), key=lambda p: (p.file, p.line, p.col)))
+    summarize(spec, limits=None)  # every layer was measured as it was made: this lays out the rows
     return tree, spec

@@ -30,9 +30,11 @@ from pydantic import model_validator
 
 from .analysis import Summary, summarize
 from .diagnostics import FieldPath, InputError, Mark, Problem, SpecError, fail, hint, problem, short
-from .expand import MAX_LAYERS, Memo, check_model, library
+from .blocks import library
+from .expand import MAX_LAYERS, Memo
 from .expressions import Evaluation, ExpressionError, Node, is_expression, parse, source
 from .kinds import REGISTRY
+from .located import check_model
 from .loader import Map, Seq, copied
 from .resolve import assign, load_resolved, locate, parse_overrides
 from .schema import SPEC_KEYS, Spec, validate
@@ -299,7 +301,7 @@ class Space:
                 node = child
             assign(node, part, values[v.key], v.mark)
         spec = validate(tree, self.max_layers, self.memo)
-        return Network(values, tree, spec, summarize(spec, limits=None, memo=self.memo))
+        return Network(values, tree, spec, summarize(spec, limits=None))
 
     def consider(self, values: dict[str, Any], rejections: Rejections) -> Optional[Network]:
         """The network of `values` if it is in the space; else None, and the reason counted in `rejections`."""
@@ -443,7 +445,7 @@ def load_space(path: Any, overrides: Any = None, max_layers: int = MAX_LAYERS, b
     shared = not any(v.key.split(".")[0] in ("blocks", "defaults", "width", "depth", "width_divisor")
                      for v in variables)  # values that reach every entry: nothing to share
     return Space(tree, tuple(variables), tuple(constraints), budget, {k: limits.key_mark(k) for k in limits},
-                 max_layers, Memo() if shared else None, size)
+                 max_layers, Memo(tree.get("stages")) if shared else None, size)
 
 
 def _variables(tree: Map, vary: Any, mark: Mark, problems: list[Problem]) -> list[Variable]:
