@@ -1,5 +1,5 @@
-"""Spec -> Gluon. The builder walks the validated spec and reads every layer's input shape from the
-analysis (the one walk that computes shapes); each kind's constructor makes its Gluon block."""
+"""Spec -> Gluon. The builder reads the spec's analysis: every row carries its layer, the shape it receives and
+the rows of its child sequences; each kind's constructor makes its Gluon block."""
 from __future__ import annotations
 
 import os
@@ -11,9 +11,9 @@ from mxnet.base import MXNetError
 from mxnet.gluon import nn
 
 from ..spec import Overrides, Spec, load_spec, with_overrides
-from ..spec.analysis import Limits, Summary, child_path, summarize
+from ..spec.analysis import Limits, Row, summarize
 from ..spec.diagnostics import UNKNOWN, InputError, SpecError, problem
-from ..spec.kinds import Layer, Layers
+from ..spec.kinds import Layers
 from .compat import cached_graph, is_hybridized, params_by_path
 from .layers import construct
 from .modules import Network
@@ -28,26 +28,25 @@ _INITIALIZERS: dict[str, tuple[str, dict[str, float]]] = {
     "uniform": ("Uniform", {"scale": 0.07})}
 
 
-class _Builder:
-    def __init__(self, summary: Summary):
-        self.summary = summary
+def _sequence(rows: tuple[Row, ...]) -> nn.HybridSequential:
+    """A HybridSequential of the layers of `rows`."""
+    seq = nn.HybridSequential()
+    for row in rows:
+        seq.add(_block(row))
+    return seq
 
-    def sequence(self, layers: Layers, path: str) -> nn.HybridSequential:
-        """A HybridSequential of `layers`, the i-th at `path.i` in the analysis."""
-        seq = nn.HybridSequential()
-        for i, layer in enumerate(layers):
-            seq.add(self.layer(layer, f"{path}.{i}"))
-        return seq
 
-    def layer(self, layer: Layer, path: str) -> nn.HybridBlock:
-        children = [self.sequence(seq, child_path(path, name)) if seq else None for name, seq in layer.sequences()]
-        try:
-            return construct(layer, self.summary.row(path).input, children)
-        # The shapes were checked: this is a bug, or a kind of the user's that cannot build itself.
-        except (MXNetError, ValueError, AssertionError, TypeError, NotImplementedError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise SpecError([problem(layer._mark, layer._source, f"MXNet could not build this {layer.kind}: "
-                                                                 f"{first}")]) from None
+def _block(row: Row) -> nn.HybridBlock:
+    layer = row.layer
+    assert layer is not None  # the row of a layer, not of a stage
+    children = [_sequence(rows) if rows else None for _, rows in row.sequences]
+    try:
+        return construct(layer, row.input, children)
+    # The shapes were checked: this is a bug, or a kind of the user's that cannot build itself.
+    except (MXNetError, ValueError, AssertionError, TypeError, NotImplementedError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SpecError([problem(layer._mark, layer._source, f"MXNet could not build this {layer.kind}: "
+                                                             f"{first}")]) from None
 
 
 def _check_name(name: str, layers: Layers, path: tuple[str, str]) -> None:
@@ -76,13 +75,13 @@ def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Ove
         spec = load_spec(spec_or_path, with_overrides(overrides, kwargs), (limits or Limits()).max_layers)
     summary = summarize(spec, limits=limits)  # every shape and the budget are checked before MXNet allocates
     npx.set_np()
-    net, builder = Network(spec), _Builder(summary)
+    net = Network(spec)
     for name, layers in spec.layers():
         _check_name(name, layers, ("stages", name))
-        net.add_stage(name, builder.sequence(layers, name))
+        net.add_stage(name, _sequence(summary.row(name).layers))
     for name, head in spec.aux.items():
         _check_name(name, head.layers, ("aux", name))
-        net.add_aux(name, builder.sequence(head.layers, name), *head.tap)
+        net.add_aux(name, _sequence(summary.row(name).layers), *head.tap)
     cls, options = _INITIALIZERS[spec.init]
     net.initialize(getattr(init, cls)(**options), ctx=ctx)
     if hybridize:

@@ -146,4 +146,4 @@ def sequential(layer: k.Sequential, shape: Shape, children: Children) -> nn.Hybr
 
 @constructs(k.Parallel)
 def parallel(layer: k.Parallel, shape: Shape, children: Children) -> nn.HybridBlock:
-    return ParallelBlock(children, layer.merge)
+    return ParallelBlock([(name, child) for (name, _), child in zip(layer.sequences(), children)], layer.merge)

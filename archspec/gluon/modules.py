@@ -18,15 +18,15 @@ class ParallelBlock(nn.HybridBlock):
     graph holds the branches and the merge as plain operators.
     """
 
-    def __init__(self, branches: Sequence[Optional[nn.HybridBlock]], merge: str):
+    def __init__(self, branches: Sequence[tuple[Optional[str], Optional[nn.HybridBlock]]], merge: str):
+        """`branches`: each branch's name (`kinds.Parallel.sequences` names them) and block (None: the identity)."""
         super().__init__()
         self._merge = merge
-        self._names = []  # None marks an identity branch
-        for i, branch in enumerate(branches, 1):
-            name = None if branch is None else f"branch{i}"
-            if name is not None:
+        self._names: list[Optional[str]] = []  # None marks an identity branch
+        for name, branch in branches:
+            if branch is not None and name is not None:
                 setattr(self, name, branch)  # registers the child; `block.branch2` reads like D2L's b2_1
-            self._names.append(name)
+            self._names.append(name if branch is not None else None)
 
     def hybrid_forward(self, F: Any, x: Any) -> Any:
         outs = [x if name is None else getattr(self, name)(x) for name in self._names]

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from ..files import write_atomically
-from .analysis import Summary, child_path, summarize
+from .analysis import Row, Summary, summarize
 from .diagnostics import InputError
-from .kinds import Layer, Layers, Shape
+from .kinds import Layer, Shape
 from .report import format_shape
 from .schema import Spec
 
@@ -26,8 +26,10 @@ def _params(n: int) -> str:
 
 
 class _Graph:
-    def __init__(self, summary: Summary):
-        self.rows = {r.path: r for r in summary.rows}
+    """The Graphviz source being written: its lines (nodes and clusters) and its edges, and how many nodes and
+    clusters it has numbered so far."""
+
+    def __init__(self) -> None:
         self.lines: list[str] = []
         self.edges: list[str] = []  # written after every cluster: an edge inside one would pull its ends in
         self.count = 0
@@ -50,15 +52,16 @@ class _Graph:
     def end(self) -> None:
         self.lines.append("}")
 
-    def sequence(self, layers: Layers, path: str, prev: str, shape: Shape) -> tuple[str, Shape]:
-        """Draw `layers` after node `prev`, whose output has `shape`; returns the last node and its output."""
-        for i, layer in enumerate(layers):
-            prev, shape = self.layer(layer, f"{path}.{i}", prev)
+    def sequence(self, rows: tuple[Row, ...], prev: str, shape: Shape) -> tuple[str, Shape]:
+        """Draw the layers of `rows` after node `prev`, whose output has `shape`; returns the last node and its
+        output."""
+        for row in rows:
+            prev, shape = self.layer(row, prev)
         return prev, shape
 
-    def layer(self, layer: Layer, path: str, prev: str) -> tuple[str, Shape]:
-        row = self.rows[path]
-        sequences = layer.sequences()
+    def layer(self, row: Row, prev: str) -> tuple[str, Shape]:
+        layer, sequences = row.layer, row.sequences
+        assert layer is not None  # the row of a layer, not of a stage
         if not sequences:
             node = self.node("\n".join(filter(None, [_describe(layer), _params(row.params + row.state)])))
             self.edge(prev, node, row.input)
@@ -67,10 +70,10 @@ class _Graph:
                      'style="rounded,filled"; fillcolor="#f4f4f4"; color="#bbbbbb";')
         firsts: list[str] = []  # the first node of each branch, kept on one row in branch order
         ends: list[tuple[str, Shape]] = []
-        for name, seq in sequences:  # each child sequence starts where this layer starts
-            if seq:
+        for name, rows in sequences:  # each child sequence starts where this layer starts
+            if rows:
                 firsts.append(f"n{self.count + 1}")
-            ends.append(self.sequence(seq, child_path(path, name), prev, row.input))
+            ends.append(self.sequence(rows, prev, row.input))
         if len(sequences) == 1 and sequences[0][0] is None:  # a group of layers, nothing to merge
             self.end()
             return ends[0][0], row.output
@@ -101,19 +104,19 @@ def _value(v: Any) -> str:
 def to_dot(spec: Spec, summary: Summary | None = None) -> str:
     """The Graphviz source of a spec's diagram."""
     summary = summary or summarize(spec, limits=None)
-    g = _Graph(summary)
+    g = _Graph()
     title = (f"{spec.name}: {summary.params:,} parameters"
              + (f" + {summary.state:,} state" if summary.state else "")
              + f", {summary.macs / 1e6:,.1f} M MACs")
     prev = g.node(f"input\n{format_shape(summary.input)}", shape="box", style="rounded")
     taps: dict[str, str] = {}  # stage or layer path -> the node of its output
-    for name, layers in spec.layers():
+    for name in spec.stages:
         row = summary.row(name)
         g.cluster(f"{name} · {format_shape(row.output)} · {_params(row.params + row.state) or '0 params'}",
                   'style="rounded"; color="#4a7ab5"; fontcolor="#4a7ab5";')
-        for i, layer in enumerate(layers):
-            prev, _ = g.layer(layer, f"{name}.{i}", prev)
-            taps[f"{name}.{i}"] = prev
+        for layer_row in row.layers:
+            prev, _ = g.layer(layer_row, prev)
+            taps[layer_row.path] = prev
         taps[name] = prev
         g.end()
     out = g.node(f"output\n{format_shape(summary.output)}", shape="box", style="rounded")
@@ -122,7 +125,7 @@ def to_dot(spec: Spec, summary: Summary | None = None) -> str:
         row = summary.row(name)
         g.cluster(f"{name} (training only, loss weight {head.weight:g}) · {_params(row.params + row.state)}",
                   'style="rounded,dashed"; color="#b5654a"; fontcolor="#b5654a";')
-        end, s = g.sequence(head.layers, name, taps[head.after], row.input)
+        end, s = g.sequence(row.layers, taps[head.after], row.input)
         g.end()
         g.edge(end, g.node(f"{name}\n{format_shape(s)}", shape="box", style="rounded,dashed"), s)
     header = ["digraph archspec {", f"label={_quote(title)}; labelloc=t; fontname=Helvetica; compound=true;",

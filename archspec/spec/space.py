@@ -225,7 +225,7 @@ class Constraint:
 
 
 @dataclass(frozen=True)
-class Network:
+class SampledNetwork:
     """A network of the space: the values drawn, the spec they make, and its static analysis."""
 
     values: dict[str, Any]  # key -> value
@@ -284,7 +284,7 @@ class Space:
         names = self.names(values)
         return next((c for c in self.constraints if not c.holds(names)), None)
 
-    def network(self, values: dict[str, Any]) -> Network:
+    def network(self, values: dict[str, Any]) -> SampledNetwork:
         """The network `values` make (whatever its cost); `SpecError` if they make no valid spec. Only the
         mappings and lists on the way to a value are copied: the rest of the tree is the space's own, which lets
         the memo recognise the entries no value reaches."""
@@ -301,9 +301,9 @@ class Space:
                 node = child
             assign(node, part, values[v.key], v.mark)
         spec = validate(tree, self.max_layers, self.memo)
-        return Network(values, tree, spec, summarize(spec, limits=None))
+        return SampledNetwork(values, tree, spec, summarize(spec, limits=None))
 
-    def consider(self, values: dict[str, Any], rejections: Rejections) -> Optional[Network]:
+    def consider(self, values: dict[str, Any], rejections: Rejections) -> Optional[SampledNetwork]:
         """The network of `values` if it is in the space; else None, and the reason counted in `rejections`."""
         constraint = self.broken(values)
         if constraint is not None:
@@ -341,7 +341,7 @@ class Space:
 
 @dataclass(frozen=True)
 class Sampled:
-    networks: list[Network]
+    networks: list[SampledNetwork]
     attempts: int
     rejections: Rejections
 
@@ -364,7 +364,7 @@ def sample(space: Space, n: int, seed: Optional[int] = None, draw: Optional[Draw
 
 
 def networks(space: Space, n: int, seed: Optional[int] = None, draw: Optional[Draw] = None,
-             tally: Optional[Tally] = None, max_work: int = MAX_WORK) -> Iterator[Network]:
+             tally: Optional[Tally] = None, max_work: int = MAX_WORK) -> Iterator[SampledNetwork]:
     """`n` networks of the space, drawn independently, one at a time (a caller keeps only what it needs). Gives up,
     with a `SpecError` at the constraint or limit that rejected most, after `GIVE_UP_AFTER` attempts without a
     network or `ATTEMPTS_PER_NETWORK` per network; and with an `InputError` once `max_work` layers have been analysed
@@ -597,7 +597,7 @@ def _data(node: Any) -> Any:
     return node
 
 
-def spec_text(network: Network, name: str, comment: str = "") -> str:
+def spec_text(network: SampledNetwork, name: str, comment: str = "") -> str:
     """A network of the space as a spec file of its own (what `archspec train` takes): the resolved spec with the
     values set, named `name`, `comment` on top."""
     data = _data(network.tree)

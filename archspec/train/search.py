@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..files import write_atomically
 from ..spec import with_overrides
 from ..spec.diagnostics import InputError
-from ..spec.space import ATTEMPTS_PER_NETWORK, Network, Rejections, Space, load_space, sample, spec_text
+from ..spec.space import ATTEMPTS_PER_NETWORK, SampledNetwork, Rejections, Space, load_space, sample, spec_text
 from .config import Config
 from .folder import LOCK, RunFolder
 
@@ -368,7 +368,7 @@ class _Worker:
             if rejected:  # told: no worker takes its folder again, which held only the lock
                 _remove_empty(folder)
 
-    def _train(self, trial: Any, network: Network, folder: Path, resume: bool) -> None:
+    def _train(self, trial: Any, network: SampledNetwork, folder: Path, resume: bool) -> None:
         import optuna
 
         from .loop import train
