@@ -197,7 +197,27 @@ def cmd_blocks(args: Args) -> int:
     from .spec.blocks import library
     from .spec.report import block_table
 
+    if args.readme:
+        return _rewrite_section(args.readme, "blocks", block_table(library(), markdown=True))
     print(block_table(library(), markdown=args.markdown))
+    return 0
+
+
+def _rewrite_section(path: str, name: str, body: str) -> int:
+    """Rewrite the `name` section of the Markdown file `path` (between its markers) with `body`."""
+    from pathlib import Path
+
+    from .files import write_atomically
+    from .spec.report import with_section
+
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        new = with_section(text, name, body)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise InputError(f"{path}: {e}") from None
+    if new != text:
+        write_atomically(Path(path), new.encode())
+    print(f"{path}: the {name} section is {'rewritten' if new != text else 'current'}", file=sys.stderr)
     return 0
 
 
@@ -205,6 +225,8 @@ def cmd_schema(args: Args) -> int:
     from .files import write_atomically
     from .spec.jsonschema import field_reference, spec_schema
 
+    if args.readme:
+        return _rewrite_section(args.readme, "fields", field_reference())
     text = field_reference() if args.markdown else json.dumps(spec_schema(), indent=2) + "\n"
     if args.output:
         write_atomically(args.output, text.encode())
@@ -550,6 +572,8 @@ def _spec_commands(sub: Any) -> None:
 
     b = sub.add_parser("blocks", help="the block library: every block a spec can use by name, and its arguments")
     b.add_argument("--markdown", action="store_true", help="as a Markdown table (the README's)")
+    b.add_argument("--readme", metavar="FILE", help="rewrite the table between the `blocks` markers of this Markdown "
+                                                    "file (README.md) in place")
     _plugin_option(b)
     b.set_defaults(func=cmd_blocks)
 
@@ -577,6 +601,8 @@ def _spec_commands(sub: Any) -> None:
     j = sub.add_parser("schema", help="print the JSON Schema of a spec file (for editors)")
     j.add_argument("-o", "--output", help="write to this file instead of standard output")
     j.add_argument("--markdown", action="store_true", help="the field reference of every layer kind, in Markdown")
+    j.add_argument("--readme", metavar="FILE", help="rewrite the field reference between the `fields` markers of "
+                                                    "this Markdown file (README.md) in place")
     _plugin_option(j)
     j.set_defaults(func=cmd_schema)
 

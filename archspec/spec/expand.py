@@ -121,8 +121,11 @@ class Memo:
     drawn value placed inside an entry makes a new one)."""
 
     stages: Any  # the space's own stages (a Map)
-    entries: dict[tuple[str, int, Shape], list[tuple[dict[str, Any], Entry, int]]] = dataclasses.field(
-        default_factory=dict)  # (stage, index, input) -> (values read, the entry, layers it spent)
+    #: (stage, index, input) -> (names read, their values) -> (the entry, layers it spent)
+    entries: dict[tuple[str, int, Shape], dict[tuple[Any, ...], tuple[Entry, int]]] = dataclasses.field(
+        default_factory=dict)
+    #: (stage, index, input) -> the sets of names its expansions read (a few: one per `when` taken, say)
+    names: dict[tuple[str, int, Shape], dict[tuple[str, ...], None]] = dataclasses.field(default_factory=dict)
 
     def own(self, path: FieldPath, item: Any) -> bool:
         """Whether `item`, at `path` (`stages`, name, index), is the space's own entry."""
@@ -280,20 +283,26 @@ class _Expansion:
                 or not self.memo.own(path, item):
             return self.expand_kind(kind, item, path, shape)
         key = (str(path[1]), int(path[2]), shape)
-        for reads, entry, layers in self.memo.entries.get(key, ()):
-            if all(name == "in" or (name in self.scope and _same(self.scope[name][0], value))
-                   for name, value in reads.items()):
-                self.spend(layers, mark, path)
-                if "in" in reads:
-                    self.reads_of_in += 1  # as the expansion it stands for did
-                return entry
+        for names in self.memo.names.get(key, ()):  # each set of names an expansion of this entry has read
+            if all(name == "in" or name in self.scope for name in names):
+                found = self.memo.entries[key].get((names, self.values(names)))
+                if found is not None:
+                    entry, layers = found
+                    self.spend(layers, mark, path)
+                    if "in" in names:
+                        self.reads_of_in += 1  # as the expansion it stands for did
+                    return entry
         start, problems, layers = len(self.reads), len(self.problems), self.layers
         entry = self.expand_kind(kind, item, path, shape)
         if len(self.problems) == problems and self.output(entry, shape) is not None:  # valid, with a shape
-            reads = {name: self.scope[name][0] if name in self.scope else None
-                     for name in dict.fromkeys(self.reads[start:]) if name in self.scope or name == "in"}
-            self.memo.entries.setdefault(key, []).append((reads, entry, self.layers - layers))
+            names = tuple(name for name in dict.fromkeys(self.reads[start:]) if name in self.scope or name == "in")
+            self.memo.names.setdefault(key, {})[names] = None
+            self.memo.entries.setdefault(key, {})[names, self.values(names)] = (entry, self.layers - layers)
         return entry
+
+    def values(self, names: tuple[str, ...]) -> tuple[Any, ...]:
+        """The values of `names` in scope, as a key (`in` is the memo key's input shape)."""
+        return tuple(_frozen(self.scope[name][0]) for name in names if name != "in")
 
     def expand_kind(self, kind: str, item: Map, path: FieldPath, shape: Optional[Shape]) -> Entry:
         where, mark = path + (kind,), item.key_mark(kind)
@@ -538,9 +547,17 @@ class _Expansion:
         return layer
 
 
-def _same(a: Any, b: Any) -> bool:
-    """The same value, of the same type (1, 1.0 and True expand differently)."""
-    return type(a) is type(b) and a == b
+def _frozen(value: Any) -> Any:
+    """`value` as a hashable key, its type included (1, 1.0 and True expand differently)."""
+    if isinstance(value, dict):
+        return ("{}",) + tuple((k, _frozen(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return ("[]",) + tuple(_frozen(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        return (type(value), repr(value))
+    return (type(value), value)
 
 
 def _with_defaults(defaults: Optional[Map], body: Map) -> Map:

@@ -57,6 +57,27 @@ class ShapeError(ValueError):
     """A layer cannot take the shape it is given; the analyser adds the YAML location."""
 
 
+class ValueKey:
+    """A layer's value as a hashable key (`walk.value_key` computes it, once per layer): equal for equal layers
+    wherever they are written. Kept with the layer; never tells two layers apart."""
+
+    __slots__ = ("key",)
+
+    def __init__(self) -> None:
+        self.key: Any = None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ValueKey)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getstate__(self) -> Any:
+        return None  # recomputed where needed
+
+    def __setstate__(self, state: Any) -> None:
+        self.key = None
+
+
 REGISTRY: dict[str, type[Layer]] = {}
 K = TypeVar("K", bound="type[Layer]")
 
@@ -97,6 +118,12 @@ class Layer(BaseModel):
     # Where the entry was written; set by the validator, read by the analyser for error messages.
     _mark: Mark = PrivateAttr(default=UNKNOWN)
     _source: FieldPath = PrivateAttr(default=())
+    _value_key: ValueKey = PrivateAttr(default_factory=ValueKey)
+
+    def model_copy(self, *, update: Any = None, deep: bool = False) -> Any:
+        copied = super().model_copy(update=update, deep=deep)
+        copied._value_key = ValueKey()  # the copy's value may differ
+        return copied
 
     def infer(self, shape: Shape) -> Shape:
         """The output shape for an input of `shape` (a leaf's shape rule)."""

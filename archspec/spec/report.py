@@ -60,3 +60,15 @@ def _yaml_value(value: Any) -> str:
         return "[" + ", ".join(map(_yaml_value, value)) + "]"
     return {True: "true", False: "false", None: "null"}.get(value, str(value)) if isinstance(value, bool) \
         or value is None else str(value)
+
+
+def with_section(text: str, name: str, body: str) -> str:
+    """`text` (a Markdown file) with the part between its `<!-- NAME:start ... -->` and `<!-- NAME:end -->` lines
+    replaced by `body`, keeping the blank lines around it; `ValueError` if the markers are not there."""
+    start, end = text.find(f"<!-- {name}:start"), text.find(f"<!-- {name}:end -->")
+    if start < 0 or end < start:
+        raise ValueError(f"no `<!-- {name}:start -->` ... `<!-- {name}:end -->` markers")
+    start = text.index("\n", start) + 1
+    old = text[start:end]
+    lead, trail = old[:len(old) - len(old.lstrip("\n"))], old[len(old.rstrip("\n")):]
+    return text[:start] + lead + body.strip("\n") + (trail or "\n") + text[end:]

@@ -72,7 +72,10 @@ def child_path(path: str, name: Optional[str]) -> str:
 def value_key(value: Any) -> Hashable:
     """A layer (or field value) as a hashable value: equal for equal layers wherever they are written."""
     if isinstance(value, Layer):
-        return (type(value), tuple((name, value_key(v)) for name, v in value.__dict__.items()))
+        kept = value._value_key
+        if kept.key is None:
+            kept.key = (type(value), tuple((name, value_key(v)) for name, v in value.__dict__.items()))
+        return kept.key
     if isinstance(value, (list, tuple)):
         return tuple(value_key(v) for v in value)
     if isinstance(value, dict):
