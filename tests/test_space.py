@@ -342,3 +342,20 @@ def test_an_override_of_a_varied_value_is_refused_at_the_override(capsys, tmp_pa
     assert code == 1 and f"--set {override}:1:" in err and f"the space varies {varied} (space.vary)" in err, err
     assert "c2" not in err
     assert run(capsys, "sample", path, "--set", "c2=5", "--set", "space.vary.c1.int=[1,2]")[0] == 0
+
+
+def test_sampling_looks_up_what_networks_share_in_time_that_does_not_grow_with_n():
+    """`sample -n 100000` (the documented maximum) ran past 150 s: each entry's lookup in the memo scanned every
+    variant kept for it, so a sampling took time in N squared. A lookup is now one dictionary access per set of
+    names an entry's expansion reads, and those sets do not grow with the networks drawn."""
+    from archspec.spec.space import networks
+
+    loaded = load_space(ANYNET)
+    list(networks(loaded, 40, seed=0))
+    sets = {key: len(names) for key, names in loaded.memo.names.items()}
+    kept = sum(len(variants) for variants in loaded.memo.entries.values())
+    list(networks(loaded, 400, seed=1))
+    assert max(len(names) for names in loaded.memo.names.values()) == max(sets.values()) <= 2
+    assert sum(len(variants) for variants in loaded.memo.entries.values()) > kept  # new values were kept, and
+    # found again by value: ten times the networks keep far fewer than ten times the variants
+    assert sum(len(variants) for variants in loaded.memo.entries.values()) < 10 * kept
