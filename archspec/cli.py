@@ -18,7 +18,7 @@ from typing import Any, Iterable, Optional, Sequence, TextIO
 from .spec import Spec, load_spec
 from .spec.analysis import Limits, Summary, format_table, summarize
 from .spec.diagnostics import InputError, Problem, SpecError
-from .spec.report import format_shape, table
+from .spec.tables import format_shape, table
 
 Args = argparse.Namespace
 # The options each command generates from `train.config.Config` (names of its fields).
@@ -195,7 +195,7 @@ def cmd_zoo(args: Args) -> int:
 
 def cmd_blocks(args: Args) -> int:
     from .spec.blocks import library
-    from .spec.report import block_table
+    from .spec.tables import block_table
 
     if args.readme:
         return _rewrite_section(args.readme, "blocks", block_table(library(), markdown=True))
@@ -208,7 +208,7 @@ def _rewrite_section(path: str, name: str, body: str) -> int:
     from pathlib import Path
 
     from .files import write_atomically
-    from .spec.report import with_section
+    from .spec.tables import with_section
 
     try:
         text = Path(path).read_text(encoding="utf-8")

@@ -18,9 +18,7 @@ from .compat import cached_graph, is_hybridized, params_by_path
 from .layers import construct
 from .modules import Network
 
-# One cached graph with memory planned once (static_alloc) and shapes inferred once per input shape
-# (static_shape): 13% faster at batch 1 than static_alloc alone, and as fast when the batch size changes
-# (bench/run.py). Both only change how MXNet runs the graph, never what it computes.
+# Memory planned once and shapes inferred once per input shape: faster, same values (bench/results/settings.md).
 HYBRIDIZE = {"static_alloc": True, "static_shape": True}
 
 _INITIALIZERS: dict[str, tuple[str, dict[str, float]]] = {

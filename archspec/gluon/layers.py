@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from mxnet.gluon import nn
 
-from ..spec import kinds as k
+from ..spec import kinds
 from ..spec.kinds import Layer, Shape, pair
 from .modules import HardSigmoid, LRNBlock, ParallelBlock, ReLU6, Upsample
 
@@ -49,11 +49,11 @@ def activation(name: str, shape: Shape = ()) -> nn.HybridBlock:
            "hard_swish": lambda: HardSigmoid(swish=True)}
     if name in own:
         return own[name]()
-    return construct(k.REGISTRY[name](), shape, [])
+    return construct(kinds.REGISTRY[name](), shape, [])
 
 
-@constructs(k.Conv)
-def conv(layer: k.Conv, shape: Shape, children: Children) -> nn.HybridBlock:
+@constructs(kinds.Conv)
+def conv(layer: kinds.Conv, shape: Shape, children: Children) -> nn.HybridBlock:
     bn = layer.bn_options
     fused = layer.activation in _FUSABLE and not bn
     block = nn.Conv2D(layer.channels, pair(layer.kernel), pair(layer.stride), pair(layer.padding),
@@ -70,33 +70,33 @@ def conv(layer: k.Conv, shape: Shape, children: Children) -> nn.HybridBlock:
     return seq
 
 
-def _pool_options(layer: k._Pool) -> dict[str, Any]:
+def _pool_options(layer: kinds._Pool) -> dict[str, Any]:
     return dict(pool_size=pair(layer.kernel), padding=pair(layer.padding), ceil_mode=layer.ceil_mode,
                 strides=pair(layer.stride) if layer.stride is not None else None)
 
 
-@constructs(k.MaxPool)
-def maxpool(layer: k.MaxPool, shape: Shape, children: Children) -> nn.HybridBlock:
+@constructs(kinds.MaxPool)
+def maxpool(layer: kinds.MaxPool, shape: Shape, children: Children) -> nn.HybridBlock:
     return nn.MaxPool2D(**_pool_options(layer))
 
 
-@constructs(k.AvgPool)
-def avgpool(layer: k.AvgPool, shape: Shape, children: Children) -> nn.HybridBlock:
+@constructs(kinds.AvgPool)
+def avgpool(layer: kinds.AvgPool, shape: Shape, children: Children) -> nn.HybridBlock:
     return nn.AvgPool2D(count_include_pad=layer.count_include_pad, **_pool_options(layer))
 
 
-@constructs(k.GlobalAvgPool)
-def global_avg_pool(layer: k.GlobalAvgPool, shape: Shape, children: Children) -> nn.HybridBlock:
+@constructs(kinds.GlobalAvgPool)
+def global_avg_pool(layer: kinds.GlobalAvgPool, shape: Shape, children: Children) -> nn.HybridBlock:
     return nn.GlobalAvgPool2D()
 
 
-@constructs(k.GlobalMaxPool)
-def global_max_pool(layer: k.GlobalMaxPool, shape: Shape, children: Children) -> nn.HybridBlock:
+@constructs(kinds.GlobalMaxPool)
+def global_max_pool(layer: kinds.GlobalMaxPool, shape: Shape, children: Children) -> nn.HybridBlock:
     return nn.GlobalMaxPool2D()
 
 
-@constructs(k.Dense)
-def dense(layer: k.Dense, shape: Shape, children: Children) -> nn.HybridBlock:
+@constructs(kinds.Dense)
+def dense(layer: kinds.Dense, shape: Shape, children: Children) -> nn.HybridBlock:
     fused = layer.activation in _FUSABLE or layer.activation is None
     block = nn.Dense(layer.units, layer.activation if fused else None, use_bias=layer.bias, flatten=layer.flatten,
                      in_units=layer.in_units(shape))
@@ -107,43 +107,43 @@ def dense(layer: k.Dense, shape: Shape, children: Children) -> nn.HybridBlock:
     return seq
 
 
-@constructs(k.Flatten)
-def flatten(layer: k.Flatten, shape: Shape, children: Children) -> nn.HybridBlock:
+@constructs(kinds.Flatten)
+def flatten(layer: kinds.Flatten, shape: Shape, children: Children) -> nn.HybridBlock:
     return nn.Flatten()
 
 
-@constructs(k.Dropout)
-def dropout(layer: k.Dropout, shape: Shape, children: Children) -> nn.HybridBlock:
+@constructs(kinds.Dropout)
+def dropout(layer: kinds.Dropout, shape: Shape, children: Children) -> nn.HybridBlock:
     return nn.Dropout(layer.rate)
 
 
-@constructs(k.BatchNorm)
-def batchnorm(layer: k.BatchNorm, shape: Shape, children: Children) -> nn.HybridBlock:
+@constructs(kinds.BatchNorm)
+def batchnorm(layer: kinds.BatchNorm, shape: Shape, children: Children) -> nn.HybridBlock:
     return nn.BatchNorm(momentum=layer.momentum, epsilon=layer.epsilon, in_channels=shape[0])
 
 
-@constructs(k.ActivationLayer)
-def activation_layer(layer: k.ActivationLayer, shape: Shape, children: Children) -> nn.HybridBlock:
+@constructs(kinds.ActivationLayer)
+def activation_layer(layer: kinds.ActivationLayer, shape: Shape, children: Children) -> nn.HybridBlock:
     return activation(layer.function, shape)
 
 
-@constructs(k.LRN)
-def lrn(layer: k.LRN, shape: Shape, children: Children) -> nn.HybridBlock:
+@constructs(kinds.LRN)
+def lrn(layer: kinds.LRN, shape: Shape, children: Children) -> nn.HybridBlock:
     return LRNBlock(layer.size, layer.alpha, layer.beta, layer.k)
 
 
-@constructs(k.Upsample)
-def upsample(layer: k.Upsample, shape: Shape, children: Children) -> nn.HybridBlock:
+@constructs(kinds.Upsample)
+def upsample(layer: kinds.Upsample, shape: Shape, children: Children) -> nn.HybridBlock:
     out = layer.infer(shape)
     return Upsample((out[1], out[2]), out[1] // shape[1], layer.mode, layer.align_corners)
 
 
-@constructs(k.Sequential)
-def sequential(layer: k.Sequential, shape: Shape, children: Children) -> nn.HybridBlock:
+@constructs(kinds.Sequential)
+def sequential(layer: kinds.Sequential, shape: Shape, children: Children) -> nn.HybridBlock:
     (layers,) = children
     return layers if layers is not None else nn.HybridSequential()
 
 
-@constructs(k.Parallel)
-def parallel(layer: k.Parallel, shape: Shape, children: Children) -> nn.HybridBlock:
+@constructs(kinds.Parallel)
+def parallel(layer: kinds.Parallel, shape: Shape, children: Children) -> nn.HybridBlock:
     return ParallelBlock([(name, child) for (name, _), child in zip(layer.sequences(), children)], layer.merge)

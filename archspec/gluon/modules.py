@@ -38,9 +38,7 @@ class ParallelBlock(nn.HybridBlock):
 
 def concat_channels(F: Any, arrays: Sequence[Any]) -> Any:
     """`np.concatenate(arrays, axis=1)` through MXNet's classic `Concat`, whose oneDNN kernel keeps oneDNN's
-    blocked layout: numpy's `_npi_concatenate` has no oneDNN kernel, so each branch's output was reordered to
-    the plain layout and the result back to the blocked one for every convolution that reads it (95 reorders a
-    training step of GoogLeNet at batch 64; 38 after this; +6-8% img/s, bench/run.py). Same values, both ways."""
+    blocked layout where numpy's reorders every branch (bench/results/settings.md). Same values, both ways."""
     return F.Concat(*(a.as_nd_ndarray() for a in arrays), dim=1).as_np_ndarray()
 
 

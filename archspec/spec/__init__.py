@@ -1,12 +1,14 @@
 """The spec core: the spec language and everything that reads it without MXNet.
 
-    load -> resolve -> expand -> validate -> analyse -> draw / JSON Schema
+    load -> resolve -> expand + validate (one pass) -> Spec with its analysis -> draw / JSON Schema
 
 `loader` (safe YAML with file:line:col), `resolve` (`base:`, overrides), `expand` (args, blocks, defaults,
-width/depth, macros, repeat), `schema` (the validated `Spec`), `kinds` (the layer kinds: fields, shape
-rules, counts), `analysis` (the one walk that computes shapes), `draw`, `jsonschema`, `diagnostics`
-(located problems) and `report` (numbers and tables). Nothing in this package imports MXNet; a test
-runs all of it with MXNet unimportable.
+width/depth, `when`, `repeat`; each entry validated as its kind as it is made, and measured on its input),
+`schema` (the validated `Spec`, which carries its analysis), `kinds` (the layer kinds: fields, shape rules,
+counts), `walk` (measuring a layer, cached by its value, and laying out the rows), `analysis` (`summarize`,
+limits, the table), `blocks` (the block library and argument types), `located` (Pydantic over the marked
+tree), `draw`, `jsonschema`, `diagnostics` (located problems) and `tables` (numbers and tables). Nothing in
+this package imports MXNet; a test runs all of it with MXNet unimportable.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from typing import Any
 from .diagnostics import UNKNOWN, Problem, SpecError, problem
 from .expand import MAX_LAYERS
 from .kinds import Shape
-from .report import format_shape, si, size_in_bytes, table
+from .tables import format_shape, si, size_in_bytes, table
 from .schema import Spec
 from .walk import ROW_FIELDS, Layout, Row, child_path
 

@@ -11,7 +11,7 @@ from ..files import write_atomically
 from .analysis import Row, Summary, summarize
 from .diagnostics import InputError
 from .kinds import Layer, Shape
-from .report import format_shape
+from .tables import format_shape
 from .schema import Spec
 
 FORMATS = ("svg", "png", "pdf", "dot")

@@ -88,6 +88,9 @@ def parse(text: str) -> Node:
 
 
 class _Parser:
+    """A recursive-descent parser of one expression. Holds the text, its tokens, the index of the next token and
+    how deeply the parse is nested (bounded, so a hostile expression cannot exhaust the stack)."""
+
     def __init__(self, text: str):
         self.text, self.tokens, self.i, self.depth = text, self._tokenize(text), 0, 0
 

@@ -16,7 +16,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, InstanceOf, 
                       model_validator)
 
 from .diagnostics import UNKNOWN, FieldPath, Mark
-from .report import format_shape
+from .tables import format_shape
 
 Shape = tuple[int, ...]  # without the batch axis: (C, H, W) for images, (N,) for vectors
 

@@ -14,7 +14,7 @@ from typing import Any, Hashable, Optional
 
 from .diagnostics import Problem, SpecError, problem
 from .kinds import Layer, Layers, Shape, ShapeError
-from .report import format_shape
+from .tables import format_shape
 
 BYTES_PER_VALUE = 4  # float32 activations
 CACHE_SIZE = 100_000  # measurements kept; past it the cache starts again (what it holds is recomputed, not wrong)

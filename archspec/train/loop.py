@@ -44,7 +44,9 @@ class TrainingInterrupted(Exception):
 
 
 @dataclass
-class _Tally:
+class _Totals:
+    """Running totals of the batches seen so far in an epoch: summed loss, correct predictions, examples, seconds."""
+
     loss: float = 0.0
     correct: int = 0
     count: int = 0
@@ -76,7 +78,7 @@ class Progress:
         self.tty = self.stream.isatty()
         self.last = 0.0
 
-    def update(self, step: int, tally: _Tally, final: bool = False) -> None:
+    def update(self, step: int, tally: _Totals, final: bool = False) -> None:
         now = time.perf_counter()
         if not final and (now - self.last < (0.2 if self.tty else 10.0)):
             return
@@ -114,7 +116,7 @@ def evaluate(net: Network, split: datasets.Split, batch_size: int = 256, ctx: An
     model = model or net
     ctx = ctx or [net.collect_params().list_ctx()[0]]
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    tally = _Tally()
+    tally = _Totals()
     size = (net.spec.input.height, net.spec.input.width)
     for images, labels in datasets.batches(split, batch_size, onp.arange(len(split))):
         x = datasets.to_input(images, size, ctx[0])
@@ -161,7 +163,7 @@ class _Run:
     epoch: int = 0
     step: int = 0  # within the epoch
     global_step: int = 0
-    tally: _Tally = field(default_factory=_Tally)
+    tally: _Totals = field(default_factory=_Totals)
     history: list[dict[str, Any]] = field(default_factory=list)
     loss_fn: Any = field(default_factory=gluon.loss.SoftmaxCrossEntropyLoss)
 
@@ -173,7 +175,7 @@ class _Run:
     def resume_from(self, meta: dict[str, Any]) -> None:
         restore(meta, self.net, self.trainer)
         self.epoch, self.step, self.global_step = meta["epoch"], meta["step_in_epoch"], meta["step"]
-        self.tally, self.history = _Tally(**meta["tally"]), meta["history"]
+        self.tally, self.history = _Totals(**meta["tally"]), meta["history"]
 
     def run_epoch(self) -> None:
         """The rest of the current epoch, from `step`; then test, metrics and an end-of-epoch checkpoint."""
@@ -199,7 +201,7 @@ class _Run:
                              "train_acc": t.correct / max(t.count, 1), "test_loss": test_loss, "test_acc": test_acc,
                              "images_per_s": t.count / max(t.seconds, 1e-9), "seconds": t.seconds})
         print(f"epoch {self.epoch + 1}: test loss {test_loss:.4f}, test acc {test_acc:.3f}", file=self.stream)
-        self.epoch, self.step, self.tally = self.epoch + 1, 0, _Tally()
+        self.epoch, self.step, self.tally = self.epoch + 1, 0, _Totals()
         _write_metrics(self.out, self.history)
         self.checkpoint()
 

@@ -295,6 +295,9 @@ def run(settings: Settings, worker: int = 0) -> int:
 
 @dataclass
 class _Worker:
+    """One worker of a search: the settings, the space it samples, the Optuna study and its storage. It holds no
+    state of its own between trials: what a trial has done lives in its folder and in the storage."""
+
     settings: Settings
     space: Space
     study: Any

@@ -10,7 +10,7 @@ from typing import Any, Optional, Sequence
 
 from ..files import save_atomically, target, write_atomically
 from ..spec.diagnostics import InputError, SpecError
-from ..spec.report import table
+from ..spec.tables import table
 
 
 @dataclass(frozen=True)
