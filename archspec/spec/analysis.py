@@ -57,6 +57,11 @@ class Summary:
         return sum(r.state for r in self.stages + self.aux)
 
     @property
+    def weights(self) -> int:
+        """Parameters and state: everything the network holds, as `collect_params()` counts it."""
+        return self.params + self.state
+
+    @property
     def macs(self) -> int:
         return sum(r.macs for r in self.stages)
 
@@ -114,8 +119,8 @@ def _check_limits(spec: Spec, summary: Summary, limits: Limits) -> None:
     first = next(iter(spec.stages.values()))
     mark = first[0]._mark if first else UNKNOWN
     over = []
-    if summary.params + summary.state > limits.max_params:
-        over.append(f"{summary.params + summary.state:,} parameters exceed the limit of {limits.max_params:,}")
+    if summary.weights > limits.max_params:
+        over.append(f"{summary.weights:,} parameters exceed the limit of {limits.max_params:,}")
     if summary.memory > limits.max_memory:
         over.append(f"{summary.memory:,} bytes of activations per example exceed the limit of "
                     f"{limits.max_memory:,}")
@@ -133,9 +138,9 @@ def format_table(summary: Summary, depth: int = 0) -> str:
         parents.append(r.path)
         if r.depth <= depth:
             name = r.path[len(parents[-2]) + 1:] if r.depth else r.path
-            lines.append([("  " * r.depth) + name, r.kind, format_shape(r.output), f"{r.params + r.state:,}",
+            lines.append([("  " * r.depth) + name, r.kind, format_shape(r.output), f"{r.weights:,}",
                           si(r.macs), size_in_bytes(r.memory)])
-    total = ["total", "", format_shape(summary.output), f"{summary.params + summary.state:,}", si(summary.macs),
+    total = ["total", "", format_shape(summary.output), f"{summary.weights:,}", si(summary.macs),
              size_in_bytes(summary.memory)]
     aux = sum(r.params for r in summary.aux)
     counts = (f"{summary.params:,} trainable parameters"

@@ -63,10 +63,10 @@ class _Graph:
         layer, sequences = row.layer, row.sequences
         assert layer is not None  # the row of a layer, not of a stage
         if not sequences:
-            node = self.node("\n".join(filter(None, [_describe(layer), _params(row.params + row.state)])))
+            node = self.node("\n".join(filter(None, [_describe(layer), _params(row.weights)])))
             self.edge(prev, node, row.input)
             return node, row.output
-        self.cluster(" · ".join(filter(None, [row.kind, _params(row.params + row.state)])),
+        self.cluster(" · ".join(filter(None, [row.kind, _params(row.weights)])),
                      'style="rounded,filled"; fillcolor="#f4f4f4"; color="#bbbbbb";')
         firsts: list[str] = []  # the first node of each branch, kept on one row in branch order
         ends: list[tuple[str, Shape]] = []
@@ -112,7 +112,7 @@ def to_dot(spec: Spec, summary: Summary | None = None) -> str:
     taps: dict[str, str] = {}  # stage or layer path -> the node of its output
     for name in spec.stages:
         row = summary.row(name)
-        g.cluster(f"{name} · {format_shape(row.output)} · {_params(row.params + row.state) or '0 params'}",
+        g.cluster(f"{name} · {format_shape(row.output)} · {_params(row.weights) or '0 params'}",
                   'style="rounded"; color="#4a7ab5"; fontcolor="#4a7ab5";')
         for layer_row in row.layers:
             prev, _ = g.layer(layer_row, prev)
@@ -123,7 +123,7 @@ def to_dot(spec: Spec, summary: Summary | None = None) -> str:
     g.edge(prev, out, summary.output)
     for name, head in spec.aux.items():
         row = summary.row(name)
-        g.cluster(f"{name} (training only, loss weight {head.weight:g}) · {_params(row.params + row.state)}",
+        g.cluster(f"{name} (training only, loss weight {head.weight:g}) · {_params(row.weights)}",
                   'style="rounded,dashed"; color="#b5654a"; fontcolor="#b5654a";')
         end, s = g.sequence(row.layers, taps[head.after], row.input)
         g.end()

@@ -126,7 +126,7 @@ class Budget(BaseModel):
 
     def exceeded(self, summary: Summary) -> Optional[str]:
         """The first limit `summary` is over (`max_params`), or None."""
-        for limit, used in (("max_params", summary.params + summary.state), ("max_macs", summary.macs),
+        for limit, used in (("max_params", summary.weights), ("max_macs", summary.macs),
                             ("max_memory", summary.memory)):
             allowed = getattr(self, limit)
             if allowed is not None and used > allowed:
@@ -235,7 +235,8 @@ class SampledNetwork:
 
     @property
     def params(self) -> int:
-        return self.summary.params + self.summary.state
+        """Parameters and state (`Summary.weights`): what a budget's `max_params` limits."""
+        return self.summary.weights
 
 
 @dataclass

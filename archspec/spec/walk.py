@@ -39,6 +39,11 @@ class Row:
     sequences: tuple[tuple[Optional[str], tuple[Row, ...]], ...] = field(default=(), compare=False, repr=False)
 
     @property
+    def weights(self) -> int:
+        """Parameters and state: what this node holds, as `collect_params()` counts it."""
+        return self.params + self.state
+
+    @property
     def layers(self) -> tuple[Row, ...]:
         """The rows of a stage's or head's layers (its one sequence)."""
         return self.sequences[0][1] if self.sequences else ()
