@@ -77,7 +77,7 @@ def child_path(path: str, name: Optional[str]) -> str:
 def value_key(value: Any) -> Hashable:
     """A layer (or field value) as a hashable value: equal for equal layers wherever they are written."""
     if isinstance(value, Layer):
-        kept = value._value_key
+        kept = value.__pydantic_private__["_value_key"]  # type: ignore[index]  # (`._value_key`, 5x slower)
         if kept.key is None:
             kept.key = (type(value), tuple((name, value_key(v)) for name, v in value.__dict__.items()))
         return kept.key
