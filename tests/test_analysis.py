@@ -224,3 +224,32 @@ def test_random_specs_agree_with_mxnet(data):
 def test_the_differential_test_draws_every_kind_of_the_registry():
     """A kind added to archspec without a strategy and a reference above is never drawn: this says so."""
     assert sorted(LEAVES.keys() | COMPOSITES.keys()) == BUILT_IN
+
+
+def test_a_loaded_spec_carries_its_analysis_and_nothing_after_the_load_walks_a_shape():
+    """Issue 21: loading googlenet walked 153 shapes, `summarize` 81 more and `build_model` 81 again."""
+    from archspec.spec import walk
+
+    spec = load_spec(ROOT / "specs/googlenet.yaml")
+    evaluated = walk.shape_rules
+    assert summarize(spec) is summarize(spec)
+    build_model(spec, hybridize=False)
+    assert walk.shape_rules == evaluated
+    other = summarize(spec, (1, 64, 64), limits=None)  # another input: walked again
+    assert other.input == (1, 64, 64) and other.row("b1.0").output == (64, 32, 32)
+
+
+def test_equal_layers_are_measured_once_and_each_warns_at_its_own_line(write_spec):
+    """Measurements are cached by the layer's value and its input; where a layer is written stays out of the cache."""
+    from archspec.spec import walk
+
+    body = "    - dropout: 0\n    - conv: {channels: 5, kernel: 3, padding: 1}\n"
+    path = write_spec("name: t\ninput: {channels: 5, height: 97, width: 89}\nstages:\n  a:\n" + body
+                      + "  b:\n" + body)
+    evaluated = walk.shape_rules
+    spec = load_spec(path)
+    assert walk.shape_rules - evaluated == 2  # the dropout and the conv, on 5x97x89: once each, for both stages
+    summary = summarize(spec)
+    assert [(w.line, w.message) for w in summary.warnings] == [(5, "dropout with rate 0 does nothing"),
+                                                               (8, "dropout with rate 0 does nothing")]
+    assert summary.row("b.1").layer is spec.stages["b"][1] and summary.row("b.1").layer._mark.line == 9

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Hashable, Optional
 
+from pydantic import BaseModel
+
 from .diagnostics import Problem, SpecError, problem
 from .kinds import Layer, Layers, Shape, ShapeError
 from .tables import format_shape
@@ -66,6 +68,7 @@ class Measured:
 
 
 _measured: dict[tuple[Hashable, Shape], Measured] = {}
+_SCALARS = (int, float, str, bool, type(None))
 shape_rules = 0  # shape rules evaluated in this process (measurements not found in the cache): a test counts them
 
 
@@ -81,11 +84,19 @@ def value_key(value: Any) -> Hashable:
         if kept.key is None:
             kept.key = (type(value), tuple((name, value_key(v)) for name, v in value.__dict__.items()))
         return kept.key
+    if type(value) in _SCALARS:
+        return (type(value), value)  # 1, 1.0 and True are different values to a layer
     if isinstance(value, (list, tuple)):
         return tuple(value_key(v) for v in value)
     if isinstance(value, dict):
         return ("{}",) + tuple((k, value_key(v)) for k, v in value.items())
-    return (type(value), value)  # 1, 1.0 and True are different values to a layer
+    if isinstance(value, BaseModel):  # a model inside a layer (a user's kind may nest one)
+        return (type(value), tuple((k, value_key(v)) for k, v in value.__dict__.items()))
+    try:
+        hash(value)
+        return (type(value), value)
+    except TypeError:  # a value of a user's kind that Python cannot hash: its text stands for it
+        return (type(value), repr(value))
 
 
 def measure(layer: Layer, shape: Shape) -> Measured:
