@@ -59,6 +59,11 @@ def _base_option(p: argparse.ArgumentParser) -> None:
                                                                "default refused: a spec names no file elsewhere)")
 
 
+def _readme_option(p: argparse.ArgumentParser, section: str) -> None:
+    p.add_argument("--readme", metavar="FILE", help=f"rewrite the part between the `{section}` markers of this "
+                                                    "Markdown file (README.md) in place")
+
+
 def _plugin_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plugin", dest="plugins", action="append", default=[], metavar="MODULE_OR_FILE.py",
                    help="import your own layer kinds from a module or a Python file (repeatable); installed "
@@ -572,8 +577,7 @@ def _spec_commands(sub: Any) -> None:
 
     b = sub.add_parser("blocks", help="the block library: every block a spec can use by name, and its arguments")
     b.add_argument("--markdown", action="store_true", help="as a Markdown table (the README's)")
-    b.add_argument("--readme", metavar="FILE", help="rewrite the table between the `blocks` markers of this Markdown "
-                                                    "file (README.md) in place")
+    _readme_option(b, "blocks")
     _plugin_option(b)
     b.set_defaults(func=cmd_blocks)
 
@@ -601,8 +605,7 @@ def _spec_commands(sub: Any) -> None:
     j = sub.add_parser("schema", help="print the JSON Schema of a spec file (for editors)")
     j.add_argument("-o", "--output", help="write to this file instead of standard output")
     j.add_argument("--markdown", action="store_true", help="the field reference of every layer kind, in Markdown")
-    j.add_argument("--readme", metavar="FILE", help="rewrite the field reference between the `fields` markers of "
-                                                    "this Markdown file (README.md) in place")
+    _readme_option(j, "fields")
     _plugin_option(j)
     j.set_defaults(func=cmd_schema)
 

@@ -228,6 +228,12 @@ class _Expansion:
                       f"repeat must be an integer from 1 to {MAX_REPEAT}, got {short(repeat)}")
         if "repeat" in item:
             repeat = self.scaling.repeat(repeat)
+        return self.copies(kind, item, path, mark, shape, repeat)
+
+    def copies(self, kind: str, item: Map, path: FieldPath, mark: Mark, shape: Optional[Shape], repeat: int
+               ) -> list[tuple[Optional[Entry], Optional[Shape]]]:
+        """The `repeat` copies of an entry, each on what the one before gives: expanded again only where that can
+        change them (an expansion that read no `in` is the same on any input)."""
         results: list[tuple[Optional[Entry], Optional[Shape]]] = []
         same: Optional[Entry] = None  # the entry every copy shares, once one has shown it does not read `in`
         last: Optional[tuple[Shape, Entry]] = None  # the previous copy's input and entry
