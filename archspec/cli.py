@@ -23,7 +23,9 @@ from .spec.report import format_shape, table
 Args = argparse.Namespace
 # The options each command generates from `train.config.Config` (names of its fields).
 TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "resize", "seed", "data",
-                 "data_dir", "test_fraction", "checkpoint_every", "keep", "ctx", "kvstore", "precision")
+                 "data_dir", "test_fraction", "checkpoint_every", "keep", "ctx", "kvstore", "precision",
+                 "schedule", "lr_epochs", "lr_factor", "final_lr", "power", "warmup_epochs", "warmup_lr",
+                 "label_smoothing", "no_bias_decay", "loader", "workers", "prefetch")
 DATA_OPTIONS = ("data", "data_dir", "test_fraction", "batch_size", "ctx")
 MAX_SAMPLES = 100_000  # networks `sample` draws at once (a minute or so; --out writes a file for each)
 
@@ -95,10 +97,23 @@ def cmd_validate(args: Args) -> int:
             print_problems(e.problems, sys.stdout, args.format == "github")
             continue
         print_problems(summary.warnings, sys.stdout, args.format == "github")
+        try:
+            _check_recipe(path, args)
+        except SpecError as e:
+            failed += 1
+            print_problems(e.problems, sys.stdout, args.format == "github")
+            continue
         if not args.quiet:
             print(f"{path}: ok ({summary.params + summary.state:,} parameters, output "
                   f"{format_shape(summary.output)})", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _check_recipe(path: str, args: Args) -> None:
+    """A spec's `train:` section, checked as `archspec train` reads it (no MXNet)."""
+    from .train.recipe import load_recipe
+
+    load_recipe(path, args.overrides, args.base_outside)
 
 
 def _check_space(path: str, args: Args) -> None:
@@ -368,15 +383,22 @@ def _remove_sampled(rows: Sequence[dict[str, Any]], created: Sequence[str]) -> N
 def cmd_train(args: Args) -> int:
     from .train import TrainingInterrupted, train
     from .train.config import from_options
+    from .train.recipe import load_recipe
+    from .train.transforms import TransformError
 
-    config = from_options(vars(args), TRAIN_OPTIONS)
+    recipe = load_recipe(args.spec, args.overrides, args.base_outside)  # the spec's `train:` section
+    config = from_options(vars(args), TRAIN_OPTIONS, recipe.values)
+    given = [name for name in TRAIN_OPTIONS if name in vars(args)]
     out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.spec))[0])
     try:
         history, out = train(args.spec, out, config, args.overrides, resume=args.resume,
-                             command=["archspec", *sys.argv[1:]], force=args.force, base_outside=args.base_outside)
+                             command=["archspec", *sys.argv[1:]], force=args.force, base_outside=args.base_outside,
+                             recipe=recipe.describe(config, given))
     except TrainingInterrupted as e:
         print(f"archspec: {e}", file=sys.stderr)
         return 130
+    except TransformError as e:  # a crop larger than the data's images: at its line in the recipe
+        raise recipe.locate(e, e.field) from None
     last = history[-1] if history else {}
     print(f"trained {len(history)} epoch(s): test accuracy {last.get('test_acc', float('nan')):.4f}; run folder {out}")
     return 0

@@ -1,0 +1,287 @@
+"""Data for training at any size: a *source* gives one decoded image at a time (from memory, an image folder or a
+RecordIO file), a *pipeline* turns examples into batches through a recipe's transforms, in worker processes, with
+at most `prefetch` batches decoded ahead, so memory is bounded by the prefetch, not by the dataset.
+
+Which path a run takes (`choose`): IDX data and image folders whose decoded images fit in `MEMORY_LIMIT` are
+decoded once into memory (`data.Split`, the path of earlier releases, which is faster when it fits); larger
+folders and RecordIO files stream. Without transforms, the in-memory path batches exactly as before.
+
+Determinism: the examples of epoch e are a permutation seeded by (seed, e), cut into one shard a worker (`shard`);
+each example's random transform is seeded by (seed, e, example number), so neither the worker process nor the
+moment a run was resumed changes a pixel.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import multiprocessing
+import os
+import warnings
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+import numpy as onp
+
+from ..spec.diagnostics import InputError
+from . import transforms
+from .config import Config
+from .data import Split
+from .recordio import RecordFile
+
+MEMORY_LIMIT = 1 << 30  # decoded bytes up to which an image folder is held in memory (loader: auto)
+RECORD_FILES = ("train.rec", "test.rec")
+
+
+def shard(seed: int, epoch: int, examples: int, rank: int, workers: int, count: int) -> onp.ndarray:
+    """The example numbers worker `rank` of `workers` reads in `epoch`, in order: its slice of the epoch's
+    permutation, `count` long. The workers' shards are disjoint and, when `count` x `workers` is the whole
+    epoch, cover it."""
+    order = onp.random.default_rng([seed, epoch]).permutation(examples)
+    return order[rank::workers][:count]
+
+
+class Source:
+    """Examples one at a time: `image(k)` is uint8 H x W x C with the network's channels."""
+
+    source: str
+    classes: tuple[str, ...]
+    labels: onp.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def image(self, k: int) -> onp.ndarray:
+        raise NotImplementedError
+
+    def fingerprint(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class MemorySource(Source):
+    """A `data.Split` already in memory."""
+
+    def __init__(self, split: Split):
+        self.split, self.source, self.classes, self.labels = split, split.source, split.classes, split.labels
+
+    def image(self, k: int) -> onp.ndarray:
+        return self.split.images[k]  # type: ignore[no-any-return]
+
+    def fingerprint(self) -> dict[str, Any]:
+        return self.split.fingerprint()
+
+
+class FolderSource(Source):
+    """Image files, decoded when read."""
+
+    def __init__(self, root: Path, items: Sequence[tuple[Path, int]], classes: Sequence[str], channels: int,
+                 source: str):
+        self.root, self.paths, self.channels = root, [p for p, _ in items], channels
+        self.labels = onp.array([label for _, label in items], onp.int32)
+        self.classes, self.source = tuple(classes), source
+
+    def image(self, k: int) -> onp.ndarray:
+        path = self.paths[k]
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise InputError(f"{path}: cannot read: {e.strerror}") from None
+        return decode(data, str(path), self.channels)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The files' names, sizes and labels (hashing every image's bytes would read the whole dataset)."""
+        digest = hashlib.sha256()
+        for path, label in zip(self.paths, self.labels):
+            digest.update(f"{path.relative_to(self.root).as_posix()}\0{path.stat().st_size}\0{label}\n".encode())
+        return {"examples": len(self), "files": digest.hexdigest(), "classes": list(self.classes)}
+
+
+class RecordSource(Source):
+    """A .rec file packed by `archspec pack` (or `im2rec`), read through its index."""
+
+    def __init__(self, path: Path, channels: int):
+        self.file, self.channels, self.source = RecordFile(path), channels, str(path)
+        self.labels, self.classes = self.file.labels, self.file.classes
+
+    def image(self, k: int) -> onp.ndarray:
+        return decode(self.file.payload(k), f"{self.source} record {k}", self.channels)
+
+    def fingerprint(self) -> dict[str, Any]:
+        index = self.file.path.with_suffix(".idx").read_bytes()
+        return {"examples": len(self), "index": hashlib.sha256(index).hexdigest(), "bytes": self.file.size,
+                **({"classes": list(self.classes)} if self.classes else {})}
+
+
+def decode(data: bytes, name: str, channels: int) -> onp.ndarray:
+    """An encoded image (PNG, JPEG, ...) as uint8 H x W x `channels`, at its own size; refused by `name`."""
+    from PIL import Image, UnidentifiedImageError
+
+    from .images import MAX_PIXELS, _eight_bit
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise InputError(f"{name}: {image.width * image.height:,} pixels is more than archspec decodes")
+                image.load()
+                return _eight_bit(image, channels)
+    except UnidentifiedImageError:
+        raise InputError(f"{name}: not an image (no format Pillow reads)") from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise InputError(f"{name}: corrupt or truncated image ({e})") from None
+
+
+@dataclass
+class Pipeline:
+    """Batches of a source through `steps`, made `size` (the network's height and width), float32 N x C x H x W.
+    Holds a pool of `workers` forked processes (made at the first batch, closed by `close`), which inherit the
+    source: only example numbers and finished batches cross between processes."""
+
+    source: Source
+    steps: transforms.Transforms
+    size: tuple[int, int]
+    seed: int
+    workers: int
+    prefetch: int
+    _pool: Any = None
+
+    def example(self, k: int, epoch: int) -> onp.ndarray:
+        rng = onp.random.default_rng([self.seed, epoch, int(k)])
+        return transforms.apply(self.steps, self.source.image(int(k)), rng, self.size)
+
+    def batch(self, indices: onp.ndarray, epoch: int) -> tuple[onp.ndarray, onp.ndarray]:
+        return onp.stack([self.example(k, epoch) for k in indices]), self.source.labels[indices]
+
+    def batches(self, order: onp.ndarray, batch_size: int, start: int = 0,
+                epoch: int = 0) -> Iterator[tuple[onp.ndarray, onp.ndarray]]:
+        """The batches of `order` from batch number `start` on, in order, `prefetch` of them in flight."""
+        chunks = [order[i:i + batch_size] for i in range(start * batch_size, len(order), batch_size)]
+        if self.workers <= 1:
+            for chunk in chunks:
+                yield self.batch(chunk, epoch)
+            return
+        pool = self._start()
+        pending: deque[Any] = deque()
+        for chunk in chunks:
+            pending.append(pool.apply_async(_work, (id(self), chunk, epoch)))
+            if len(pending) >= self.prefetch:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+    def _start(self) -> Any:
+        if self._pool is None:
+            _ACTIVE[id(self)] = self  # the forked workers find the pipeline here
+            self._pool = multiprocessing.get_context("fork").Pool(self.workers)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool.join()
+            self._pool = None
+            _ACTIVE.pop(id(self), None)
+
+
+_ACTIVE: dict[int, Pipeline] = {}  # in a worker: the pipelines of the parent at the fork
+
+
+def _work(key: int, indices: onp.ndarray, epoch: int) -> tuple[onp.ndarray, onp.ndarray]:
+    return _ACTIVE[key].batch(indices, epoch)
+
+
+def check(source: Source, classes: int) -> None:
+    """Refuse a source that cannot train a network of `classes` outputs: empty, or a label out of range."""
+    if isinstance(source, MemorySource):
+        source.split.check(classes)
+        return
+    if len(source) == 0:
+        raise InputError(f"{source.source}: no examples")
+    bad = onp.flatnonzero((source.labels < 0) | (source.labels >= classes))
+    if len(bad):
+        raise InputError(f"{source.source}: label {int(source.labels[bad[0]])} (example {int(bad[0])}, and "
+                         f"{len(bad) - 1} more) is outside 0..{classes - 1}; the network has {classes} outputs")
+
+
+def worker_count(config: Config) -> int:
+    return config.workers or max(1, min(4, (os.cpu_count() or 1)))
+
+
+@dataclass
+class Data:
+    """A run's data: the sources, and the pipelines that batch them (None: the in-memory batches of earlier
+    releases), and what was chosen, said to the user."""
+
+    train: Source
+    test: Source
+    train_pipeline: Optional[Pipeline]
+    test_pipeline: Optional[Pipeline]
+    chosen: str
+
+    def close(self) -> None:
+        for pipeline in (self.train_pipeline, self.test_pipeline):
+            if pipeline is not None:
+                pipeline.close()
+
+
+def sources(config: Config, shape: tuple[int, int, int]) -> tuple[Source, Source, str]:
+    """The training and test sources of `config.data_dir`, and which path was chosen (in words)."""
+    from . import data as datasets
+    from .images import _list, is_image_folder
+
+    folder = Path(config.data_dir) if config.data_dir else None
+    if folder is not None and folder.is_file() and folder.suffix == ".rec":
+        raise InputError(f"{folder}: --data-dir names the folder that holds train.rec and test.rec (archspec pack "
+                         "DIR -o FOLDER writes them)")
+    if folder is not None and folder.is_dir() and any((folder / name).exists() for name in RECORD_FILES):
+        if config.loader == "memory":
+            raise InputError(f"{folder}: RecordIO data is streamed; --loader memory is for IDX files and image "
+                             "folders")
+        train, test = (RecordSource(folder / name, shape[0]) for name in RECORD_FILES)
+        return train, test, f"streamed from RecordIO ({len(train):,} training images)"
+    image_folder = folder is not None and folder.is_dir() and is_image_folder(folder) and not any(
+        (folder / n).exists() or (folder / f"{n}.gz").exists() for pair in datasets.IDX_FILES.values() for n in pair)
+    if image_folder and folder is not None:
+        listed = [_list(folder, split, config.test_fraction) for split in ("train", "test")]
+        decoded = len(listed[0][1]) * shape[0] * shape[1] * shape[2]
+        if config.loader == "stream" or (config.loader == "auto" and decoded > MEMORY_LIMIT):
+            train, test = (FolderSource(folder, items, classes, shape[0], f"{folder} ({split})")
+                           for (classes, items), split in zip(listed, ("train", "test")))
+            why = "" if config.loader == "stream" else f" ({decoded / 2**30:.1f} GiB decoded would not fit in 1 GiB)"
+            return train, test, f"streamed from the image folder{why}"
+        if config.loader == "auto":
+            chosen = f"decoded into memory ({decoded / 2**20:,.0f} MiB at the network's input size)"
+        else:
+            chosen = "decoded into memory"
+    else:
+        chosen = "in memory"
+    splits = [datasets.load(config.data, split, config.data_dir, shape, config.test_fraction)
+              for split in ("train", "test")]
+    return MemorySource(splits[0]), MemorySource(splits[1]), chosen
+
+
+def prepare(config: Config, shape: tuple[int, int, int], size: tuple[int, int]) -> Data:
+    """The run's data, its transforms tried on the first example of each split (a crop larger than the images is
+    refused here, before anything is written)."""
+    train, test, chosen = sources(config, shape)
+    streamed = not isinstance(train, MemorySource)
+    workers = worker_count(config)
+    pipelines: list[Optional[Pipeline]] = []
+    for source, steps in ((train, config.augment), (test, config.evaluate)):
+        if not (streamed or steps) or not len(source):
+            pipelines.append(None)
+            continue
+        pipeline = Pipeline(source, steps, size, config.seed, workers, config.prefetch)
+        try:
+            pipeline.example(0, 0)
+        except transforms.TransformError as e:
+            e.field = "augment" if steps is config.augment else "evaluate"
+            raise
+        pipelines.append(pipeline)
+    if config.augment or config.evaluate:
+        chosen += f"; transforms in {workers} worker process(es)"
+    elif streamed:
+        chosen += f" by {workers} worker process(es)"
+    return Data(train, test, pipelines[0], pipelines[1], chosen)
