@@ -404,6 +404,16 @@ def cmd_train(args: Args) -> int:
     return 0
 
 
+def cmd_pack(args: Args) -> int:
+    from pathlib import Path
+
+    from .train.recordio import pack
+
+    for path in pack(Path(args.folder), Path(args.output), getattr(args, "test_fraction", None)):
+        print(path)
+    return 0
+
+
 def cmd_search(args: Args) -> int:
     from pathlib import Path
 
@@ -636,6 +646,14 @@ def _backend_commands(sub: Any) -> None:
     _precision_options(e)
     add_options(e, ["test_fraction"])  # for --calibration-data that is a folder of class folders
     e.set_defaults(func=cmd_export)
+
+    pa = sub.add_parser("pack", help="class folders of images as RecordIO (.rec + .idx, and .json with the class "
+                                     "names) for streamed training: -o DATA.rec packs DIR/CLASS/*; -o FOLDER writes "
+                                     "FOLDER/train.rec and FOLDER/test.rec, which --data-dir FOLDER reads")
+    pa.add_argument("folder", metavar="DIR", help="class folders of images (or train/ and test/ of them)")
+    pa.add_argument("-o", "--output", required=True, metavar="OUT", help="a .rec file, or a folder")
+    add_options(pa, ["test_fraction"])
+    pa.set_defaults(func=cmd_pack)
 
     t = sub.add_parser("train", help="train a spec (Fashion-MNIST, or IDX files or class folders of images with "
                                      "--data-dir); resumable")

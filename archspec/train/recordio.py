@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as onp
 
-from ..files import write_atomically
+from ..files import save_atomically, write_atomically
 from ..spec.diagnostics import InputError
 
 MAGIC = 0xCED7230A
@@ -34,19 +34,61 @@ def encode(label: int, key: int, payload: bytes) -> bytes:
     return _HEAD.pack(MAGIC, len(body)) + body + b"\0" * (-len(body) % 4)
 
 
-def write(path: Path, items: Sequence[tuple[bytes, int]], classes: Sequence[str], source: str) -> None:
-    """Write `path` (.rec), its .idx and its .json (class names) from (image bytes, label) pairs, each file
-    atomically: a reader never sees a .rec without its index."""
-    offsets, chunks, offset = [], [], 0
-    for key, (payload, label) in enumerate(items):
-        record = encode(label, key, payload)
-        offsets.append(offset)
-        chunks.append(record)
-        offset += len(record)
-    write_atomically(path, b"".join(chunks))
+def write(path: Path, items: Sequence[tuple[Path, int]], classes: Sequence[str], source: str) -> None:
+    """Write `path` (.rec) from (image file, label) pairs, the files' bytes as they are (no re-encoding), then its
+    .idx and its .json (the class names), each atomically: a reader never sees a half-written .rec."""
+    offsets: list[int] = []
+
+    def save(tmp: str) -> None:
+        offset = 0
+        with open(tmp, "wb") as f:
+            for key, (image, label) in enumerate(items):
+                record = encode(label, key, image.read_bytes())
+                offsets.append(offset)
+                f.write(record)
+                offset += len(record)
+
+    save_atomically(path, save)
     write_atomically(path.with_suffix(".idx"), "".join(f"{k}\t{o}\n" for k, o in enumerate(offsets)).encode())
     write_atomically(path.with_suffix(".json"), json.dumps({"classes": list(classes), "records": len(items),
                                                             "source": source}, indent=1).encode())
+
+
+def pack(folder: Path, out: Path, test_fraction: Optional[float] = None) -> list[Path]:
+    """`archspec pack`: class folders of images as RecordIO. `out` ending in .rec: one file from FOLDER/CLASS/*;
+    else a folder of train.rec and test.rec (from FOLDER/train and FOLDER/test, or --test-fraction held out), the
+    layout `--data-dir` reads. Every image is decoded once first: a bad one is refused by its path, with nothing
+    written. Returns the .rec files written."""
+    from .images import _classes, _files, _list
+    from .stream import decode
+
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder of class folders")
+    if out.suffix == ".rec":
+        if test_fraction is not None:
+            raise InputError("--test-fraction: pack into a folder (-o DIR) to write train.rec and test.rec")
+        classes = _classes(folder)
+        splits = {out: [(p, label) for label, name in enumerate(classes) for p in _files(folder / name)]}
+    else:
+        listed = {split: _list(folder, split, test_fraction) for split in ("train", "test")}
+        classes = listed["train"][0]
+        splits = {out / f"{split}.rec": items for split, (_, items) in listed.items()}
+    bad = []
+    for items in splits.values():
+        for image, _ in items:
+            try:
+                decode(image.read_bytes(), str(image), 3)
+            except (InputError, OSError) as e:
+                bad.append(str(e))
+    if bad:
+        more = f"\n  (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise InputError(f"{len(bad)} images cannot be read; nothing written:\n  " + "\n  ".join(bad[:5]) + more)
+    if not all(splits.values()):
+        raise InputError(f"{folder}: no images to pack")
+    for path, items in splits.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path, items, classes, str(folder))
+    return list(splits)
 
 
 class RecordFile:

@@ -174,7 +174,7 @@ class Pipeline:
     def _start(self) -> Any:
         if self._pool is None:
             _ACTIVE[id(self)] = self  # the forked workers find the pipeline here
-            self._pool = multiprocessing.get_context("fork").Pool(self.workers)
+            self._pool = multiprocessing.get_context("fork").Pool(self.workers, initializer=_die_with_parent)
         return self._pool
 
     def close(self) -> None:
@@ -186,6 +186,18 @@ class Pipeline:
 
 
 _ACTIVE: dict[int, Pipeline] = {}  # in a worker: the pipelines of the parent at the fork
+
+
+def _die_with_parent() -> None:
+    """A worker ends when the training process does, even by SIGKILL (else it would wait on its queue forever):
+    Linux's PR_SET_PDEATHSIG; elsewhere nothing."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _work(key: int, indices: onp.ndarray, epoch: int) -> tuple[onp.ndarray, onp.ndarray]:
