@@ -386,7 +386,7 @@ def cmd_train(args: Args) -> int:
     from .train.recipe import load_recipe
     from .train.transforms import TransformError
 
-    recipe = load_recipe(args.spec, args.overrides, args.base_outside)  # the spec's `train:` section
+    recipe = load_recipe(args.spec, args.overrides, args.base_outside, args.recipe)  # `train:` sections
     config = from_options(vars(args), TRAIN_OPTIONS, recipe.values)
     given = [name for name in TRAIN_OPTIONS if name in vars(args)]
     out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.spec))[0])
@@ -480,19 +480,26 @@ def cmd_evaluate(args: Args) -> int:
     from .train import data, evaluate, parse_contexts
     from .train.config import from_options
     from .train.predict import run_names
+    from .train.recipe import load_recipe
+    from .train.stream import evaluation_data
 
-    config = from_options(vars(args), DATA_OPTIONS)
+    recipe = load_recipe(args.spec, args.overrides, args.base_outside)  # its `evaluate:` transforms
+    config = from_options(vars(args), DATA_OPTIONS, recipe.values)
     contexts = parse_contexts(config.ctx)
     spec, _ = _load(args.spec, args)
-    split = data.load(config.data, args.split, config.data_dir, spec.input.shape, config.test_fraction)
+    split, pipeline = evaluation_data(config, args.split, spec.input.shape)
     kept = run_names(Path(args.params))
-    if split.classes and kept:  # score with the model's own numbering of the classes
+    if isinstance(split, data.Split) and split.classes and kept:  # score with the model's own class numbers
         split = split.relabel(kept, f"{args.params}'s run folder")
     net = build_model(spec, ctx=contexts)
     load_parameters(net, args.params, ctx=contexts)
     predicted: Optional[list[int]] = [] if args.predictions is not None else None
     model = for_inference(net, args.precision, _calibration(args, net))
-    loss, accuracy = evaluate(net, split, config.batch_size, contexts, predicted, model)
+    try:
+        loss, accuracy = evaluate(net, split, config.batch_size, contexts, predicted, model, pipeline)
+    finally:
+        if pipeline is not None:
+            pipeline.close()
     if not math.isfinite(loss):
         raise InputError(f"{args.params}: the network with these parameters gives a loss of {loss} on "
                          f"{len(split)} examples "
@@ -659,6 +666,8 @@ def _backend_commands(sub: Any) -> None:
                                      "--data-dir); resumable")
     _spec_options(t)
     add_options(t, TRAIN_OPTIONS)
+    t.add_argument("--recipe", metavar="FILE.yaml", help="a training recipe: a file of a `train:` section, merged "
+                                                         "over the spec's own (options given here win over both)")
     t.add_argument("--out", metavar="DIR", help="run folder (default runs/SPEC_NAME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--force", action="store_true", help="with --resume: train a finished run again over its results")

@@ -214,3 +214,22 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(source, digit_images, w
     metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (killed, tmp_path / "straight")]
     assert metrics[0][-1]["test_acc"] == metrics[1][-1]["test_acc"] and metrics[0][-1]["lr"] == pytest.approx(0)
     assert "# stream.yaml:" in (killed / "recipe.yaml").read_text()
+    # `evaluate` reads the same source through the recipe's evaluation transforms: the run's own test accuracy
+    done = subprocess.run(ARCHSPEC + ["evaluate", str(spec), "--base-outside", "--data-dir", str(data), "--params",
+                                      str(killed / "final.params")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["accuracy"] == pytest.approx(metrics[0][-1]["test_acc"], abs=1e-6)
+
+
+@pytest.mark.parametrize("recipe, spec", [("d2l-fashion-mnist", "googlenet"), ("d2l-fine-tuning", "resnet18"),
+                                          ("googlenet-imagenet", "googlenet-imagenet")])
+def test_the_recipes_from_the_literature_are_valid(recipe, spec):
+    from archspec.train.config import from_options
+    from archspec.train.recipe import load_recipe
+
+    path = ROOT / "specs" / "recipes" / f"{recipe}.yaml"
+    config = from_options({}, [], load_recipe(spec, None, False, str(path)).values)
+    text = path.read_text()
+    for name, value in config.model_dump(mode="json").items():  # every number a recipe sets says its source
+        line = next((line for line in text.splitlines() if line.strip().startswith(f"{name}:")), None)
+        assert line is None or "#" in line or name == "data", f"{recipe}: {name} has no source"

@@ -45,7 +45,7 @@ def no_decay_on_biases_and_norms(net: Any) -> int:
     return count
 
 
-class SmoothedCrossEntropy(gluon.loss.Loss):  # type: ignore[misc]
+class SmoothedCrossEntropy(gluon.loss.Loss):
     """Softmax cross-entropy against labels smoothed by `epsilon` (Szegedy et al., 2016): (1 - epsilon) of the
     weight on the label, epsilon spread evenly over all classes. Sparse integer labels, as
     `SoftmaxCrossEntropyLoss`; epsilon 0 gives the same values."""

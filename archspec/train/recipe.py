@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from ..spec.diagnostics import FieldPath, Mark, SpecError, problem
 from ..spec.loader import Map
 from ..spec.located import mark_of, pydantic_problems
-from ..spec.resolve import load_resolved
+from ..spec.resolve import load_resolved, merge
 from .config import Config
 from .transforms import TransformError, names_at
 
@@ -82,21 +82,32 @@ def _fields_at(path: FieldPath) -> Sequence[str]:
     return []
 
 
-def load_recipe(spec: Any, overrides: Any = None, base_outside: bool = False) -> Recipe:
-    """The recipe of a spec file (after its `base:` chain and `overrides`); `SpecError` at the recipe's lines."""
-    if isinstance(spec, (str, os.PathLike)) or isinstance(spec, Map):
-        tree = load_resolved(spec, overrides, base_outside)
-    else:
-        return Recipe()
-    node = tree.get(KEY)
+def load_recipe(spec: Any, overrides: Any = None, base_outside: bool = False,
+                recipe_file: Optional[str] = None) -> Recipe:
+    """The recipe of a spec file (after its `base:` chain and `overrides`), with the `train:` of `recipe_file`
+    (`--recipe`, a file of a `train:` section and perhaps a `base:` recipe) merged over it; `SpecError` at the
+    recipe's lines."""
+    node = _section(load_resolved(spec, overrides, base_outside)) if isinstance(spec, (str, os.PathLike)) else None
+    if recipe_file is not None:
+        tree = load_resolved(recipe_file, None, base_outside)
+        extra = [key for key in tree if key not in (KEY, "base")]
+        if extra:
+            raise SpecError([problem(tree.key_mark(k), (k,), f"a recipe file holds `{KEY}:` (and `base:`), not "
+                                                             f"{k!r}") for k in extra])
+        node = merge(node, _section(tree)) if node is not None else _section(tree)
     if node is None:
         return Recipe()
-    if not isinstance(node, Map):
-        raise SpecError([problem(tree.value_mark(KEY), (KEY,), "expected a mapping of training settings "
-                                                               f"({', '.join(list(Config.model_fields)[:6])}, ...)")])
     try:
         Config.model_validate(dict(node))
     except ValidationError as err:
         raise SpecError(sorted(pydantic_problems(err, node, (KEY,), _fields_at),
                                key=lambda p: (p.file, p.line, p.col))) from None
     return Recipe(dict(node), node)
+
+
+def _section(tree: Map) -> Optional[Map]:
+    node = tree.get(KEY)
+    if node is not None and not isinstance(node, Map):
+        raise SpecError([problem(tree.value_mark(KEY), (KEY,), "expected a mapping of training settings "
+                                                               f"({', '.join(list(Config.model_fields)[:6])}, ...)")])
+    return node

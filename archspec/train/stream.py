@@ -55,6 +55,11 @@ class Source:
     def image(self, k: int) -> onp.ndarray:
         raise NotImplementedError
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Each example's file, where it has one (for predictions)."""
+        return ()
+
     def fingerprint(self) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -66,7 +71,7 @@ class MemorySource(Source):
         self.split, self.source, self.classes, self.labels = split, split.source, split.classes, split.labels
 
     def image(self, k: int) -> onp.ndarray:
-        return self.split.images[k]  # type: ignore[no-any-return]
+        return self.split.images[k]
 
     def fingerprint(self) -> dict[str, Any]:
         return self.split.fingerprint()
@@ -88,6 +93,10 @@ class FolderSource(Source):
         except OSError as e:
             raise InputError(f"{path}: cannot read: {e.strerror}") from None
         return decode(data, str(path), self.channels)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(str(p.relative_to(self.root)) for p in self.paths)
 
     def fingerprint(self) -> dict[str, Any]:
         """The files' names, sizes and labels (hashing every image's bytes would read the whole dataset)."""
@@ -259,10 +268,10 @@ def sources(config: Config, shape: tuple[int, int, int]) -> tuple[Source, Source
         listed = [_list(folder, split, config.test_fraction) for split in ("train", "test")]
         decoded = len(listed[0][1]) * shape[0] * shape[1] * shape[2]
         if config.loader == "stream" or (config.loader == "auto" and decoded > MEMORY_LIMIT):
-            train, test = (FolderSource(folder, items, classes, shape[0], f"{folder} ({split})")
-                           for (classes, items), split in zip(listed, ("train", "test")))
+            train_f, test_f = (FolderSource(folder, items, classes, shape[0], f"{folder} ({split})")
+                               for (classes, items), split in zip(listed, ("train", "test")))
             why = "" if config.loader == "stream" else f" ({decoded / 2**30:.1f} GiB decoded would not fit in 1 GiB)"
-            return train, test, f"streamed from the image folder{why}"
+            return train_f, test_f, f"streamed from the image folder{why}"
         if config.loader == "auto":
             chosen = f"decoded into memory ({decoded / 2**20:,.0f} MiB at the network's input size)"
         else:
@@ -272,6 +281,21 @@ def sources(config: Config, shape: tuple[int, int, int]) -> tuple[Source, Source
     splits = [datasets.load(config.data, split, config.data_dir, shape, config.test_fraction)
               for split in ("train", "test")]
     return MemorySource(splits[0]), MemorySource(splits[1]), chosen
+
+
+def evaluation_data(config: Config, split: str, shape: Sequence[int]) -> tuple[Any, Optional[Pipeline]]:
+    """What `evaluate` scores: a split in memory as earlier releases loaded it (no transforms, no RecordIO), or a
+    source through the recipe's evaluation transforms."""
+    from . import data as datasets
+
+    folder = Path(config.data_dir) if config.data_dir else None
+    records = folder is not None and folder.is_dir() and (folder / RECORD_FILES[0]).exists()
+    if not (config.evaluate or records or config.loader == "stream"):
+        return datasets.load(config.data, split, config.data_dir, tuple(shape), config.test_fraction), None
+    channels, height, width = shape
+    train, test, _ = sources(config, (channels, height, width))
+    source = test if split == "test" else train
+    return source, Pipeline(source, config.evaluate, (height, width), config.seed, worker_count(config), config.prefetch)
 
 
 def prepare(config: Config, shape: tuple[int, int, int], size: tuple[int, int]) -> Data:

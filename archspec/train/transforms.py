@@ -182,7 +182,7 @@ class Step(BaseModel):
 
     @property
     def transform(self) -> _Transform:
-        return getattr(self, self.name)  # type: ignore[no-any-return]
+        return getattr(self, self.name)
 
 
 Transforms = tuple[Step, ...]
@@ -294,10 +294,10 @@ def _resize(pixels: onp.ndarray, size: tuple[int, int]) -> onp.ndarray:
     channels = pixels.shape[2]
     if pixels.dtype == onp.uint8:
         image = Image.fromarray(onp.ascontiguousarray(pixels[..., 0] if channels == 1 else pixels))
-        out = onp.asarray(image.resize((size[1], size[0]), Image.BILINEAR))
+        out = onp.asarray(image.resize((size[1], size[0]), Image.Resampling.BILINEAR))
         return out.reshape(size[0], size[1], channels)
     planes = [onp.asarray(Image.fromarray(onp.ascontiguousarray(pixels[..., c], onp.float32), "F")
-                          .resize((size[1], size[0]), Image.BILINEAR)) for c in range(channels)]
+                          .resize((size[1], size[0]), Image.Resampling.BILINEAR)) for c in range(channels)]
     return onp.stack(planes, axis=2)
 
 
