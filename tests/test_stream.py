@@ -233,3 +233,32 @@ def test_the_recipes_from_the_literature_are_valid(recipe, spec):
     for name, value in config.model_dump(mode="json").items():  # every number a recipe sets says its source
         line = next((line for line in text.splitlines() if line.strip().startswith(f"{name}:")), None)
         assert line is None or "#" in line or name in ("data", "augment", "evaluate"), f"{recipe}: {name}"
+
+
+@pytest.mark.slow
+def test_augmentation_helps_on_shifted_test_digits(digits, write_spec, tmp_path, capsys):
+    """Digits centred for training and shifted by up to 3 pixels for testing: random crops of a padded image
+    (D2L's CIFAR-10 augmentation) should score better than no augmentation."""
+    from archspec.train.data import read_idx, write_idx
+
+    shifted = tmp_path / "shifted"
+    shifted.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        write_idx(shifted / name, read_idx(next(digits.glob(name + "*"))))
+    rng = onp.random.default_rng(0)
+    test = read_idx(next(digits.glob("t10k-images-idx3-ubyte*")))
+    moved = onp.zeros_like(test)
+    for i, image in enumerate(test):
+        dy, dx = rng.integers(-3, 4, 2)
+        padded = onp.pad(image, 3)
+        moved[i] = padded[3 - dy:3 - dy + 28, 3 - dx:3 - dx + 28]
+    write_idx(shifted / "t10k-images-idx3-ubyte", moved)
+    accuracy = {}
+    for name, augment in (("none", "[]"), ("crops", "[{random_crop: {size: 28, padding: 3}}]")):
+        spec = write_spec(f"base: {LENET}\ntrain:\n  epochs: 8\n  batch_size: 32\n  optimizer: adam\n  lr: 0.005\n"
+                          f"  augment: {augment}\n", f"{name}.yaml")
+        assert main(["train", str(spec), "--base-outside", "--data-dir", str(shifted), "--out",
+                     str(tmp_path / name)]) == 0
+        accuracy[name] = json.loads((tmp_path / name / "metrics.json").read_text())[-1]["test_acc"]
+    print(f"shifted digits, LeNet, 8 epochs: test accuracy {accuracy}")
+    assert accuracy["crops"] > accuracy["none"] + 0.05
