@@ -262,3 +262,24 @@ def test_augmentation_helps_on_shifted_test_digits(digits, write_spec, tmp_path,
         accuracy[name] = json.loads((tmp_path / name / "metrics.json").read_text())[-1]["test_acc"]
     print(f"shifted digits, LeNet, 8 epochs: test accuracy {accuracy}")
     assert accuracy["crops"] > accuracy["none"] + 0.05
+
+
+@pytest.mark.slow
+def test_two_launched_workers_read_disjoint_shards_of_a_recordio_stream(digit_images, tmp_path):
+    """`archspec launch` with two dist_sync workers streaming RecordIO: every example of the epoch that fits the
+    workers' equal batches is read once, by one worker's processes (logged by a test-only hook)."""
+    data, reads = tmp_path / "packed", tmp_path / "reads"
+    assert main(["pack", str(digit_images), "-o", str(data)]) == 0
+    reads.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ARCHSPEC_TEST_READS": str(reads)}
+    train = ["train", LENET, "--set", "input.height=32", "--set", "input.width=32", "--data-dir", str(data),
+             "--epochs", "1", "--batch-size", "16", "--workers", "2", "--kvstore", "dist_sync", "--out",
+             str(tmp_path / "dist")]
+    done = subprocess.run(ARCHSPEC + ["launch", "-n", "2", "-s", "1", "--launcher", "local", "--", *ARCHSPEC, *train],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    logs = list(reads.glob("*-train.rec.txt"))
+    read = [int(line.split()[1]) for log in logs for line in log.read_text().splitlines()]
+    assert len(logs) >= 2 and len(read) == len(set(read)) == 2 * (200 // 2 // 16) * 16  # 192 of 200: no overlap
+    assert (tmp_path / "dist" / "worker-0" / "final.params").exists()
+    assert (tmp_path / "dist" / "worker-1" / "final.params").exists()

@@ -161,6 +161,7 @@ class Pipeline:
         return transforms.apply(self.steps, self.source.image(int(k)), rng, self.size)
 
     def batch(self, indices: onp.ndarray, epoch: int) -> tuple[onp.ndarray, onp.ndarray]:
+        _test_record_reads(self.source, indices, epoch)
         return onp.stack([self.example(k, epoch) for k in indices]), self.source.labels[indices]
 
     def batches(self, order: onp.ndarray, batch_size: int, start: int = 0,
@@ -195,6 +196,15 @@ class Pipeline:
 
 
 _ACTIVE: dict[int, Pipeline] = {}  # in a worker: the pipelines of the parent at the fork
+
+
+def _test_record_reads(source: Source, indices: onp.ndarray, epoch: int) -> None:
+    """For tests of sharding: ARCHSPEC_TEST_READS=DIR appends each example number a process reads (epoch, number)
+    to DIR/PID-SOURCE.txt."""
+    folder = os.environ.get("ARCHSPEC_TEST_READS")
+    if folder:
+        with open(Path(folder) / f"{os.getpid()}-{Path(source.source).name}.txt", "a") as f:
+            f.write("".join(f"{epoch} {int(k)}\n" for k in indices))
 
 
 def _die_with_parent() -> None:
