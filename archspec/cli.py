@@ -533,9 +533,13 @@ def cmd_predict(args: Args) -> int:
 
     if args.top < 1:
         raise InputError(f"--top: expected a positive number of classes, got {args.top}")
+    from .train.config import from_options
+    from .train.recipe import load_recipe
+
     spec, _ = _load(args.spec, args)
+    steps = from_options({}, [], load_recipe(args.spec, args.overrides, args.base_outside).values).evaluate
     results = predict(spec, Path(args.params), [Path(p) for p in args.images], args.top,
-                      Path(args.classes) if args.classes else None)
+                      Path(args.classes) if args.classes else None, steps)
     if args.json:
         print(json.dumps(results, indent=1))
     for r in [] if args.json else results:

@@ -219,6 +219,18 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(source, digit_images, w
                                       str(killed / "final.params")], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout)["accuracy"] == pytest.approx(metrics[0][-1]["test_acc"], abs=1e-6)
+    if source == "folder":  # `predict` too: its top class is evaluate's prediction, file by file
+        table = tmp_path / "predictions.csv"
+        subprocess.run(ARCHSPEC + ["evaluate", str(spec), "--base-outside", "--data-dir", str(data), "--params",
+                                   str(killed / "final.params"), "--predictions", str(table)], env=env, check=True,
+                       capture_output=True)
+        rows = [line.split(",") for line in table.read_text().splitlines()[1:6]]
+        shown = subprocess.run(ARCHSPEC + ["predict", str(spec), "--base-outside", "--params",
+                                           str(killed / "final.params"), "--json",
+                                           *[str(data / row[1]) for row in rows]],
+                               env=env, capture_output=True, text=True)
+        assert shown.returncode == 0, shown.stderr[-2000:]
+        assert [r["top"][0]["class"] for r in json.loads(shown.stdout)] == [int(row[3]) for row in rows]
 
 
 @pytest.mark.parametrize("recipe, spec", [("d2l-fashion-mnist", "googlenet"), ("d2l-fine-tuning", "resnet18"),
