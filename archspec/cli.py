@@ -440,8 +440,11 @@ def cmd_search(args: Args) -> int:
     from .train.search import Settings, open_study, run, spawn
 
     study = (args.study or [os.path.splitext(os.path.basename(args.space))[0]])[0]
-    settings = Settings(args.space, study, search, from_options(vars(args), TRAIN_OPTIONS), args.overrides,
-                        args.base_outside)
+    from .train.recipe import load_recipe
+
+    recipe = load_recipe(args.space, args.overrides, args.base_outside)  # the space's `train:`, under the options
+    settings = Settings(args.space, study, search, from_options(vars(args), TRAIN_OPTIONS, recipe.values),
+                        args.overrides, args.base_outside)
     if search.jobs > 1:
         open_study(settings)  # created once, before the workers race to create it
         return spawn(args.argv, search.jobs)

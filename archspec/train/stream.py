@@ -12,6 +12,7 @@ moment a run was resumed changes a pixel.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import multiprocessing
@@ -288,9 +289,44 @@ def sources(config: Config, shape: tuple[int, int, int]) -> tuple[Source, Source
             chosen = "decoded into memory"
     else:
         chosen = "in memory"
-    splits = [datasets.load(config.data, split, config.data_dir, shape, config.test_fraction)
-              for split in ("train", "test")]
-    return MemorySource(splits[0]), MemorySource(splits[1]), chosen
+    key = (config.data, config.data_dir, config.test_fraction, tuple(shape), _stamp(folder))
+    if key not in _LOADED:
+        loaded = tuple(datasets.load(config.data, split, config.data_dir, shape, config.test_fraction)
+                       for split in ("train", "test"))
+        if _KEEP:
+            _LOADED.clear()
+            _LOADED[key] = loaded
+        train_split, test_split = loaded
+    else:
+        train_split, test_split = _LOADED[key]
+    return MemorySource(train_split), MemorySource(test_split), chosen
+
+
+#: the last data decoded into memory, by what it was read from (settings, and the files' names, sizes and
+#: times), kept only in a process that asked for it (`keep_loaded_data`)
+_LOADED: dict[tuple[Any, ...], tuple[Split, ...]] = {}
+_KEEP: list[bool] = []
+
+
+@contextlib.contextmanager
+def loaded_data_kept() -> Iterator[None]:
+    """Within: the last data decoded into memory is kept for the next run on the same data (a search worker,
+    whose trials train one after another on the same files, decodes them once); after: dropped."""
+    _KEEP.append(True)
+    try:
+        yield
+    finally:
+        _KEEP.pop()
+        if not _KEEP:
+            _LOADED.clear()
+
+
+def _stamp(folder: Optional[Path]) -> tuple[Any, ...]:
+    """The names, sizes and modification times of every file in a data folder (data small enough to be held in
+    memory: a stat a file)."""
+    if folder is None or not folder.is_dir():
+        return ()
+    return tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")))
 
 
 def evaluation_data(config: Config, split: str, shape: Sequence[int]) -> tuple[Any, Optional[Pipeline]]:
