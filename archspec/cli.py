@@ -250,26 +250,38 @@ def cmd_export(args: Args) -> int:
 
 def _calibration(args: Args, net: Any) -> Any:
     """INT8's calibration images: the first `--calibration-batches` batches of the training split of
-    `--calibration-data` (IDX files or class folders of images; by default the data evaluated), resized to the
-    network's input."""
+    `--calibration-data` (IDX files, class folders of images or RecordIO; by default the data evaluated), as
+    `evaluate` reads them: resized to the network's input, or through the recipe's evaluation transforms."""
     if args.precision != "int8":
         if args.calibration_data or args.calibration_batches is not None:
             raise InputError("--calibration-data and --calibration-batches apply to --precision int8")
         return None
     import numpy as onp
+    from mxnet import np
 
     from .gluon.precision import CALIBRATION_BATCH
     from .train import data
+    from .train.config import from_options
+    from .train.recipe import load_recipe
+    from .train.stream import evaluation_data
 
-    split = data.load("fashion-mnist", "train", args.calibration_data or getattr(args, "data_dir", None),
-                      net.spec.input.shape, getattr(args, "test_fraction", None))
+    given = {"data_dir": args.calibration_data or getattr(args, "data_dir", None),
+             "test_fraction": getattr(args, "test_fraction", None)}
+    config = from_options({k: v for k, v in given.items() if v is not None}, list(given),
+                          load_recipe(args.spec, args.overrides, args.base_outside).values)
+    split, pipeline = evaluation_data(config, "train", net.spec.input.shape)
+    count = min(CALIBRATION_BATCH * (args.calibration_batches or 8), len(split))
+    every = onp.linspace(0, len(split) - 1, count).round().astype(int)  # all classes: image folders are sorted
+    ctx = net.collect_params().list_ctx()[0]
+    if pipeline is not None:
+        try:
+            return np.array(pipeline.batch(every, 0)[0], ctx=ctx)
+        finally:
+            pipeline.close()
     if split.images.shape[-1] != net.spec.input.channels:
         raise InputError(f"{split.source}: {split.images.shape[-1]} channel(s); {net.spec.name} takes "
                          f"{net.spec.input.channels}")
-    count = min(CALIBRATION_BATCH * (args.calibration_batches or 8), len(split))
-    every = onp.linspace(0, len(split) - 1, count).round().astype(int)  # all classes: image folders are sorted
-    return data.to_input(split.images[every], (net.spec.input.height, net.spec.input.width),
-                         net.collect_params().list_ctx()[0])
+    return data.to_input(split.images[every], (net.spec.input.height, net.spec.input.width), ctx)
 
 
 def cmd_draw(args: Args) -> int:
