@@ -8,8 +8,11 @@ measures, each in a fresh process:
 - pipeline: images/s of decode + ImageNet augmentation (random resized crop to 224, flip, colour jitter,
   lighting, normalise) to float32, for archspec's image-folder stream, its RecordIO stream, and (if torchvision
   is installed) torch.utils.data.DataLoader + torchvision.transforms with the same operations and workers;
-- memory: peak RSS (the process and its workers) of one pass over N and 2N images, streamed and in memory (the
-  in-memory path decodes every image at --memory-size before training, as earlier releases did).
+- memory: peak RSS (the process and its largest worker) of --batches batches from N and 2N images, streamed and in
+  memory (the in-memory path decodes every image at --memory-size before training, as earlier releases did);
+- training: googlenet-imagenet at --train-width of its channels trained for one epoch from the RecordIO stream of
+  --train-images images with the ImageNet recipe (specs/recipes/googlenet-imagenet.yaml), and the steps' share of
+  the wall time (metrics.json's step_share; the rest is the wait for data).
 The figures depend on the machine's load: quote them with the machine and its load.
 """
 from __future__ import annotations
@@ -127,6 +130,27 @@ def run(args: argparse.Namespace, what: str, data: Path, batches: int, size: int
     return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
+def train_share(args: argparse.Namespace) -> dict[str, object]:
+    """One epoch of a narrow googlenet-imagenet from a RecordIO stream: images/s and the steps' share of the time."""
+    folder = generate(Path(f"{args.folder}-train-{args.train_images}"), args.train_images, seed=1)
+    packed = folder.with_name(folder.name + "-rec")
+    if not (packed / "train.rec").exists():
+        subprocess.run([sys.executable, "-m", "archspec", "pack", str(folder), "-o", str(packed)], check=True)
+    out = folder.with_name(folder.name + "-run")
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    command = [sys.executable, "-m", "archspec", "train", "googlenet-imagenet", "--recipe",
+               str(ROOT / "specs" / "recipes" / "googlenet-imagenet.yaml"), "--set", f"width={args.train_width}",
+               "--set", "num_classes=100", "--data-dir", str(packed), "--epochs", "1", "--batch-size", "32",
+               "--warmup-epochs", "0", "--workers", str(args.workers), "--out", str(out)]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode:
+        return {"error": done.stderr.strip().splitlines()[-1]}
+    (row,) = json.loads((out / "metrics.json").read_text())
+    return {"command": " ".join(command[1:]), "seconds": time.perf_counter() - started,
+            "images_per_s": row["images_per_s"], "step_share": row["step_share"]}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--images", type=int, default=20000)
@@ -134,6 +158,8 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=40, help="batches of 64 timed in the pipeline pass")
     p.add_argument("--memory-size", type=int, default=64, help="side the in-memory path decodes to (RSS pass)")
     p.add_argument("--folder", default="/tmp/archspec-stream-bench")
+    p.add_argument("--train-images", type=int, default=2000, help="images of the training measurement (0: none)")
+    p.add_argument("--train-width", type=float, default=0.25, help="googlenet-imagenet's width multiplier there")
     p.add_argument("--out", help="write the results as JSON here")
     p.add_argument("--measure", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
@@ -164,6 +190,8 @@ def main() -> None:
                                   "folder_in_memory": run(args, "folder:memory", folder, args.batches,
                                                           args.memory_size)}
                          for n, folder in sets.items()}
+    if args.train_images:
+        results["training"] = train_share(args)
     text = json.dumps(results, indent=1)
     print(text)
     if args.out:

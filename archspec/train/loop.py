@@ -38,7 +38,8 @@ from .checkpoints import latest_checkpoint, restore, save_checkpoint
 from .config import Config
 from .folder import CLASSES_FILE, RunFolder, check_new, network_identity
 
-METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds", "lr")
+METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds", "lr",
+           "step_share")
 
 
 class TrainingInterrupted(Exception):
@@ -50,7 +51,8 @@ class _Tally:
     loss: float = 0.0
     correct: int = 0
     count: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # in steps
+    wall: float = 0.0  # in steps and waiting for their batches (not in checkpoints)
 
     def add(self, loss: float, correct: int, count: int) -> None:
         self.loss, self.correct, self.count = self.loss + loss, self.correct + correct, self.count + count
@@ -195,6 +197,7 @@ class _Run:
                                 self.steps * config.batch_size)
         progress = Progress(self.epoch + 1, config.epochs, self.steps, self.stream)
         pipeline = self.data.train_pipeline
+        waiting = time.perf_counter()
         for images, labels in _batches(self.data.train, pipeline, config.batch_size, order, self.step, self.epoch):
             started = time.perf_counter()
             mx.random.seed(config.seed * 1_000_003 + self.global_step)  # dropout masks do not depend on history
@@ -203,11 +206,13 @@ class _Run:
             self.tally.add(*_step(self.net, self.model, self.trainer, self.loss_fn, x, labels, self.contexts),
                            len(labels))
             self.tally.seconds += time.perf_counter() - started
+            self.tally.wall += time.perf_counter() - waiting
             self.step, self.global_step = self.step + 1, self.global_step + 1
             progress.update(self.step, self.tally)
             if config.checkpoint_every and self.global_step % config.checkpoint_every == 0 and self.step < self.steps:
                 self.checkpoint()
             _test_kill_hook(self.global_step)
+            waiting = time.perf_counter()
         progress.update(self.step, self.tally, final=True)
         test_loss, test_acc = evaluate(self.net, self.data.test, max(config.batch_size, 256), self.contexts,
                                        pipeline=self.data.test_pipeline)
@@ -215,7 +220,8 @@ class _Run:
         self.history.append({"epoch": self.epoch + 1, "train_loss": t.loss / max(t.count, 1),
                              "train_acc": t.correct / max(t.count, 1), "test_loss": test_loss, "test_acc": test_acc,
                              "images_per_s": t.count / max(t.seconds, 1e-9), "seconds": t.seconds,
-                             "lr": float(self.trainer.learning_rate)})  # the rate of the epoch's last step
+                             "lr": float(self.trainer.learning_rate),  # the rate of the epoch's last step
+                             "step_share": t.seconds / max(t.wall, 1e-9)})  # the rest: waiting for data
         print(f"epoch {self.epoch + 1}: test loss {test_loss:.4f}, test acc {test_acc:.3f}", file=self.stream)
         self.epoch, self.step, self.tally = self.epoch + 1, 0, _Tally()
         _write_metrics(self.out, self.history)
