@@ -295,3 +295,15 @@ def test_two_launched_workers_read_disjoint_shards_of_a_recordio_stream(digit_im
     assert len(logs) >= 2 and len(read) == len(set(read)) == 2 * (200 // 2 // 16) * 16  # 192 of 200: no overlap
     assert (tmp_path / "dist" / "worker-0" / "final.params").exists()
     assert (tmp_path / "dist" / "worker-1" / "final.params").exists()
+
+
+def test_the_new_options_parse_from_the_command_line():
+    from archspec.cli import TRAIN_OPTIONS, parser
+    from archspec.train.config import from_options
+
+    args = parser().parse_args(["train", LENET, "--schedule", "multistep", "--lr-epochs", "2,5", "--no-bias-decay",
+                                "--label-smoothing", "0.1", "--loader", "stream"])
+    config = from_options(vars(args), TRAIN_OPTIONS)
+    assert (config.lr_epochs, config.no_bias_decay, config.label_smoothing, config.loader) == ((2, 5), True, 0.1,
+                                                                                              "stream")
+    assert from_options(vars(parser().parse_args(["train", LENET])), TRAIN_OPTIONS) == Config()  # defaults: once

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import Any, ClassVar, Literal, Optional, Sequence, TypeVar, get_args, get_origin
+from typing import Any, ClassVar, Literal, Optional, Sequence, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -118,7 +118,7 @@ def add_options(parser: argparse.ArgumentParser, fields: Sequence[str], model: t
         flag = "--" + name.replace("_", "-")
         flags = [flag, short_flags[name]] if name in short_flags else [flag]
         annotation = info.annotation
-        if get_origin(annotation) is not Literal:
+        if get_origin(annotation) is Union:  # Optional[X]: X
             annotation = next((a for a in get_args(annotation) if a is not type(None)), annotation)
         choices = get_args(annotation) if get_origin(annotation) is Literal else None
         default = f" (default {info.default})" if info.default not in (None, ()) else ""

@@ -107,9 +107,21 @@ class RecordFile:
         self.offsets = self._read_index(index)
         self._fd: Optional[int] = None
         self._pid = -1
-        self.labels = onp.array([self._header(k)[0] for k in range(len(self.offsets))], onp.int32)
-        meta = path.with_suffix(".json")
-        self.classes: tuple[str, ...] = tuple(json.loads(meta.read_text())["classes"]) if meta.is_file() else ()
+        self.labels = onp.array([self._label(k) for k in range(len(self.offsets))], onp.int32)
+        self.classes = self._read_classes(path.with_suffix(".json"))
+
+    @staticmethod
+    def _read_classes(meta: Path) -> tuple[str, ...]:
+        """The class names `pack` kept beside the .rec (none for a file from `im2rec`)."""
+        if not meta.is_file():
+            return ()
+        try:
+            names = json.loads(meta.read_text())["classes"]
+            if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+                raise TypeError
+            return tuple(names)
+        except (OSError, ValueError, KeyError, TypeError):
+            raise InputError(f"{meta}: not the class list archspec pack writes ({{\"classes\": [...]}})") from None
 
     def _read_index(self, index: Path) -> onp.ndarray:
         try:
@@ -145,12 +157,16 @@ class RecordFile:
         want = min(length, _IR.size) if header_only else length
         return os.pread(self._file(), want, offset + _HEAD.size)
 
-    def _header(self, k: int) -> tuple[int, bytes]:
-        flag, label, _, _ = _IR.unpack(self._record(k, header_only=True)[:_IR.size])
+    def _label(self, k: int) -> int:
+        """Record `k`'s class number, read from its header (every record is checked when the file is opened)."""
+        head = self._record(k, header_only=True)
+        if len(head) < _IR.size:
+            raise InputError(f"{self.path}: record {k} is too short for a label header")
+        flag, label, _, _ = _IR.unpack(head[:_IR.size])
         if flag != 0 or label != int(label) or label < 0:
             raise InputError(f"{self.path}: record {k} has {'a label array' if flag else f'label {label}'}; "
                              "archspec reads one class number a record")
-        return int(label), b""
+        return int(label)
 
     def __len__(self) -> int:
         return len(self.offsets)
