@@ -176,16 +176,16 @@ class Pipeline:
         pool = self._start()
         pending: deque[Any] = deque()
         for chunk in chunks:
-            pending.append(pool.apply_async(_work, (id(self), chunk, epoch)))
+            pending.append(pool.apply_async(_work, (chunk, epoch)))
             if len(pending) >= self.prefetch:
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
 
     def _start(self) -> Any:
-        if self._pool is None:
-            _ACTIVE[id(self)] = self  # the forked workers find the pipeline here
-            self._pool = multiprocessing.get_context("fork").Pool(self.workers, initializer=_die_with_parent)
+        if self._pool is None:  # forked: the workers inherit the pipeline, never pickled
+            self._pool = multiprocessing.get_context("fork").Pool(self.workers, initializer=_worker_start,
+                                                                  initargs=(self,))
         return self._pool
 
     def close(self) -> None:
@@ -193,10 +193,9 @@ class Pipeline:
             self._pool.terminate()
             self._pool.join()
             self._pool = None
-            _ACTIVE.pop(id(self), None)
 
 
-_ACTIVE: dict[int, Pipeline] = {}  # in a worker: the pipelines of the parent at the fork
+_WORKER: list[Pipeline] = []  # in a worker process: the pipeline it makes batches for
 
 
 def _test_record_reads(source: Source, indices: onp.ndarray, epoch: int) -> None:
@@ -208,20 +207,21 @@ def _test_record_reads(source: Source, indices: onp.ndarray, epoch: int) -> None
             f.write("".join(f"{epoch} {int(k)}\n" for k in indices))
 
 
-def _die_with_parent() -> None:
-    """A worker ends when the training process does, even by SIGKILL (else it would wait on its queue forever):
-    Linux's PR_SET_PDEATHSIG; elsewhere nothing."""
+def _worker_start(pipeline: Pipeline) -> None:
+    """A worker keeps its pipeline, and ends when the training process does, even by SIGKILL (else it would wait
+    on its queue forever): Linux's PR_SET_PDEATHSIG; elsewhere nothing."""
     import ctypes
     import signal
 
+    _WORKER[:] = [pipeline]
     try:
         ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
 
 
-def _work(key: int, indices: onp.ndarray, epoch: int) -> tuple[onp.ndarray, onp.ndarray]:
-    return _ACTIVE[key].batch(indices, epoch)
+def _work(indices: onp.ndarray, epoch: int) -> tuple[onp.ndarray, onp.ndarray]:
+    return _WORKER[0].batch(indices, epoch)
 
 
 def check(source: Source, classes: int) -> None:
