@@ -64,7 +64,8 @@ def generate(folder: Path, images: int, seed: int = 0) -> Path:
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process plus that of its largest finished child (a worker), MiB."""
+    """Peak resident memory of this process plus that of its largest finished child (a worker), MiB: pages a
+    forked worker shares with this process count twice (an upper bound)."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return (own + children) / 1024
