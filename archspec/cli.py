@@ -23,7 +23,9 @@ from .spec.tables import format_shape, table
 Args = argparse.Namespace
 # The options each command generates from `train.config.Config` (names of its fields).
 TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "resize", "seed", "data",
-                 "data_dir", "test_fraction", "checkpoint_every", "keep", "ctx", "kvstore", "precision")
+                 "data_dir", "test_fraction", "checkpoint_every", "keep", "ctx", "kvstore", "precision",
+                 "schedule", "lr_epochs", "lr_factor", "final_lr", "power", "warmup_epochs", "warmup_lr",
+                 "label_smoothing", "no_bias_decay", "loader", "workers", "prefetch")
 DATA_OPTIONS = ("data", "data_dir", "test_fraction", "batch_size", "ctx")
 MAX_SAMPLES = 100_000  # networks `sample` draws at once (a minute or so; --out writes a file for each)
 
@@ -100,10 +102,23 @@ def cmd_validate(args: Args) -> int:
             print_problems(e.problems, sys.stdout, args.format == "github")
             continue
         print_problems(summary.warnings, sys.stdout, args.format == "github")
+        try:
+            _check_recipe(path, args)
+        except SpecError as e:
+            failed += 1
+            print_problems(e.problems, sys.stdout, args.format == "github")
+            continue
         if not args.quiet:
             print(f"{path}: ok ({summary.params + summary.state:,} parameters, output "
                   f"{format_shape(summary.output)})", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _check_recipe(path: str, args: Args) -> None:
+    """A spec's `train:` section, checked as `archspec train` reads it (no MXNet)."""
+    from .train.recipe import load_recipe
+
+    load_recipe(path, args.overrides, args.base_outside)
 
 
 def _check_space(path: str, args: Args) -> None:
@@ -262,26 +277,38 @@ def cmd_export(args: Args) -> int:
 
 def _calibration(args: Args, net: Any) -> Any:
     """INT8's calibration images: the first `--calibration-batches` batches of the training split of
-    `--calibration-data` (IDX files or class folders of images; by default the data evaluated), resized to the
-    network's input."""
+    `--calibration-data` (IDX files, class folders of images or RecordIO; by default the data evaluated), as
+    `evaluate` reads them: resized to the network's input, or through the recipe's evaluation transforms."""
     if args.precision != "int8":
         if args.calibration_data or args.calibration_batches is not None:
             raise InputError("--calibration-data and --calibration-batches apply to --precision int8")
         return None
     import numpy as onp
+    from mxnet import np
 
     from .gluon.precision import CALIBRATION_BATCH
     from .train import data
+    from .train.config import from_options
+    from .train.recipe import load_recipe
+    from .train.stream import evaluation_data
 
-    split = data.load("fashion-mnist", "train", args.calibration_data or getattr(args, "data_dir", None),
-                      net.spec.input.shape, getattr(args, "test_fraction", None))
+    given = {"data_dir": args.calibration_data or getattr(args, "data_dir", None),
+             "test_fraction": getattr(args, "test_fraction", None)}
+    config = from_options({k: v for k, v in given.items() if v is not None}, list(given),
+                          load_recipe(args.spec, args.overrides, args.base_outside).values)
+    split, pipeline = evaluation_data(config, "train", net.spec.input.shape)
+    count = min(CALIBRATION_BATCH * (args.calibration_batches or 8), len(split))
+    every = onp.linspace(0, len(split) - 1, count).round().astype(int)  # all classes: image folders are sorted
+    ctx = net.collect_params().list_ctx()[0]
+    if pipeline is not None:
+        try:
+            return np.array(pipeline.batch(every, 0)[0], ctx=ctx)
+        finally:
+            pipeline.close()
     if split.images.shape[-1] != net.spec.input.channels:
         raise InputError(f"{split.source}: {split.images.shape[-1]} channel(s); {net.spec.name} takes "
                          f"{net.spec.input.channels}")
-    count = min(CALIBRATION_BATCH * (args.calibration_batches or 8), len(split))
-    every = onp.linspace(0, len(split) - 1, count).round().astype(int)  # all classes: image folders are sorted
-    return data.to_input(split.images[every], (net.spec.input.height, net.spec.input.width),
-                         net.collect_params().list_ctx()[0])
+    return data.to_input(split.images[every], (net.spec.input.height, net.spec.input.width), ctx)
 
 
 def cmd_draw(args: Args) -> int:
@@ -395,17 +422,34 @@ def _remove_sampled(rows: Sequence[dict[str, Any]], created: Sequence[str]) -> N
 def cmd_train(args: Args) -> int:
     from .train import TrainingInterrupted, train
     from .train.config import from_options
+    from .train.recipe import load_recipe
+    from .train.transforms import TransformError
 
-    config = from_options(vars(args), TRAIN_OPTIONS)
+    recipe = load_recipe(args.spec, args.overrides, args.base_outside, args.recipe)  # `train:` sections
+    config = from_options(vars(args), TRAIN_OPTIONS, recipe.values)
+    given = [name for name in TRAIN_OPTIONS if name in vars(args)]
     out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.spec))[0])
     try:
         history, out = train(args.spec, out, config, args.overrides, resume=args.resume,
-                             command=["archspec", *sys.argv[1:]], force=args.force, base_outside=args.base_outside)
+                             command=["archspec", *sys.argv[1:]], force=args.force, base_outside=args.base_outside,
+                             recipe=recipe.describe(config, given))
     except TrainingInterrupted as e:
         print(f"archspec: {e}", file=sys.stderr)
         return 130
+    except TransformError as e:  # a crop larger than the data's images: at its line in the recipe
+        raise recipe.locate(e, e.field) from None
     last = history[-1] if history else {}
     print(f"trained {len(history)} epoch(s): test accuracy {last.get('test_acc', float('nan')):.4f}; run folder {out}")
+    return 0
+
+
+def cmd_pack(args: Args) -> int:
+    from pathlib import Path
+
+    from .train.recordio import pack
+
+    for path in pack(Path(args.folder), Path(args.output), getattr(args, "test_fraction", None)):
+        print(path)
     return 0
 
 
@@ -435,8 +479,11 @@ def cmd_search(args: Args) -> int:
     from .train.search import Settings, open_study, run, spawn
 
     study = (args.study or [os.path.splitext(os.path.basename(args.space))[0]])[0]
-    settings = Settings(args.space, study, search, from_options(vars(args), TRAIN_OPTIONS), args.overrides,
-                        args.base_outside)
+    from .train.recipe import load_recipe
+
+    recipe = load_recipe(args.space, args.overrides, args.base_outside)  # the space's `train:`, under the options
+    settings = Settings(args.space, study, search, from_options(vars(args), TRAIN_OPTIONS, recipe.values),
+                        args.overrides, args.base_outside)
     if search.jobs > 1:
         open_study(settings)  # created once, before the workers race to create it
         return spawn(args.argv, search.jobs)
@@ -475,19 +522,26 @@ def cmd_evaluate(args: Args) -> int:
     from .train import data, evaluate, parse_contexts
     from .train.config import from_options
     from .train.predict import run_names
+    from .train.recipe import load_recipe
+    from .train.stream import evaluation_data
 
-    config = from_options(vars(args), DATA_OPTIONS)
+    recipe = load_recipe(args.spec, args.overrides, args.base_outside)  # its `evaluate:` transforms
+    config = from_options(vars(args), DATA_OPTIONS, recipe.values)
     contexts = parse_contexts(config.ctx)
     spec, _ = _load(args.spec, args)
-    split = data.load(config.data, args.split, config.data_dir, spec.input.shape, config.test_fraction)
+    split, pipeline = evaluation_data(config, args.split, spec.input.shape)
     kept = run_names(Path(args.params))
-    if split.classes and kept:  # score with the model's own numbering of the classes
+    if isinstance(split, data.Split) and split.classes and kept:  # score with the model's own class numbers
         split = split.relabel(kept, f"{args.params}'s run folder")
     net = build_model(spec, ctx=contexts)
     load_parameters(net, args.params, ctx=contexts)
     predicted: Optional[list[int]] = [] if args.predictions is not None else None
     model = for_inference(net, args.precision, _calibration(args, net))
-    loss, accuracy = evaluate(net, split, config.batch_size, contexts, predicted, model)
+    try:
+        loss, accuracy = evaluate(net, split, config.batch_size, contexts, predicted, model, pipeline)
+    finally:
+        if pipeline is not None:
+            pipeline.close()
     if not math.isfinite(loss):
         raise InputError(f"{args.params}: the network with these parameters gives a loss of {loss} on "
                          f"{len(split)} examples "
@@ -521,9 +575,13 @@ def cmd_predict(args: Args) -> int:
 
     if args.top < 1:
         raise InputError(f"--top: expected a positive number of classes, got {args.top}")
+    from .train.config import from_options
+    from .train.recipe import load_recipe
+
     spec, _ = _load(args.spec, args)
+    steps = from_options({}, [], load_recipe(args.spec, args.overrides, args.base_outside).values).evaluate
     results = predict(spec, Path(args.params), [Path(p) for p in args.images], args.top,
-                      Path(args.classes) if args.classes else None)
+                      Path(args.classes) if args.classes else None, steps)
     if args.json:
         print(json.dumps(results, indent=1))
     for r in [] if args.json else results:
@@ -644,10 +702,20 @@ def _backend_commands(sub: Any) -> None:
     add_options(e, ["test_fraction"])  # for --calibration-data that is a folder of class folders
     e.set_defaults(func=cmd_export)
 
+    pa = sub.add_parser("pack", help="class folders of images as RecordIO (.rec + .idx, and .json with the class "
+                                     "names) for streamed training: -o DATA.rec packs DIR/CLASS/*; -o FOLDER writes "
+                                     "FOLDER/train.rec and FOLDER/test.rec, which --data-dir FOLDER reads")
+    pa.add_argument("folder", metavar="DIR", help="class folders of images (or train/ and test/ of them)")
+    pa.add_argument("-o", "--output", required=True, metavar="OUT", help="a .rec file, or a folder")
+    add_options(pa, ["test_fraction"])
+    pa.set_defaults(func=cmd_pack)
+
     t = sub.add_parser("train", help="train a spec (Fashion-MNIST, or IDX files or class folders of images with "
                                      "--data-dir); resumable")
     _spec_options(t)
     add_options(t, TRAIN_OPTIONS)
+    t.add_argument("--recipe", metavar="FILE.yaml", help="a training recipe: a file of a `train:` section, merged "
+                                                         "over the spec's own (options given here win over both)")
     t.add_argument("--out", metavar="DIR", help="run folder (default runs/SPEC_NAME)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--force", action="store_true", help="with --resume: train a finished run again over its results")

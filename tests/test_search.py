@@ -345,3 +345,17 @@ def test_a_rejected_trial_leaves_no_folder(tmp_path):
     assert [worker.trial(study.ask()) for _ in range(3)] == [0, 0, 0]
     assert [t.user_attrs["rejected"] for t in study.trials] == ["constraint c2 > 100"] * 3
     assert not list((tmp_path / "runs").glob("small/trial-*"))
+
+
+@pytest.mark.slow
+def test_a_search_worker_decodes_its_data_once(digits, tmp_path, monkeypatch, capsys):
+    """Three trials (one epoch each) and the check before them read the data once: the loads are counted."""
+    import archspec.train.data as data
+
+    loads = []
+    original = data.load
+    monkeypatch.setattr(data, "load", lambda *a, **k: loads.append(a[1]) or original(*a, **k))
+    (tmp_path / "space.yaml").write_text(SPACE)
+    assert main(search(tmp_path / "space.yaml", digits, tmp_path / "runs", f"sqlite:///{tmp_path / 's.db'}",
+                       trials=3, epochs=1)) == 0
+    assert len(trained(f"sqlite:///{tmp_path / 's.db'}")) == 3 and loads == ["train", "test"]

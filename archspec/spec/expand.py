@@ -34,7 +34,7 @@ MAX_BLOCK_DEPTH = 16
 MAX_LAYERS = 5_000
 #: top-level keys this pass consumes; what is left is validated as a `Spec` (`space:` is a design space's, read by
 #: `space.load_space`; the spec itself is the network at its own values)
-DIRECTIVES = ("args", "blocks", "defaults", "width", "depth", "width_divisor", "space")
+DIRECTIVES = ("args", "blocks", "defaults", "width", "depth", "width_divisor", "space", "train")
 
 
 class Scaling(BaseModel):

@@ -87,6 +87,8 @@ def spec_schema() -> dict:
                               "additionalProperties": False} for kind, body in kinds.items()},
         "additionalProperties": {"type": "object", "description": "Argument values of one of the spec's blocks."}}
     props["space"] = _space_schema()
+    props["train"] = {"type": "object", "description": "A training recipe: settings of `archspec train` and its "
+                                                       "transforms, checked by `archspec validate` (README: Recipes)."}
     return _link({"$schema": SCHEMA_URL, "title": "archspec network spec", **spec, "$defs": dict(sorted(defs.items()))})
 
 

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import re
-from typing import Any, ClassVar, Literal, Optional, Sequence, TypeVar, get_args, get_origin
+from typing import Any, ClassVar, Literal, Optional, Sequence, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from ..spec.diagnostics import InputError, Mark
 from ..spec.loader import marked
 from ..spec.located import pydantic_problems
+from .transforms import Transforms
 
 Optimizer = Literal["sgd", "nag", "adam"]
+Schedule = Literal["constant", "step", "multistep", "cosine", "poly"]
 KVStore = Literal["device", "local", "dist_sync", "dist_async", "dist_sync_device", "dist_device_sync"]
 
 
@@ -48,10 +50,33 @@ class Config(BaseModel):
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: mixed precision, convolutions and dense "
                                                                    "layers in bfloat16, float32 weights and "
                                                                    "updates (CPUs with AVX-512 BF16)")
+    # the recipe's schedule and loss (`optimization.py`)
+    schedule: Schedule = Field("constant", description="learning-rate schedule (MXNet's lr_scheduler): step "
+                                                       "(x lr_factor every lr_epochs[0] epochs), multistep (at each "
+                                                       "of lr_epochs), cosine or poly (to final_lr at the end)")
+    lr_epochs: tuple[int, ...] = Field((), validate_default=True, description="step: the period in epochs; multistep: the epochs at "
+                                                      "which the rate is multiplied by lr_factor (30,60,80)")
+    lr_factor: float = Field(0.1, gt=0, le=1, description="what step and multistep multiply the rate by")
+    final_lr: float = Field(0.0, ge=0, description="the rate cosine and poly end at")
+    power: float = Field(2.0, gt=0, description="poly's exponent")
+    warmup_epochs: float = Field(0.0, ge=0, description="linear warm-up from warmup_lr to lr over these epochs "
+                                                        "(Goyal et al., 2017)")
+    warmup_lr: float = Field(0.0, ge=0, description="the rate warm-up starts at")
+    label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing epsilon (Szegedy et al., 2016)")
+    no_bias_decay: bool = Field(False, description="no weight decay on biases and batch norm's gamma and beta")
+    # the recipe's data pipeline (`transforms.py`, `stream.py`)
+    augment: Transforms = Field((), description="transforms of training images, in order (a recipe's list)")
+    evaluate: Transforms = Field((), description="transforms of test images (evaluation, prediction)")
+    loader: Literal["auto", "memory", "stream"] = Field("auto", description="memory: decode every image before "
+                                                                           "training; stream: decode batches in "
+                                                                           "worker processes; auto: memory for "
+                                                                           "data that fits in 1 GiB, else stream")
+    workers: int = Field(0, ge=0, le=64, description="decoding processes when streaming (0: up to 4, one a core)")
+    prefetch: int = Field(4, ge=1, le=64, description="batches decoded ahead when streaming (bounds the memory)")
 
     #: settings a resumed run may change
     MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"epochs", "checkpoint_every", "keep", "data_dir", "ctx",
-                                                      "kvstore"})
+                                                      "kvstore", "workers", "prefetch"})
     #: short command-line names kept from earlier releases
     FLAGS: ClassVar[dict[str, str]] = {"weight_decay": "--wd"}
 
@@ -65,6 +90,16 @@ class Config(BaseModel):
         if not re.fullmatch(r"cpu|(cpu|gpu):\d+(,(gpu:)?\d+)*", value):
             raise ValueError("expected cpu, gpu:0 or gpu:0,1")
         return value
+
+    @field_validator("lr_epochs")
+    @classmethod
+    def _schedule_epochs(cls, epochs: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        schedule = info.data.get("schedule")
+        need = {"step": "one number, the period in epochs", "multistep": "increasing epochs"}.get(str(schedule))
+        if need and (not epochs or min(epochs) < 1 or (schedule == "step" and len(epochs) != 1)
+                     or list(epochs) != sorted(set(epochs))):
+            raise ValueError(f"schedule {schedule} needs {need}")
+        return epochs
 
     def optimizer_params(self) -> dict[str, float]:
         params = {"learning_rate": self.lr, "wd": self.weight_decay}
@@ -83,19 +118,33 @@ def add_options(parser: argparse.ArgumentParser, fields: Sequence[str], model: t
         flag = "--" + name.replace("_", "-")
         flags = [flag, short_flags[name]] if name in short_flags else [flag]
         annotation = info.annotation
-        if get_origin(annotation) is not Literal:
+        if get_origin(annotation) is Union:  # Optional[X]: X
             annotation = next((a for a in get_args(annotation) if a is not type(None)), annotation)
         choices = get_args(annotation) if get_origin(annotation) is Literal else None
-        kind: Any = str if choices else annotation
-        metavar = None if choices else {int: "N", float: "X"}.get(kind, name.split("_")[-1].upper())
-        default = f" (default {info.default})" if info.default is not None else ""
-        parser.add_argument(*flags, dest=name, type=kind, default=info.default, choices=choices, metavar=metavar,
-                            help=f"{info.description}{default}")
+        default = f" (default {info.default})" if info.default not in (None, ()) else ""
+        if annotation is bool:
+            parser.add_argument(*flags, dest=name, action="store_true", default=argparse.SUPPRESS,
+                                help=info.description)
+            continue
+        kind: Any = str if choices else _numbers if get_origin(annotation) is tuple else annotation
+        metavar = None if choices else {int: "N", float: "X", _numbers: "N,N"}.get(kind, name.split("_")[-1].upper())
+        # not given: absent, so that a recipe's value (`recipe.py`) or the model's default applies
+        parser.add_argument(*flags, dest=name, type=kind, default=argparse.SUPPRESS, choices=choices,
+                            metavar=metavar, help=f"{info.description}{default}")
 
 
-def from_options(values: dict[str, Any], fields: Sequence[str]) -> Config:
-    """The `Config` of parsed options; an `InputError` naming the option and what it expects."""
-    return model_from_options(Config, values, fields)
+def _numbers(text: str) -> tuple[str, ...]:
+    """`30,60,80` -> ("30", "60", "80"); the model checks that they are numbers."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def from_options(values: dict[str, Any], fields: Sequence[str], recipe: Optional[dict[str, Any]] = None) -> Config:
+    """The `Config` of parsed options over a recipe's values (`recipe.py`); an `InputError` naming the option and
+    what it expects."""
+    if not recipe:
+        return model_from_options(Config, values, fields)
+    given = {name: values[name] for name in fields if name in values}
+    return model_from_options(Config, {**recipe, **given}, [*recipe, *given])
 
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -103,7 +152,7 @@ Model = TypeVar("Model", bound=BaseModel)
 
 def model_from_options(model: type[Model], values: dict[str, Any], fields: Sequence[str]) -> Model:
     """`model` made of parsed options; an `InputError` naming the option and what it expects."""
-    chosen = {name: values[name] for name in fields}
+    chosen = {name: values[name] for name in fields if name in values}
     try:
         return model(**chosen)
     except ValidationError as err:

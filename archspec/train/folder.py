@@ -98,8 +98,9 @@ class RunFolder:
             return  # nothing was recorded yet: the run died before its first step
         # a setting added since the run was recorded reads as its default
         before, before_identity = dict(saved["config"]), dict(saved.get("identity", {}))
-        differ = [f"{k}: {(before.get(k), v)}" for k, v in config.model_dump().items()
-                  if k not in Config.MAY_CHANGE and before.get(k, Config.model_fields[k].default) != v]
+        defaults = Config().model_dump(mode="json")
+        differ = [f"{k}: {(before.get(k), v)}" for k, v in config.model_dump(mode="json").items()
+                  if k not in Config.MAY_CHANGE and before.get(k, defaults[k]) != v]
         differ += [f"{k}.{_difference(before_identity.get(k), v)}" for k, v in identity.items()
                    if k != "network" and before_identity.get(k) != _recorded(before_identity.get(k), v)]
         if differ:
@@ -132,7 +133,8 @@ class RunFolder:
 
     def record(self, config: Config, identity: dict[str, Any]) -> None:
         write_atomically(self.out / RECORD, json.dumps({"spec": identity["network"]["name"],
-                                                        "config": config.model_dump(), "identity": identity},
+                                                        "config": config.model_dump(mode="json"),
+                                                        "identity": identity},
                                                        indent=1).encode())
 
     def release(self) -> None:

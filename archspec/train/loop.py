@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, TextIO, Union
+from typing import Any, Callable, Iterator, Optional, TextIO, Union
 
 import mxnet as mx
 import numpy as onp
@@ -32,11 +32,14 @@ from ..spec.analysis import summarize
 from ..spec.diagnostics import InputError
 from ..spec.resolve import annotated_yaml, load_resolved
 from . import data as datasets
+from . import optimization
+from . import stream as streaming
 from .checkpoints import latest_checkpoint, restore, save_checkpoint
 from .config import Config
 from .folder import CLASSES_FILE, RunFolder, check_new, network_identity
 
-METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds")
+METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds", "lr",
+           "step_share")
 
 
 class TrainingInterrupted(Exception):
@@ -50,7 +53,8 @@ class _Totals:
     loss: float = 0.0
     correct: int = 0
     count: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # in steps
+    wall: float = 0.0  # in steps and waiting for their batches (not in checkpoints)
 
     def add(self, loss: float, correct: int, count: int) -> None:
         self.loss, self.correct, self.count = self.loss + loss, self.correct + correct, self.count + count
@@ -108,9 +112,11 @@ def _correct(outputs: Any, labels: Any) -> int:
     return int((outputs.argmax(axis=1) == labels.astype("int64")).sum())
 
 
-def evaluate(net: Network, split: datasets.Split, batch_size: int = 256, ctx: Any = None,
-             predicted: Optional[list[int]] = None, model: Any = None) -> tuple[float, float]:
-    """(mean loss, accuracy) of `net` on a split, in inference mode; images are resized to the spec's input.
+def evaluate(net: Network, split: Union[datasets.Split, streaming.Source], batch_size: int = 256, ctx: Any = None,
+             predicted: Optional[list[int]] = None, model: Any = None,
+             pipeline: Optional[streaming.Pipeline] = None) -> tuple[float, float]:
+    """(mean loss, accuracy) of `net` on a split, in inference mode; images are resized to the spec's input
+    (or go through `pipeline`, the recipe's evaluation transforms or a stream of `split`).
     Each example's predicted class is appended to `predicted` when it is given. `model` computes the outputs
     instead of `net` (its bfloat16 or INT8 conversion, `gluon.precision`)."""
     model = model or net
@@ -118,14 +124,24 @@ def evaluate(net: Network, split: datasets.Split, batch_size: int = 256, ctx: An
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     tally = _Totals()
     size = (net.spec.input.height, net.spec.input.width)
-    for images, labels in datasets.batches(split, batch_size, onp.arange(len(split))):
-        x = datasets.to_input(images, size, ctx[0])
+    for images, labels in _batches(split, pipeline, batch_size, onp.arange(len(split))):
+        x = np.array(images, ctx=ctx[0]) if pipeline else datasets.to_input(images, size, ctx[0])
         y = np.array(labels, ctx=ctx[0])
         out = model(x)
         tally.add(float(loss_fn(out, y).sum()), _correct(out, y), len(labels))
         if predicted is not None:
             predicted.extend(int(k) for k in out.argmax(axis=1).asnumpy())
     return tally.loss / max(tally.count, 1), tally.correct / max(tally.count, 1)
+
+
+def _batches(data: Any, pipeline: Optional[streaming.Pipeline], batch_size: int, order: onp.ndarray, start: int = 0,
+             epoch: int = 0) -> Iterator[tuple[onp.ndarray, onp.ndarray]]:
+    """Batches of `order`: through the pipeline (float32, made the network's input), or as uint8 images from memory
+    (resized on the device by `data.to_input`)."""
+    if pipeline is not None:
+        return pipeline.batches(order, batch_size, start, epoch)
+    split = data.split if isinstance(data, streaming.MemorySource) else data
+    return datasets.batches(split, batch_size, order, start)
 
 
 def _step(net: Network, model: Any, trainer: Any, loss_fn: Any, x: Any, labels: Any,
@@ -153,8 +169,7 @@ class _Run:
     model: Any  # what a training step runs: `net`, or its mixed-precision graph over the same parameters
     trainer: Any
     contexts: list[Any]
-    train_split: datasets.Split
-    test_split: datasets.Split
+    data: streaming.Data
     steps: int  # per epoch
     rank: int
     workers: int
@@ -180,26 +195,35 @@ class _Run:
     def run_epoch(self) -> None:
         """The rest of the current epoch, from `step`; then test, metrics and an end-of-epoch checkpoint."""
         config, size = self.config, (self.net.spec.input.height, self.net.spec.input.width)
-        order = onp.random.default_rng([config.seed, self.epoch]).permutation(len(self.train_split))
-        order = order[self.rank::self.workers][:self.steps * config.batch_size]
+        order = streaming.shard(config.seed, self.epoch, len(self.data.train), self.rank, self.workers,
+                                self.steps * config.batch_size)
         progress = Progress(self.epoch + 1, config.epochs, self.steps, self.stream)
-        for images, labels in datasets.batches(self.train_split, config.batch_size, order, start=self.step):
+        pipeline = self.data.train_pipeline
+        waiting = time.perf_counter()
+        for images, labels in _batches(self.data.train, pipeline, config.batch_size, order, self.step, self.epoch):
             started = time.perf_counter()
             mx.random.seed(config.seed * 1_000_003 + self.global_step)  # dropout masks do not depend on history
-            x = datasets.to_input(images, size, self.contexts[0])
+            x = (np.array(images, ctx=self.contexts[0]) if pipeline
+                 else datasets.to_input(images, size, self.contexts[0]))
             self.tally.add(*_step(self.net, self.model, self.trainer, self.loss_fn, x, labels, self.contexts),
                            len(labels))
             self.tally.seconds += time.perf_counter() - started
+            self.tally.wall += time.perf_counter() - waiting
             self.step, self.global_step = self.step + 1, self.global_step + 1
             progress.update(self.step, self.tally)
             if config.checkpoint_every and self.global_step % config.checkpoint_every == 0 and self.step < self.steps:
                 self.checkpoint()
+            _test_kill_hook(self.global_step)
+            waiting = time.perf_counter()
         progress.update(self.step, self.tally, final=True)
-        test_loss, test_acc = evaluate(self.net, self.test_split, max(config.batch_size, 256), self.contexts)
+        test_loss, test_acc = evaluate(self.net, self.data.test, max(config.batch_size, 256), self.contexts,
+                                       pipeline=self.data.test_pipeline)
         t = self.tally
         self.history.append({"epoch": self.epoch + 1, "train_loss": t.loss / max(t.count, 1),
                              "train_acc": t.correct / max(t.count, 1), "test_loss": test_loss, "test_acc": test_acc,
-                             "images_per_s": t.count / max(t.seconds, 1e-9), "seconds": t.seconds})
+                             "images_per_s": t.count / max(t.seconds, 1e-9), "seconds": t.seconds,
+                             "lr": float(self.trainer.learning_rate),  # the rate of the epoch's last step
+                             "step_share": t.seconds / max(t.wall, 1e-9)})  # the rest: waiting for data
         print(f"epoch {self.epoch + 1}: test loss {test_loss:.4f}, test acc {test_acc:.3f}", file=self.stream)
         self.epoch, self.step, self.tally = self.epoch + 1, 0, _Totals()
         _write_metrics(self.out, self.history)
@@ -216,12 +240,14 @@ class _Run:
         _plot(self.out, self.history)
 
 
-def load_data(spec: Any, config: Config) -> tuple[datasets.Split, datasets.Split]:
-    """The training and test splits, checked against the network: channels, and labels it has outputs for."""
-    splits = tuple(datasets.load(config.data, split, config.data_dir, spec.input.shape, config.test_fraction)
-                   for split in ("train", "test"))
-    if splits[0].images.shape[-1] != spec.input.channels:
-        raise InputError(f"the data has {splits[0].images.shape[-1]} channel(s); {spec.name} takes "
+def load_data(spec: Any, config: Config) -> streaming.Data:
+    """The training and test data, checked against the network: channels, and labels it has outputs for; the
+    recipe's transforms tried on them."""
+    data = streaming.prepare(config, spec.input.shape, (spec.input.height, spec.input.width))
+    splits = (data.train, data.test)
+    first = data.train.image(0) if len(data.train) else None
+    if first is not None and first.shape[-1] != spec.input.channels:
+        raise InputError(f"the data has {first.shape[-1]} channel(s); {spec.name} takes "
                          f"{spec.input.channels} (set input.channels)")
     classes = summarize(spec).output
     if len(classes) != 1:
@@ -233,8 +259,8 @@ def load_data(spec: Any, config: Config) -> tuple[datasets.Split, datasets.Split
                          f"{', ...' if len(names) > 5 else ''}), but {spec.name} has {classes[0]} outputs; make them "
                          f"equal (a spec with a num_classes argument: --set num_classes={len(names)})")
     for split in splits:
-        split.check(classes[0])
-    return splits[0], splits[1]
+        streaming.check(split, classes[0])
+    return data
 
 
 def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resume: bool, force: bool,
@@ -253,7 +279,9 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
     if distributed:
         out = out / f"worker-{rank}"  # each worker keeps its own run folder
     check_new(out, resume)
-    train_split, test_split = load_data(spec, config)  # bad data: nothing written yet
+    data = load_data(spec, config)  # bad data: nothing written yet
+    print(f"data: {data.chosen}", file=stream)
+    train_split, test_split = data.train, data.test
     if distributed:  # dist_sync needs the same number of equal batches on every worker: drop the rest
         steps = len(train_split) // workers // config.batch_size
         if steps == 0:
@@ -269,13 +297,18 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
 
     mx.random.seed(config.seed)
     net = build_model(spec, ctx=contexts)
+    if config.no_bias_decay:
+        optimization.no_decay_on_biases_and_norms(net)
+    schedule = optimization.scheduler(config, steps)
     # Distributed: the servers hold the weights and the optimizer (MXNet's default), so every worker pulls the
     # same weights. Local updates from summed gradients (update_on_kvstore=False) let workers drift apart:
     # one run in four here ended with a layer differing by 6.3 between the two workers.
-    trainer = gluon.Trainer(net.collect_params(), config.optimizer, config.optimizer_params(), kvstore=kv,
+    trainer = gluon.Trainer(net.collect_params(), config.optimizer,
+                            {**config.optimizer_params(), **({"lr_scheduler": schedule} if schedule else {})}, kvstore=kv,
                             update_on_kvstore=True if distributed else None)
     model = mixed_bfloat16(net) if config.precision == "bf16" else net
-    run = _Run(config, out, net, model, trainer, contexts, train_split, test_split, steps, rank, workers, stream, folder)
+    run = _Run(config, out, net, model, trainer, contexts, data, steps, rank, workers, stream, folder,
+               loss_fn=optimization.loss(config))
     if resume and not meta:
         print(f"{out}: no checkpoint to resume from; starting from the beginning", file=stream)
     if meta:
@@ -297,13 +330,17 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
 def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[str]], config: Config = Config(),
           overrides: Overrides = None, resume: bool = False, command: Optional[list[str]] = None,
           stream: Optional[TextIO] = None, force: bool = False, base_outside: bool = False,
-          on_epoch: Optional[Callable[[list[dict[str, Any]]], None]] = None) -> tuple[list[dict[str, Any]], Path]:
+          on_epoch: Optional[Callable[[list[dict[str, Any]]], None]] = None,
+          recipe: Optional[str] = None) -> tuple[list[dict[str, Any]], Path]:
     """Train a spec; returns the per-epoch metrics and the run folder (`out`, or `out/worker-K` for worker K of
     a distributed run). See the module docstring and the README for what the folder holds. `force` trains a
     finished run again; `base_outside` follows a `base:` outside the spec's folder. `on_epoch(history)` is called
     after each epoch's checkpoint (a search reports to its pruner there); an exception it raises stops the run,
-    which stays resumable."""
+    which stays resumable. `recipe`: the run's settings with their origins (`recipe.Recipe.describe`), kept in the
+    run folder as recipe.yaml."""
     run = _setup(spec_path, Path(out), config, overrides, resume, force, command, stream or sys.stderr, base_outside)
+    if recipe is not None:
+        write_atomically(run.out / "recipe.yaml", recipe.encode())
     try:
         while run.epoch < config.epochs:
             run.run_epoch()
@@ -313,8 +350,19 @@ def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[s
     except KeyboardInterrupt:
         raise run.interrupted() from None
     finally:
+        run.data.close()
         run.folder.release()  # finished or stopped by an exception: the folder goes at once, not when collected
     return run.history, run.out
+
+
+def _test_kill_hook(step: int) -> None:
+    """For tests of resuming: ARCHSPEC_TEST_KILL_AT_STEP=N makes the process SIGKILL itself right after global
+    step N (and any checkpoint of that step), a deterministic point instead of a race with a timer."""
+    at = os.environ.get("ARCHSPEC_TEST_KILL_AT_STEP")
+    if at and int(at) == step:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
@@ -344,6 +392,12 @@ def _plot(out: Path, history: list[dict[str, Any]]) -> None:
     ax.set_xlabel("epoch")
     ax.set_xlim(1, max(epochs[-1], 2))
     ax.grid(True, alpha=0.3)
+    rates = [h.get("lr") for h in history]  # a run recorded before rates were: none
+    if all(r is not None for r in rates):
+        lr_axis = ax.twinx()
+        lr_axis.plot(epochs, rates, "k:", label="lr")
+        lr_axis.set_ylabel("learning rate")
+        lr_axis.legend(loc="lower left")
     ax.legend()
     fig.tight_layout()
     save_atomically(out / "curves.png", lambda tmp: fig.savefig(tmp, format="png"))

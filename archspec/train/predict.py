@@ -18,6 +18,16 @@ from ..spec.diagnostics import InputError
 from .data import FASHION_MNIST_LABELS, to_input
 from .folder import CLASSES_FILE
 from .images import read_image
+from .transforms import Transforms, apply
+
+
+def _decoded(path: Path, channels: int) -> onp.ndarray:
+    """An image file at its own size (for the evaluation transforms); refused by its path."""
+    from .stream import decode
+
+    if not path.is_file():
+        raise InputError(f"{path}: no such image file")
+    return decode(path.read_bytes(), str(path), channels)
 
 
 Scores = Callable[[onp.ndarray], onp.ndarray]
@@ -135,16 +145,21 @@ def _names(text: str, source: str) -> list[str]:
 
 
 def predict(spec: Any, params: Path, images: Sequence[Path], top: int = 3,
-            names_file: Optional[Path] = None) -> list[dict[str, Any]]:
+            names_file: Optional[Path] = None, steps: Transforms = ()) -> list[dict[str, Any]]:
     """For each image, its `top` classes, most probable first: [{"image", "top": [{"class", "name",
-    "probability"}]}]. Every image is read before the model is loaded, so a bad one fails fast."""
+    "probability"}]}]. Every image is read before the model is loaded, so a bad one fails fast. `steps`: a
+    recipe's evaluation transforms, applied to each image at its own size (else it is resized to the input)."""
     from mxnet import cpu
 
     channels, height, width = spec.input.shape
-    pixels = onp.stack([read_image(Path(p), channels, (height, width)) for p in images])
+    if steps:
+        inputs = onp.stack([apply(steps, _decoded(Path(p), channels), onp.random.default_rng(0), (height, width))
+                            for p in images])
+    else:
+        pixels = onp.stack([read_image(Path(p), channels, (height, width)) for p in images])
+        inputs = to_input(pixels, None, cpu()).asnumpy()
     run, kept = model(spec, params)
-    scores = onp.concatenate([run(to_input(pixels[i:i + 256], None, cpu()).asnumpy())
-                              for i in range(0, len(pixels), 256)]).astype(onp.float64)
+    scores = onp.concatenate([run(inputs[i:i + 256]) for i in range(0, len(inputs), 256)]).astype(onp.float64)
     scores = onp.exp(scores - scores.max(axis=1, keepdims=True))
     probabilities = scores / scores.sum(axis=1, keepdims=True)
     names = read_names(names_file) if names_file else kept

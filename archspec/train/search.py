@@ -264,7 +264,14 @@ def counted(study: Any) -> int:
 
 def run(settings: Settings, worker: int = 0) -> int:
     """One worker: finish this machine's interrupted trials, then run trials until the study holds enough.
-    Returns the number of trials this worker trained."""
+    Returns the number of trials this worker trained. Its trials train on data decoded once."""
+    from .stream import loaded_data_kept
+
+    with loaded_data_kept():
+        return _run(settings, worker)
+
+
+def _run(settings: Settings, worker: int) -> int:
     import optuna
 
     from .loop import load_data

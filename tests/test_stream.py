@@ -1,0 +1,309 @@
+"""Training recipes (`train:`), transforms, schedules, RecordIO and streamed data: recipes refused at their line,
+transforms checked against numpy written here, schedules against their closed forms, RecordIO against MXNet's own
+reader, and runs killed with SIGKILL (at a step chosen by a test-only hook) that resume bit for bit."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as onp
+import pytest
+from PIL import Image
+
+from archspec.cli import main
+from archspec.spec.diagnostics import InputError
+from archspec.train.config import Config
+from archspec.train.data import load_idx_folder
+from archspec.train.recordio import RecordFile, pack
+from archspec.train.stream import shard
+from archspec.train.transforms import Step, TransformError, apply
+from conftest import ROOT
+
+LENET = str(ROOT / "specs" / "lenet.yaml")
+ARCHSPEC = [sys.executable, "-m", "archspec"]
+
+
+@pytest.fixture(scope="session")
+def digit_images(digits, tmp_path_factory):
+    """Real digits (scikit-learn's) as a folder of PNG class folders, 32x32: 200 to train, 60 to test."""
+    root = tmp_path_factory.mktemp("digit-images")
+    for split, count in (("train", 200), ("test", 60)):
+        data = load_idx_folder(digits, split)
+        for i, (image, label) in enumerate(zip(data.images[:count], data.labels)):
+            folder = root / split / f"digit-{label}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image[..., 0]).resize((32, 32), Image.BILINEAR).save(folder / f"{i:04d}.png")
+    return root
+
+
+def steps(*entries):
+    return tuple(Step.model_validate(e) for e in entries)
+
+
+def test_transforms_are_seeded_per_example_and_match_numpy():
+    image = onp.random.default_rng(1).integers(0, 256, (40, 30, 3), dtype=onp.uint8)
+    flip = steps({"flip": {"probability": 1.0}}, {"normalize": {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.5]}})
+    out = apply(flip, image, onp.random.default_rng(0), (40, 30))
+    expected = (image[:, ::-1].astype(onp.float32) / 255 - onp.array([0.5, 0.4, 0.3])[None, None]) / onp.array(
+        [0.2, 0.25, 0.5])[None, None]
+    assert out.shape == (3, 40, 30) and onp.allclose(out, expected.transpose(2, 0, 1), atol=1e-6)
+    crop = steps({"center_crop": {"size": [20, 10]}})
+    assert onp.array_equal(apply(crop, image, onp.random.default_rng(0), (20, 10)) * 255,
+                           image[10:30, 10:20].transpose(2, 0, 1).astype(onp.float32))
+    augment = steps({"random_resized_crop": {"size": 24}}, "flip",
+                    {"color_jitter": {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4}}, "lighting")
+    first = apply(augment, image, onp.random.default_rng([0, 1, 7]), (24, 24))
+    again = apply(augment, image, onp.random.default_rng([0, 1, 7]), (24, 24))
+    other = apply(augment, image, onp.random.default_rng([0, 2, 7]), (24, 24))
+    assert first.shape == (3, 24, 24) and onp.array_equal(first, again) and not onp.array_equal(first, other)
+    with pytest.raises(TransformError, match="larger than the image"):
+        apply(steps({"center_crop": {"size": 50}}), image, onp.random.default_rng(0), (50, 50))
+
+
+def test_schedules_follow_their_closed_forms():
+    from archspec.train.optimization import scheduler
+
+    def rate(n, **settings):
+        return scheduler(Config(epochs=10, lr=0.1, **settings), 100)(n)
+
+    assert rate(250, schedule="multistep", lr_epochs=(2, 5)) == pytest.approx(0.01)
+    assert rate(501, schedule="multistep", lr_epochs=(2, 5)) == pytest.approx(0.001)
+    assert rate(350, schedule="step", lr_epochs=(3,)) == pytest.approx(0.01)
+    assert rate(50, schedule="cosine", warmup_epochs=1) == pytest.approx(0.1 * 50 / 100)  # linear warm-up from 0
+    assert rate(550, schedule="cosine", warmup_epochs=1) == pytest.approx(0.1 * (1 + math.cos(math.pi * 450 / 900)) / 2)
+    assert rate(1000, schedule="poly", power=2, final_lr=0.001) == pytest.approx(0.001)
+    assert rate(500, schedule="poly", power=2) == pytest.approx(0.1 * (1 - 500 / 1000) ** 2)
+    assert scheduler(Config(lr=0.1), 100) is None  # constant: MXNet's own fixed rate
+    with pytest.raises(ValueError, match="needs one number"):
+        Config(schedule="step", lr_epochs=(2, 4))
+
+
+def test_label_smoothing_and_no_bias_decay():
+    from mxnet import np, npx
+
+    from archspec import build_model
+    from archspec.train.optimization import SmoothedCrossEntropy, no_decay_on_biases_and_norms
+
+    npx.set_np()
+    logits = onp.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], onp.float32)
+    labels = onp.array([0, 1])
+    log_p = logits - onp.log(onp.exp(logits).sum(axis=1, keepdims=True))
+    target = onp.full((2, 3), 0.1 / 3) + 0.9 * onp.eye(3)[labels]
+    got = SmoothedCrossEntropy(0.1)(np.array(logits), np.array(labels)).asnumpy()
+    assert onp.allclose(got, -(target * log_p).sum(axis=1), atol=1e-5)
+    net = build_model(str(ROOT / "specs" / "googlenet-bn.yaml"))
+    changed = no_decay_on_biases_and_norms(net)
+    params = net.collect_params()
+    assert changed > 0 and all((p.wd_mult == 0) == n.endswith(("bias", "gamma", "beta")) for n, p in params.items())
+
+
+def test_a_recipe_typo_is_refused_at_its_line(write_spec, capsys):
+    spec = write_spec(f"base: {LENET}\ntrain:\n  epochs: 2\n  lr_schedul: cosine\n  augment:\n    - flipp\n",
+                      "recipe.yaml")
+    assert main(["validate", "--base-outside", str(spec)]) == 1
+    out = capsys.readouterr().out
+    assert f"{spec}:4:3: train.lr_schedul: unknown field 'lr_schedul'" in out
+    assert f"{spec}:6:7: train.augment.0.flipp: unknown field 'flipp'; did you mean 'flip'?" in out
+
+
+def test_options_override_the_recipe_and_the_base_recipe_merges(write_spec):
+    from archspec.train.config import from_options
+    from archspec.train.recipe import load_recipe
+
+    write_spec(f"base: {LENET}\ntrain:\n  epochs: 7\n  lr: 0.5\n  schedule: cosine\n", "base.yaml")
+    child = write_spec("base: base.yaml\ntrain:\n  lr: 0.2\n  augment: [flip]\n", "child.yaml")
+    recipe = load_recipe(child, base_outside=True)
+    config = from_options({"lr": 0.05}, ["lr", "epochs"], recipe.values)
+    assert (config.epochs, config.lr, config.schedule, config.augment[0].name) == (7, 0.05, "cosine", "flip")
+    origins = recipe.origins(["lr"])
+    assert origins["lr"] == "--lr" and origins["epochs"] == "base.yaml:3" and origins["augment"] == "child.yaml:4"
+    assert origins["momentum"] == "default"
+
+
+def test_recordio_is_mxnets_format_and_bad_files_are_refused(digit_images, tmp_path, capsys):
+    import mxnet as mx
+
+    written = pack(digit_images / "train", tmp_path / "train.rec")
+    assert written == [tmp_path / "train.rec"]
+    ours = RecordFile(tmp_path / "train.rec")
+    theirs = mx.recordio.MXIndexedRecordIO(str(tmp_path / "train.idx"), str(tmp_path / "train.rec"), "r")
+    for k in (0, 57, len(ours) - 1):
+        header, payload = mx.recordio.unpack(theirs.read_idx(k))
+        assert int(header.label) == ours.labels[k] and payload == ours.payload(k)
+    assert json.loads((tmp_path / "train.json").read_text())["classes"][0] == "digit-0"
+
+    data = tmp_path / "data"
+    data.mkdir()
+    assert main(["pack", str(digit_images), "-o", str(data)]) == 0
+    (data / "train.rec").write_bytes((data / "train.rec").read_bytes()[:-500])  # truncated
+    run = tmp_path / "run"
+    lenet32 = ["train", LENET, "--set", "input.height=32", "--set", "input.width=32", "--epochs", "1", "--out",
+               str(run)]
+    assert main([*lenet32, "--data-dir", str(data)]) == 1
+    assert "train.rec: truncated" in capsys.readouterr().err and not run.exists()
+    (data / "train.idx").write_text("0\t0\n1\t7\n")  # an index that is not this file's
+    assert main([*lenet32, "--data-dir", str(data)]) == 1
+    assert "train.idx: does not match train.rec" in capsys.readouterr().err and not run.exists()
+    broken = tmp_path / "broken"
+    for name in ("a", "b"):
+        (broken / name).mkdir(parents=True)
+        Image.new("L", (8, 8)).save(broken / name / "ok.png")
+    (broken / "b" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    assert main(["pack", str(broken), "-o", str(tmp_path / "broken.rec")]) == 1
+    assert "bad.png" in capsys.readouterr().err and not (tmp_path / "broken.rec").exists()
+
+
+def test_a_crop_larger_than_the_images_is_refused_at_its_line(digit_images, write_spec, tmp_path, capsys):
+    spec = write_spec(f"base: {LENET}\ntrain:\n  evaluate:\n    - center_crop: {{size: 40}}\n", "crop.yaml")
+    assert main(["train", str(spec), "--base-outside", "--data-dir", str(digit_images), "--out",
+                 str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert f"{spec}:4:20: train.evaluate.0.center_crop: a crop of 40x40 is larger than the image" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_two_distributed_workers_read_disjoint_shards_covering_the_epoch():
+    count = 50  # steps x batch: 1000 examples, 2 workers, batch 10, 50 steps each
+    a, b = (shard(seed=3, epoch=1, examples=1000, rank=rank, workers=2, count=count * 10) for rank in (0, 1))
+    assert not set(a) & set(b) and sorted([*a, *b]) == list(range(1000))
+    assert not onp.array_equal(a, shard(3, 2, 1000, 0, 2, count * 10))  # a new order every epoch
+
+
+def _params(path):
+    from mxnet import npx
+
+    npx.set_np()
+    return {k: v.asnumpy() for k, v in npx.load(str(path)).items()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["recordio", "folder"])
+def test_sigkill_then_resume_equals_an_uninterrupted_run(source, digit_images, write_spec, tmp_path):
+    """A streamed run with augmentation, killed by SIGKILL right after step 17 (of 26: mid-epoch 2, a checkpoint
+    every 5 steps) and resumed, ends with the parameters of a run never stopped, bit for bit."""
+    if source == "recordio":
+        data = tmp_path / "packed"
+        assert main(["pack", str(digit_images), "-o", str(data)]) == 0
+    else:
+        data = digit_images
+    spec = write_spec(f"base: {LENET}\ninput: {{channels: 1, height: 28, width: 28}}\ntrain:\n  epochs: 2\n"
+                      "  batch_size: 16\n  optimizer: adam\n  lr: 0.005\n  schedule: cosine\n  warmup_epochs: 0.5\n"
+                      "  loader: stream\n  workers: 2\n  augment:\n    - random_resized_crop: {size: 28, scale: [0.5, 1]}\n"
+                      "    - flip\n    - normalize: {mean: [0.3], std: [0.3]}\n"
+                      "  evaluate:\n    - resize: {size: 30}\n    - center_crop: {size: 28}\n", "stream.yaml")
+
+    def command(out):
+        return ARCHSPEC + ["train", str(spec), "--base-outside", "--data-dir", str(data), "--checkpoint-every", "5",
+                           "--out", str(out)]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = tmp_path / "killed"
+    proc = subprocess.run(command(killed), env={**env, "ARCHSPEC_TEST_KILL_AT_STEP": "17"}, capture_output=True,
+                          text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert not (killed / "final.params").exists()
+    resumed = subprocess.run([*command(killed), "--resume"], env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"resuming {killed} at epoch 2, step 2/13" in resumed.stderr
+    straight = subprocess.run(command(tmp_path / "straight"), env=env, capture_output=True, text=True)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    assert "streamed" in straight.stderr
+    a, b = _params(killed / "final.params"), _params(tmp_path / "straight" / "final.params")
+    assert a.keys() == b.keys() and all(onp.array_equal(a[k], b[k]) for k in a)
+    metrics = [json.loads((folder / "metrics.json").read_text()) for folder in (killed, tmp_path / "straight")]
+    assert metrics[0][-1]["test_acc"] == metrics[1][-1]["test_acc"] and metrics[0][-1]["lr"] == pytest.approx(0)
+    assert "# stream.yaml:" in (killed / "recipe.yaml").read_text()
+    # `evaluate` reads the same source through the recipe's evaluation transforms: the run's own test accuracy
+    done = subprocess.run(ARCHSPEC + ["evaluate", str(spec), "--base-outside", "--data-dir", str(data), "--params",
+                                      str(killed / "final.params")], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout)["accuracy"] == pytest.approx(metrics[0][-1]["test_acc"], abs=1e-6)
+    if source == "folder":  # `predict` too: its top class is evaluate's prediction, file by file
+        table = tmp_path / "predictions.csv"
+        subprocess.run(ARCHSPEC + ["evaluate", str(spec), "--base-outside", "--data-dir", str(data), "--params",
+                                   str(killed / "final.params"), "--predictions", str(table)], env=env, check=True,
+                       capture_output=True)
+        rows = [line.split(",") for line in table.read_text().splitlines()[1:6]]
+        shown = subprocess.run(ARCHSPEC + ["predict", str(spec), "--base-outside", "--params",
+                                           str(killed / "final.params"), "--json",
+                                           *[str(data / row[1]) for row in rows]],
+                               env=env, capture_output=True, text=True)
+        assert shown.returncode == 0, shown.stderr[-2000:]
+        assert [r["top"][0]["class"] for r in json.loads(shown.stdout)] == [int(row[3]) for row in rows]
+
+
+@pytest.mark.parametrize("recipe, spec", [("d2l-fashion-mnist", "googlenet"), ("d2l-fine-tuning", "resnet18"),
+                                          ("googlenet-imagenet", "googlenet-imagenet")])
+def test_the_recipes_from_the_literature_are_valid(recipe, spec):
+    from archspec.train.config import from_options
+    from archspec.train.recipe import load_recipe
+
+    path = ROOT / "specs" / "recipes" / f"{recipe}.yaml"
+    config = from_options({}, [], load_recipe(spec, None, False, str(path)).values)
+    text = path.read_text()
+    for name, value in config.model_dump(mode="json").items():  # every number a recipe sets says its source
+        line = next((line for line in text.splitlines() if line.strip().startswith(f"{name}:")), None)
+        assert line is None or "#" in line or name in ("data", "augment", "evaluate"), f"{recipe}: {name}"
+
+
+@pytest.mark.slow
+def test_augmentation_helps_on_shifted_test_digits(digits, write_spec, tmp_path, capsys):
+    """Digits centred for training and shifted by up to 3 pixels for testing: random crops of a padded image
+    (D2L's CIFAR-10 augmentation) should score better than no augmentation."""
+    from archspec.train.data import read_idx, write_idx
+
+    shifted = tmp_path / "shifted"
+    shifted.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-labels-idx1-ubyte"):
+        write_idx(shifted / name, read_idx(next(digits.glob(name + "*"))))
+    rng = onp.random.default_rng(0)
+    test = read_idx(next(digits.glob("t10k-images-idx3-ubyte*")))
+    moved = onp.zeros_like(test)
+    for i, image in enumerate(test):
+        dy, dx = rng.integers(-3, 4, 2)
+        padded = onp.pad(image, 3)
+        moved[i] = padded[3 - dy:3 - dy + 28, 3 - dx:3 - dx + 28]
+    write_idx(shifted / "t10k-images-idx3-ubyte", moved)
+    accuracy = {}
+    for name, augment in (("none", "[]"), ("crops", "[{random_crop: {size: 28, padding: 3}}]")):
+        spec = write_spec(f"base: {LENET}\ntrain:\n  epochs: 8\n  batch_size: 32\n  optimizer: adam\n  lr: 0.005\n"
+                          f"  augment: {augment}\n", f"{name}.yaml")
+        assert main(["train", str(spec), "--base-outside", "--data-dir", str(shifted), "--out",
+                     str(tmp_path / name)]) == 0
+        accuracy[name] = json.loads((tmp_path / name / "metrics.json").read_text())[-1]["test_acc"]
+    print(f"shifted digits, LeNet, 8 epochs: test accuracy {accuracy}")
+    assert accuracy["crops"] > accuracy["none"] + 0.05
+
+
+@pytest.mark.slow
+def test_two_launched_workers_read_disjoint_shards_of_a_recordio_stream(digit_images, tmp_path):
+    """`archspec launch` with two dist_sync workers streaming RecordIO: every example of the epoch that fits the
+    workers' equal batches is read once, by one worker's processes (logged by a test-only hook)."""
+    data, reads = tmp_path / "packed", tmp_path / "reads"
+    assert main(["pack", str(digit_images), "-o", str(data)]) == 0
+    reads.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ARCHSPEC_TEST_READS": str(reads)}
+    train = ["train", LENET, "--set", "input.height=32", "--set", "input.width=32", "--data-dir", str(data),
+             "--epochs", "1", "--batch-size", "16", "--workers", "2", "--kvstore", "dist_sync", "--out",
+             str(tmp_path / "dist")]
+    done = subprocess.run(ARCHSPEC + ["launch", "-n", "2", "-s", "1", "--launcher", "local", "--", *ARCHSPEC, *train],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    logs = list(reads.glob("*-train.rec.txt"))
+    read = [int(line.split()[1]) for log in logs for line in log.read_text().splitlines()]
+    assert len(logs) >= 2 and len(read) == len(set(read)) == 2 * (200 // 2 // 16) * 16  # 192 of 200: no overlap
+    assert (tmp_path / "dist" / "worker-0" / "final.params").exists()
+    assert (tmp_path / "dist" / "worker-1" / "final.params").exists()
+
+
+def test_the_new_options_parse_from_the_command_line():
+    from archspec.cli import TRAIN_OPTIONS, parser
+    from archspec.train.config import from_options
+
+    args = parser().parse_args(["train", LENET, "--schedule", "multistep", "--lr-epochs", "2,5", "--no-bias-decay",
+                                "--label-smoothing", "0.1", "--loader", "stream"])
+    config = from_options(vars(args), TRAIN_OPTIONS)
+    assert (config.lr_epochs, config.no_bias_decay, config.label_smoothing, config.loader) == ((2, 5), True, 0.1,
+                                                                                              "stream")
+    assert from_options(vars(parser().parse_args(["train", LENET])), TRAIN_OPTIONS) == Config()  # defaults: once
