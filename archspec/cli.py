@@ -78,6 +78,36 @@ def _load(path: str, args: Args) -> tuple[Spec, Summary]:
     return spec, summarize(spec, shape, Limits(args.max_params, args.max_memory, args.max_layers))
 
 
+def _inputs(args: Args) -> list[str]:
+    """The files and folders a command reads (a spec with its `base:` chain, parameters, data, plugin files): what
+    its outputs may not replace."""
+    from .spec.resolve import spec_files
+
+    paths: list[str] = []
+    for spec in [*getattr(args, "specs", []), getattr(args, "spec", None), getattr(args, "space", None)]:
+        try:
+            paths += [str(p) for p in spec_files(spec, args.base_outside)] if spec else []
+        except SpecError:  # loading it says what is wrong
+            paths.append(spec)
+    paths += [str(getattr(args, n)) for n in ("params", "data_dir", "calibration_data", "classes")
+              if getattr(args, n, None)]
+    paths += [p.removeprefix("sqlite:///") for p in [getattr(args, "storage", None) or ""] if p.startswith("sqlite")]
+    return paths + [p for p in getattr(args, "plugins", []) if p.endswith(".py")]
+
+
+def _writes(args: Args, *outputs: tuple[str, str], folder: bool = False) -> None:
+    """The output-path rule (README, "Files archspec writes"), checked before a command reads or builds anything:
+    each (option, path) names a file (or with `folder`, a folder: `files.named`), and is none of the command's
+    inputs (`files.target`; a folder's own rule, new or empty, is its command's)."""
+    from .files import named, target
+
+    inputs = _inputs(args)
+    for option, path in outputs:
+        named(path, option, folder)
+        if not folder or os.path.isfile(path):  # a file where a folder should be: the folder's rule says so
+            target(path, inputs)
+
+
 def print_problems(problems: Iterable[Problem], stream: TextIO, github: bool = False) -> None:
     """One line per problem: `file:line:col: [warning: ]path: message`, or a GitHub Actions workflow command."""
     for p in problems:
@@ -205,9 +235,11 @@ def cmd_schema(args: Args) -> int:
     from .files import write_atomically
     from .spec.jsonschema import field_reference, spec_schema
 
+    if args.output is not None:
+        _writes(args, ("-o", args.output))
     text = field_reference() if args.markdown else json.dumps(spec_schema(), indent=2) + "\n"
-    if args.output:
-        write_atomically(args.output, text.encode())
+    if args.output is not None:
+        write_atomically(args.output, text.encode(), _inputs(args))
     else:
         sys.stdout.write(text)
     return 0
@@ -215,9 +247,10 @@ def cmd_schema(args: Args) -> int:
 
 def cmd_export(args: Args) -> int:
     from .gluon.build import build_model, load_parameters
-    from .gluon.export import check_format, export
+    from .gluon.export import check_format, destinations, export
 
     check_format(args.format, args.precision)  # before any data is read for calibration
+    _writes(args, ("-o", args.output), *(("-o", str(p)) for p in destinations(args.output, args.format)))
     spec, _ = _load(args.spec, args)
     net = build_model(spec)
     classes = None
@@ -260,6 +293,7 @@ def _calibration(args: Args, net: Any) -> Any:
 def cmd_draw(args: Args) -> int:
     from .spec.draw import draw
 
+    _writes(args, ("-o", args.output))
     spec, _ = _load(args.spec, args)
     print(draw(spec, args.output))
     return 0
@@ -268,7 +302,7 @@ def cmd_draw(args: Args) -> int:
 def cmd_sample(args: Args) -> int:
     import time
 
-    from .files import write_atomically
+    from .files import named, plain_name, write_atomically
     from .spec.space import Tally, load_space, networks, spec_text
 
     if not 1 <= args.n <= MAX_SAMPLES:
@@ -278,12 +312,14 @@ def cmd_sample(args: Args) -> int:
     started = time.perf_counter()
     space = load_space(args.space, args.overrides, args.max_layers, args.base_outside)
     name = str(space.tree.get("name", "network"))
-    missing = _sample_folder(args.out, name, args.n) if args.out else []
+    missing = _sample_folder(named(args.out, "--out", folder=True), name, args.n) if args.out is not None else []
+    if args.out is not None:
+        plain_name(name, "the spec's name")  # the start of each file's name
     rows: list[dict[str, Any]] = []  # what the output needs of each network: never the network itself
     tally = Tally()
     try:
         for i, network in enumerate(networks(space, args.n, args.seed, tally=tally)):
-            path = os.path.join(args.out, f"{name}-{i:04d}.yaml") if args.out else None
+            path = os.path.join(args.out, f"{name}-{i:04d}.yaml") if args.out is not None else None
             shown = space.shown(network.values)
             if path is not None:
                 if i == 0:
@@ -295,7 +331,8 @@ def cmd_sample(args: Args) -> int:
             rows.append({"index": i, "values": shown, "params": network.params, "macs": network.summary.macs,
                          "memory": network.summary.memory, "file": path})
     except BaseException as e:  # a space that fails part-way (or a full disk, or ^C) leaves nothing behind
-        _remove_sampled(rows, missing)
+        if args.out is not None:
+            _remove_sampled(args.out, name, len(rows), missing)
         if isinstance(e, OSError):
             raise InputError(f"--out {args.out}: cannot write there ({e.strerror or e})") from None
         raise
@@ -353,11 +390,17 @@ def _sample_folder(out: str, name: str, n: int) -> list[str]:
     return missing[::-1]
 
 
-def _remove_sampled(rows: Sequence[dict[str, Any]], created: Sequence[str]) -> None:
-    """Undo a `sample --out` that failed: its files, then the folders it created (innermost first)."""
-    for row in rows:
-        if row["file"] and os.path.isfile(row["file"]):
-            os.unlink(row["file"])
+def _remove_sampled(out: str, name: str, written: int, created: Sequence[str]) -> None:
+    """Undo a `sample --out` that failed: its files (the one being written when it stopped included, and its
+    temporary file; the folder was new or empty, so they are all ours), then the folders it created (innermost
+    first)."""
+    from .files import remove_leftovers
+
+    for i in range(written + 1):
+        path = os.path.join(out, f"{name}-{i:04d}.yaml")
+        if os.path.isfile(path):
+            os.unlink(path)
+    remove_leftovers(out)
     for folder in reversed(created):
         try:
             os.rmdir(folder)
@@ -370,6 +413,8 @@ def cmd_train(args: Args) -> int:
     from .train.config import from_options
 
     config = from_options(vars(args), TRAIN_OPTIONS)
+    if args.out is not None:
+        _writes(args, ("--out", args.out), folder=True)
     out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.spec))[0])
     try:
         history, out = train(args.spec, out, config, args.overrides, resume=args.resume,
@@ -385,10 +430,15 @@ def cmd_train(args: Args) -> int:
 def cmd_search(args: Args) -> int:
     from pathlib import Path
 
+    from .files import plain_name
     from .train.config import from_options, model_from_options
     from .train.search import SEARCH_OPTIONS, Search
 
     search = model_from_options(Search, vars(args), SEARCH_OPTIONS)
+    for study in args.study or []:
+        plain_name(study, "--study")  # trial folders are OUT/STUDY/, the report's best-STUDY.yaml
+    _writes(args, ("--out", search.out), *([("--report-out", args.report_out)] if args.report_out is not None else []),
+            folder=True)
     if args.report:
         from .train.search_report import report
 
@@ -407,7 +457,7 @@ def cmd_search(args: Args) -> int:
         raise InputError("search: one --study to run (several only with --report)")
     from .train.search import Settings, open_study, run, spawn
 
-    study = (args.study or [os.path.splitext(os.path.basename(args.space))[0]])[0]
+    study = plain_name((args.study or [os.path.splitext(os.path.basename(args.space))[0]])[0], "the study's name")
     settings = Settings(args.space, study, search, from_options(vars(args), TRAIN_OPTIONS), args.overrides,
                         args.base_outside)
     if search.jobs > 1:
@@ -450,6 +500,8 @@ def cmd_evaluate(args: Args) -> int:
     from .train.predict import run_names
 
     config = from_options(vars(args), DATA_OPTIONS)
+    if args.predictions is not None:
+        _writes(args, ("--predictions", args.predictions))
     contexts = parse_contexts(config.ctx)
     spec, _ = _load(args.spec, args)
     split = data.load(config.data, args.split, config.data_dir, spec.input.shape, config.test_fraction)
@@ -466,13 +518,13 @@ def cmd_evaluate(args: Args) -> int:
                          f"{len(split)} examples "
                          "(corrupt, or a run that diverged)")
     if predicted is not None:
-        _write_predictions(args.predictions, split, predicted)
+        _write_predictions(args.predictions, split, predicted, _inputs(args))
     print(json.dumps({"spec": spec.name, "split": args.split, "precision": args.precision, "examples": len(split),
                       "loss": round(loss, 6), "accuracy": round(accuracy, 6)}))
     return 0
 
 
-def _write_predictions(path: str, split: Any, predicted: list[int]) -> None:
+def _write_predictions(path: str, split: Any, predicted: list[int], inputs: Sequence[str]) -> None:
     """One CSV row an example: its number, its file (for image folders), its label and the predicted class."""
     import csv
     import io
@@ -484,7 +536,7 @@ def _write_predictions(path: str, split: Any, predicted: list[int]) -> None:
     writer.writerow(["example", "file", "label", "predicted"])
     files = split.names or [""] * len(split)
     writer.writerows([k, f, int(label), p] for k, (f, label, p) in enumerate(zip(files, split.labels, predicted)))
-    write_atomically(path, text.getvalue().encode(errors="surrogateescape"))  # file names as they are on disk
+    write_atomically(path, text.getvalue().encode(errors="surrogateescape"), inputs)  # names as they are on disk
 
 
 def cmd_predict(args: Args) -> int:
