@@ -74,13 +74,10 @@ def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(digits, tm
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(command(killed), env=env, stderr=subprocess.DEVNULL)
-    marker = killed / "checkpoints" / "step-00000200.json"  # in epoch 2
-    deadline = time.time() + 120
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    marker = killed / "checkpoints" / "step-00000200.json"  # in epoch 2; a failpoint kills it there, at any load
+    proc = subprocess.run(command(killed), env={**env, "ARCHSPEC_TEST_FAILPOINT": "checkpoint:200:1:KILL"},
+                          stderr=subprocess.DEVNULL)
+    assert proc.returncode == -signal.SIGKILL
     assert marker.exists() and not (killed / "final.params").exists(), "the process was not killed mid-run"
     last = latest_checkpoint(killed / "checkpoints")  # checks every file of the newest against its checksum
     assert last["epoch"] == 1 and 0 < last["step_in_epoch"] < 180  # mid-epoch
@@ -146,13 +143,11 @@ def params_of_initial(tmp_path):
 def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(digits, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(ARCHSPEC + train_args(digits, out, "--epochs", "50"), stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"},  # a background CI job ignores SIGINT:
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
-    deadline = time.time() + 60
-    while not list((out / "checkpoints").glob("*.json")) and time.time() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    err = proc.communicate(timeout=60)[1]
+                            env={**os.environ, "OMP_NUM_THREADS": "1",  # Ctrl-C once the first checkpoint is made:
+                                 "ARCHSPEC_TEST_FAILPOINT": "checkpoint:45:1:INT"},  # end of epoch 1 (45 steps)
+                            # a background CI job ignores SIGINT: as in a terminal
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    err = proc.communicate(timeout=600)[1]
     assert proc.returncode == 130
     assert "interrupted in epoch" in err and "--resume" in err and "Traceback" not in err
 

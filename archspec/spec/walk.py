@@ -78,8 +78,12 @@ class Walk:
             out = layer.combine(shape, outs) if sequences else layer.infer(shape)
             if not (isinstance(out, tuple) and out and all(type(d) is int and d >= 1 for d in out)):
                 raise ShapeError(f"its shape rule gave {out!r}, not a shape of positive integers")
-            return out, (layer.params(shape, out), layer.state(shape, out), layer.macs(shape, out),
-                         layer.activations(shape, out) * BYTES_PER_VALUE)
+            counts = (layer.params(shape, out), layer.state(shape, out), layer.macs(shape, out),
+                      layer.activations(shape, out) * BYTES_PER_VALUE)
+            if not all(type(n) is int and n >= 0 for n in counts):  # a kind of the user's may count anything
+                raise ShapeError(f"its counts gave {counts[:3]} parameters, state and MACs, and {counts[3]!r} bytes "
+                                 "of activations: not integers of 0 or more")
+            return out, counts
 
         try:
             out = self.node(path, layer.display(), depth, shape, visit)
