@@ -161,9 +161,12 @@ def _check_with_mxnet(spec: Spec, summary: Summary) -> tuple[str, bool]:
 
     from .gluon.build import build_model
 
-    net = build_model(spec, hybridize=False)
-    x = np.zeros((1,) + summary.input)
     lines, agrees = ["built with MXNet:"], True
+    try:
+        net = build_model(spec, hybridize=False)
+    except SpecError as e:  # a kind of the user's whose block breaks its shape rule: refused as it is built
+        return "\n".join(lines + [f"  MISMATCH: {p}" for p in e.problems]), False
+    x = np.zeros((1,) + summary.input)
     for stage, row in zip(net, summary.stages):
         try:
             x = stage(x)

@@ -11,16 +11,17 @@ import difflib
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from .diagnostics import FieldPath, Problem, SpecError, hint, problem, short
 from .expand import DIRECTIVES, FAILED, MAX_LAYERS, Memo, check_model, expand
 from .kinds import REGISTRY, Layer, Layers, Shape, Size
 from .walk import Walk
 from .loader import Map, Seq
+from .gluon_names import not_a_block_attribute
 from .located import pydantic_problems
 
-StageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+StageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$"), AfterValidator(not_a_block_attribute)]
 _TAP = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[0-9]+)?")  # where an auxiliary head taps: `b4` or `b4.0`
 
 

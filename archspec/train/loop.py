@@ -25,6 +25,7 @@ from mxnet import autograd, gluon, np
 
 from ..files import save_atomically, write_atomically
 from ..gluon.build import build_model
+from ..gluon.check import uses_own_kinds
 from ..gluon.modules import Network
 from ..gluon.precision import mixed_bfloat16, require_bfloat16
 from ..spec import Overrides, load_spec, with_overrides
@@ -245,6 +246,8 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
         require_bfloat16("--precision bf16")
     overrides = with_overrides(overrides, config.input_overrides())
     spec = load_spec(spec_path, overrides, base_outside=base_outside)
+    if any(uses_own_kinds(layers) for _, layers in spec.layers()):
+        build_model(spec, hybridize=False)  # a plugin's block that breaks its shape rule: refused before the folder
     distributed = config.kvstore.startswith("dist")
     kv: Any = mx.kv.create(config.kvstore) if distributed else config.kvstore
     rank, workers = (kv.rank, kv.num_workers) if distributed else (0, 1)
