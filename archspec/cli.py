@@ -282,11 +282,12 @@ def _calibration(args: Args, net: Any) -> Any:
     from .gluon.precision import CALIBRATION_BATCH
     from .train import data
 
-    split = data.load("fashion-mnist", "train", args.calibration_data or getattr(args, "data_dir", None),
-                      net.spec.input.shape, getattr(args, "test_fraction", None))
-    if split.images.shape[-1] != net.spec.input.channels:
-        raise InputError(f"{split.source}: {split.images.shape[-1]} channel(s); {net.spec.name} takes "
-                         f"{net.spec.input.channels}")
+    where = args.calibration_data or getattr(args, "data_dir", None)
+    split = data.load("fashion-mnist", "train", where, net.spec.input.shape, getattr(args, "test_fraction", None))
+    if split.images.shape[-1] != net.spec.input.channels:  # the images say so, not the labels (split.source)
+        option = "--calibration-data" if args.calibration_data else "--data-dir" if where else "Fashion-MNIST"
+        raise InputError(f"{option} {where or ''}: the calibration images (its training images) have "
+                         f"{split.images.shape[-1]} channel(s); {net.spec.name} takes {net.spec.input.channels}")
     count = min(CALIBRATION_BATCH * (args.calibration_batches or 8), len(split))
     every = onp.linspace(0, len(split) - 1, count).round().astype(int)  # all classes: image folders are sorted
     return data.to_input(split.images[every], (net.spec.input.height, net.spec.input.width),
@@ -359,6 +360,8 @@ def _sample_folder(out: str, name: str, n: int) -> list[str]:
     """The folders to create for `sample --out` (outermost first), once every file it will write is known to be
     new: `out` must be a new folder or an empty one, so no file is overwritten (the space's own included) and none
     is left from an earlier sample. Creates nothing."""
+    from .files import folders_to_make
+
     longest = f"{name}-{n - 1:04d}.yaml"
     if len(os.fsencode(longest)) > 255:
         raise InputError(f"the spec's name is {len(name):,} characters long: its files ({name[:20]}...-0000.yaml) "
@@ -378,19 +381,10 @@ def _sample_folder(out: str, name: str, n: int) -> list[str]:
         if not os.access(out, os.W_OK | os.X_OK):
             raise InputError(f"--out {out}: cannot write there (permission denied)")
         return []
-    missing, folder = [], os.path.abspath(out)
-    while not os.path.lexists(folder):
-        if len(os.fsencode(os.path.basename(folder))) > 255:
-            raise InputError(f"--out {out}: a folder name longer than 255 bytes")
-        missing.append(folder)
-        folder = os.path.dirname(folder)
-    if not os.path.isdir(folder):
-        raise InputError(f"--out {out}: {folder} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"--out {out}: cannot create it in {folder} (permission denied)")
+    missing = folders_to_make(out, "--out")
     if len(os.fsencode(os.path.join(os.path.abspath(out), longest))) >= 4096:
         raise InputError(f"--out {out}: the files' paths would be longer than 4,095 bytes")
-    return missing[::-1]
+    return missing
 
 
 def _remove_sampled(out: str, name: str, written: int, created: Sequence[str]) -> None:
@@ -579,7 +573,7 @@ def _spec_commands(sub: Any) -> None:
 
     s = sub.add_parser("summary", help="layer table: shapes, parameters, MACs, memory (no MXNet needed)")
     _spec_options(s)
-    s.add_argument("--depth", type=int, default=0, help="0: stages (default), 1: their layers, 2+: branches")
+    s.add_argument("--depth", type=_depth, default=0, help="0: stages (default), 1: their layers, 2+: branches")
     s.add_argument("--json", action="store_true", help="machine-readable output with every layer")
     s.add_argument("--build", action="store_true", help="also build the network with MXNet and check the "
                                                         "analysis against it")
@@ -646,6 +640,12 @@ def _precision_options(p: argparse.ArgumentParser) -> None:
                                                              "evaluated, or Fashion-MNIST)")
     p.add_argument("--calibration-batches", type=_positive, metavar="N",
                    help="int8: batches of 32 images to calibrate on (default 8)")
+
+
+def _depth(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected 0 (stages), 1 (their layers) or more, got {text!r}")
+    return int(text)
 
 
 def _positive(text: str) -> int:

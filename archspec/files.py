@@ -52,6 +52,22 @@ def plain_name(text: str, what: str) -> str:
     return text
 
 
+def folders_to_make(path: str | os.PathLike, option: str) -> list[str]:
+    """The folders that writing into the folder `path` would create, outermost first, once it is known that they
+    can be: the nearest one that exists is a folder this process may write in. Creates nothing."""
+    missing, folder = [], os.path.abspath(path)
+    while not os.path.lexists(folder):
+        if len(os.fsencode(os.path.basename(folder))) > 255:
+            raise InputError(f"{option} {path}: a folder name longer than 255 bytes")
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise InputError(f"{option} {path}: {folder} is not a folder")
+    if missing and not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: cannot create it in {folder} (permission denied)")
+    return missing[::-1]
+
+
 def _not_an_input(path: str | os.PathLike, real: str, inputs: Iterable[str | os.PathLike]) -> None:
     status = os.stat(real)
     for given in inputs:

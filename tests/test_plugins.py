@@ -163,7 +163,8 @@ def test_a_plugin_that_exits_at_import_is_an_error_naming_it(plugin, code):
 
 @pytest.mark.parametrize("word", ["repeat", "when", "label", "layers", "args", "lambda"])
 def test_a_reserved_word_is_no_kind_name(plugin, word):
-    (plugin / "reserved.py").write_text(KINDS.replace('kind: ClassVar[str] = "mish"', f'kind: ClassVar[str] = "{word}"'))
+    reserved = KINDS.replace('kind: ClassVar[str] = "mish"', f'kind: ClassVar[str] = "{word}"')
+    (plugin / "reserved.py").write_text(reserved)
     proc = archspec("validate", "--plugin", plugin / "reserved.py", plugin / "spec.yaml")
     assert proc.returncode == 1 and f"Mish.kind {word!r} is a reserved word of specs" in proc.stderr, proc.stderr
     assert f"--plugin {plugin / 'reserved.py'}: ValueError" in proc.stderr

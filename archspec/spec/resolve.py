@@ -202,7 +202,7 @@ def locate(raw: Map, key: str, mark: Mark, what: str = "override") -> tuple[Unio
     """Where a path such as `stages.b3.0.c1` points: the mapping or list that holds its last part, that part, and
     the field path of the holder. A path that goes nowhere is a `SpecError` at `mark` (`what` names the path's
     role in the message: an override, a space's variable)."""
-    parts = [int(p) if p.lstrip("-").isdigit() else p for p in key.split(".")]
+    parts = [int(p) if _INDEX.match(p) else p for p in key.split(".")]
     if len(parts) == 1 and isinstance(raw.get("args"), Map) and key in raw["args"]:
         parts = ["args", key]  # build_model(path, num_classes=100) sets the spec's argument
     node: Any = raw
@@ -214,6 +214,11 @@ def locate(raw: Map, key: str, mark: Mark, what: str = "override") -> tuple[Unio
             kind = next(k for k in node if k != "repeat")
             if isinstance(node[kind], Map):
                 node, path = node[kind], path + (kind,)
+            elif isinstance(part, str) and part != "when":  # `- dense: 10`: no field to set beside the kind
+                where = ".".join(map(str, path))
+                raise fail(mark, path, f"{what} {key}: the entry at {where} is written short ({kind}: "
+                           f"{node[kind]!r}), with no field {part!r} of its own; set it as a whole, e.g. --set "
+                           f"'{where}.{kind}={{{part}: VALUE}}'")
         if isinstance(node, Map) and isinstance(part, str):
             if last:
                 return node, part, path
@@ -228,10 +233,18 @@ def locate(raw: Map, key: str, mark: Mark, what: str = "override") -> tuple[Unio
             if last:
                 return node, part, path
             node, path = node[part], path + (part,)
+        elif isinstance(node, Seq):
+            raise fail(mark, path + (part,), f"{what} {key}: a list is indexed by a whole number (0 to "
+                       f"{len(node) - 1}, or -1 from the end), not {part!r}")
+        elif isinstance(node, Map):
+            raise fail(mark, path + (part,), f"{what} {key}: {part} indexes a list, but here is a mapping "
+                       f"(has: {', '.join(map(str, node)) or 'nothing'})")
         else:
-            raise fail(mark, path + (part,), f"{what} {key}: cannot go into {type(node).__name__} "
-                       f"with {part!r}")
+            raise fail(mark, path + (part,), f"{what} {key}: cannot go into the value {node!r} with {part!r}")
     raise AssertionError("unreachable: a path has at least one part")
+
+
+_INDEX = re.compile(r"^-?[0-9]+$", re.ASCII)  # a list index: not `²` or `--1`, which str.isdigit lets through
 
 
 def _is_layer_entry(node: Map) -> bool:
