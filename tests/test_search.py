@@ -334,3 +334,23 @@ def test_a_rejected_trial_leaves_no_folder(tmp_path):
     assert [worker.trial(study.ask()) for _ in range(3)] == [0, 0, 0]
     assert [t.user_attrs["rejected"] for t in study.trials] == ["constraint c2 > 100"] * 3
     assert not list((tmp_path / "runs").glob("small/trial-*"))
+
+
+@pytest.mark.slow  # SQLite waits its 5 s for the lock before saying it is locked
+def test_a_locked_study_database_is_called_locked(tmp_path, capsys):
+    import sqlite3
+
+    path = tmp_path / "study.db"
+    optuna.create_study(study_name="small", storage=f"sqlite:///{path}")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another program writing to it
+    try:
+        before = path.read_bytes()
+        assert main(["search", "--report", "--storage", f"sqlite:///{path}", "--study", "small", "--report-out",
+                     str(tmp_path / "report")]) == 1
+    finally:
+        holder.rollback()
+        holder.close()
+    err = capsys.readouterr().err
+    assert f"--storage sqlite:///{path}: {path} is locked by another program that is writing to it" in err
+    assert "not an SQLite database" not in err and path.read_bytes() == before and not (tmp_path / "report").exists()
