@@ -55,8 +55,9 @@ def _spec_options(p: argparse.ArgumentParser, many: bool = False) -> None:
 
 
 def _base_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base-outside", action="store_true", help="follow a `base:` outside the spec's folder (by "
-                                                               "default refused: a spec names no file elsewhere)")
+    p.add_argument("--base-outside", action="store_true", help="follow a `base:` outside the spec's project (the "
+                   "nearest folder above it with .git, pyproject.toml or .archspec, else the working directory; by "
+                   "default refused: a spec names no file elsewhere)")
 
 
 def _plugin_option(p: argparse.ArgumentParser) -> None:

@@ -49,8 +49,7 @@ CASES = [  # (name, files to write, argv, exit code, fragment of the message)
      1, "stages.s.--1: override stages.s.--1.x: a list is indexed by a whole number"),
     ("a field of a short-form entry", {"a.yaml": GOOD}, ["validate", "{tmp}/a.yaml", "--set", "stages.s.1.units=5"],
      1, "--set stages.s.1.units=5:1:18: stages.s.1: override stages.s.1.units: the entry at stages.s.1 is written "
-        "short (dense: 3), with no field 'units' of its own; set it as a whole, e.g. --set "
-        "'stages.s.1.dense={units: VALUE}'"),
+        "short (dense: 3), with no field 'units' of its own; set it as a whole, e.g. stages.s.1.dense={units: VALUE}"),
     ("a learning rate of 1e308", {"a.yaml": GOOD}, ["train", "{tmp}/a.yaml", "--lr", "1e308", "--out", "{tmp}/r"], 1,
      "--lr: input should be less than or equal to 10000"),
     ("a weight decay of 1e308", {"a.yaml": GOOD}, ["train", "{tmp}/a.yaml", "--wd", "1e308", "--out", "{tmp}/r"],

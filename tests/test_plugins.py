@@ -192,6 +192,10 @@ def test_a_stage_named_like_a_gluon_attribute_is_refused_by_validate(plugin):
     spec = plugin / "clash.yaml"
     spec.write_text(SPEC.replace("  body:", "  collect_params:"))
     proc = archspec("validate", "--plugin", plugin / "mykinds.py", spec)
-    assert proc.returncode == 1 and proc.stdout == f"{spec}:5:5: stages.collect_params: " \
-        "'collect_params' is the name of an attribute of Gluon blocks (net.collect_params); a stage or head becomes " \
-        "one, so choose another name, got 'collect_params'\n", proc.stdout
+    assert proc.returncode == 1 and proc.stdout == f"{spec}:5:5: stages.collect_params: stage name " \
+        "'collect_params' clashes with an attribute of Gluon blocks (net.collect_params); choose another, got " \
+        "'collect_params'\n", proc.stdout
+    spec.write_text(SPEC.replace("stages:", "aux:\n  export: {after: body.0, layers: [flatten, {dense: 3}]}\nstages:"))
+    proc = archspec("validate", "--plugin", plugin / "mykinds.py", spec)
+    assert proc.returncode == 1 and "aux.export: auxiliary head name 'export' clashes with an attribute of Gluon " \
+        "blocks (net.export)" in proc.stdout, proc.stdout

@@ -4,6 +4,8 @@
 tests/test_plugins.py checks the list against `dir(Network)`, so a new MXNet or Network attribute fails a test."""
 from __future__ import annotations
 
+from pydantic import ValidationInfo
+
 BLOCK_ATTRIBUTES = frozenset({
     "add_aux", "add_stage", "apply", "cast", "collect_params", "export", "forward", "hybrid_forward", "hybridize",
     "infer_shape", "infer_type", "initialize", "load", "load_parameters", "load_params", "name", "name_scope",
@@ -12,9 +14,10 @@ BLOCK_ATTRIBUTES = frozenset({
 })
 
 
-def not_a_block_attribute(name: str) -> str:
-    """A stage's name, refused when it would shadow an attribute of the built network."""
+def not_a_block_attribute(name: str, info: ValidationInfo) -> str:
+    """A stage's (or, in `aux`, a head's) name, refused when it would shadow an attribute of the built network."""
     if name in BLOCK_ATTRIBUTES:
-        raise ValueError(f"{name!r} is the name of an attribute of Gluon blocks (net.{name}); a stage or head "
-                         "becomes one, so choose another name")
+        what = "auxiliary head" if info.field_name == "aux" else "stage"
+        raise ValueError(f"{what} name {name!r} clashes with an attribute of Gluon blocks (net.{name}); choose "
+                         "another")
     return name

@@ -214,11 +214,11 @@ def locate(raw: Map, key: str, mark: Mark, what: str = "override") -> tuple[Unio
             kind = next(k for k in node if k != "repeat")
             if isinstance(node[kind], Map):
                 node, path = node[kind], path + (kind,)
-            elif isinstance(part, str) and part != "when":  # `- dense: 10`: no field to set beside the kind
-                where = ".".join(map(str, path))
+            elif isinstance(part, str) and part != "when" and path and isinstance(path[-1], int):
+                where = ".".join(map(str, path))  # `- dense: 10`, an item of a list: no field beside the kind
                 raise fail(mark, path, f"{what} {key}: the entry at {where} is written short ({kind}: "
-                           f"{node[kind]!r}), with no field {part!r} of its own; set it as a whole, e.g. --set "
-                           f"'{where}.{kind}={{{part}: VALUE}}'")
+                           f"{node[kind]!r}), with no field {part!r} of its own; set it as a whole, e.g. "
+                           f"{where}.{kind}={{{part}: VALUE}}")
         if isinstance(node, Map) and isinstance(part, str):
             if last:
                 return node, part, path

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from ..failpoints import reached
+from .failpoints import reached
 from ..files import save_atomically, sha256, write_atomically
 from ..gluon.build import load_parameters
 from ..gluon.compat import params_by_path, updates_on_servers

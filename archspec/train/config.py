@@ -26,7 +26,7 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="passes over the training data")
+    epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="passes over the training data (at most 100,000)")
     batch_size: int = Field(128, ge=1, description="examples per step (split across --ctx devices)")
     lr: float = Field(0.1, gt=0, le=MAX_RATE, description="learning rate (D2L's for GoogLeNet)")
     optimizer: Optimizer = Field("sgd", description="the optimizer")

@@ -301,7 +301,7 @@ def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[s
           on_epoch: Optional[Callable[[list[dict[str, Any]]], None]] = None) -> tuple[list[dict[str, Any]], Path]:
     """Train a spec; returns the per-epoch metrics and the run folder (`out`, or `out/worker-K` for worker K of
     a distributed run). See the module docstring and the README for what the folder holds. `force` trains a
-    finished run again; `base_outside` follows a `base:` outside the spec's folder. `on_epoch(history)` is called
+    finished run again; `base_outside` follows a `base:` outside the spec's project. `on_epoch(history)` is called
     after each epoch's checkpoint (a search reports to its pruner there); an exception it raises stops the run,
     which stays resumable."""
     run = _setup(spec_path, Path(out), config, overrides, resume, force, command, stream or sys.stderr, base_outside)
