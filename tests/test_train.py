@@ -249,9 +249,19 @@ def test_corrupt_idx_files_are_reported_with_the_file(digits, tmp_path, capsys, 
 
 @pytest.mark.slow
 def test_two_runs_into_one_folder_one_trains_the_other_is_refused(digits, tmp_path):
-    command = ARCHSPEC + train_args(digits, tmp_path / "run", "--epochs", "10")  # long enough to overlap
-    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [(run.wait(timeout=300), run.stderr.read()) for run in runs]
+    command = ARCHSPEC + train_args(digits, tmp_path / "run", "--epochs", "2")
+    # the first stops itself at its first checkpoint, holding the folder, until the second has tried: they overlap
+    # at any load (a failpoint, not a race between two starts)
+    with open(tmp_path / "first.err", "w") as log:  # a file, not a pipe that a stopped reader could leave full
+        first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log,
+                                 env={**os.environ, "ARCHSPEC_TEST_FAILPOINT": "checkpoint:45:1:STOP"})
+        try:
+            _, status = os.waitpid(first.pid, os.WUNTRACED)  # returns once it has stopped
+            assert os.WIFSTOPPED(status), status
+            second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        finally:
+            os.kill(first.pid, signal.SIGCONT)  # a stopped first never outlives the test
+        results = [(first.wait(timeout=300), (tmp_path / "first.err").read_text()), (second.returncode, second.stderr)]
     assert sorted(code for code, _ in results) == [0, 1], results
     refused = next(err for code, err in results if code == 1)
     assert "another run is using this folder (PID " in refused and "archspec train" in refused

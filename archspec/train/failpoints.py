@@ -1,8 +1,9 @@
 """Failpoints: places in the code where a test stops the process at a chosen moment, deterministically, instead of
 watching it from outside for a window of time that a loaded machine can miss. Armed only by the test-only
 environment variable ARCHSPEC_TEST_FAILPOINT=POINT:VALUE:NTH:SIGNAL, e.g. `checkpoint:50:3:KILL`: the third time
-this process completes the checkpoint of step 50, it sends itself SIGKILL (or INT: a Ctrl-C). Unset, `reached`
-costs one dictionary lookup."""
+this process completes the checkpoint of step 50, it sends itself SIGKILL (INT: a Ctrl-C; STOP: it stops,
+holding what it holds, until the test sends SIGCONT, which a parent sees at once with os.waitpid(pid,
+os.WUNTRACED)). Unset, `reached` costs one dictionary lookup."""
 from __future__ import annotations
 
 import os
@@ -30,7 +31,7 @@ def reached(point: str, value: int) -> None:
 def _parse(armed: str) -> tuple[str, int, int, signal.Signals]:
     parts = armed.split(":")
     if len(parts) != 4 or parts[0] not in POINTS or not parts[1].isdigit() or not parts[2].isdigit() \
-            or parts[3] not in ("KILL", "INT"):
-        raise ValueError(f"{VARIABLE}={armed!r}: expected POINT:VALUE:NTH:KILL|INT with POINT one of "
+            or parts[3] not in ("KILL", "INT", "STOP"):
+        raise ValueError(f"{VARIABLE}={armed!r}: expected POINT:VALUE:NTH:KILL|INT|STOP with POINT one of "
                          f"{', '.join(POINTS)}")
     return parts[0], int(parts[1]), int(parts[2]), signal.Signals[f"SIG{parts[3]}"]
