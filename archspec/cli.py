@@ -57,8 +57,9 @@ def _spec_options(p: argparse.ArgumentParser, many: bool = False) -> None:
 
 
 def _base_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base-outside", action="store_true", help="follow a `base:` outside the spec's folder (by "
-                                                               "default refused: a spec names no file elsewhere)")
+    p.add_argument("--base-outside", action="store_true", help="follow a `base:` outside the spec's project (the "
+                   "nearest folder above it with .git, pyproject.toml or .archspec, else the working directory; by "
+                   "default refused: a spec names no file elsewhere)")
 
 
 def _readme_option(p: argparse.ArgumentParser, section: str) -> None:
@@ -83,6 +84,36 @@ def _load(path: str, args: Args) -> tuple[Spec, Summary]:
         shape = None
     spec = load_spec(path, overrides, args.max_layers, args.base_outside)
     return spec, summarize(spec, shape, Limits(args.max_params, args.max_memory, args.max_layers))
+
+
+def _inputs(args: Args) -> list[str]:
+    """The files and folders a command reads (a spec with its `base:` chain, parameters, data, plugin files): what
+    its outputs may not replace."""
+    from .spec.resolve import spec_files
+
+    paths: list[str] = []
+    for spec in [*getattr(args, "specs", []), getattr(args, "spec", None), getattr(args, "space", None)]:
+        try:
+            paths += [str(p) for p in spec_files(spec, args.base_outside)] if spec else []
+        except SpecError:  # loading it says what is wrong
+            paths.append(spec)
+    paths += [str(getattr(args, n)) for n in ("params", "data_dir", "calibration_data", "classes")
+              if getattr(args, n, None)]
+    paths += [p.removeprefix("sqlite:///") for p in [getattr(args, "storage", None) or ""] if p.startswith("sqlite")]
+    return paths + [p for p in getattr(args, "plugins", []) if p.endswith(".py")]
+
+
+def _writes(args: Args, *outputs: tuple[str, str], folder: bool = False) -> None:
+    """The output-path rule (README, "Files archspec writes"), checked before a command reads or builds anything:
+    each (option, path) names a file (or with `folder`, a folder: `files.named`), and is none of the command's
+    inputs (`files.target`; a folder's own rule, new or empty, is its command's)."""
+    from .files import named, target
+
+    inputs = _inputs(args)
+    for option, path in outputs:
+        named(path, option, folder)
+        if not folder or os.path.isfile(path):  # a file where a folder should be: the folder's rule says so
+            target(path, inputs)
 
 
 def print_problems(problems: Iterable[Problem], stream: TextIO, github: bool = False) -> None:
@@ -151,9 +182,12 @@ def _check_with_mxnet(spec: Spec, summary: Summary) -> tuple[str, bool]:
 
     from .gluon.build import build_model
 
-    net = build_model(spec, hybridize=False)
-    x = np.zeros((1,) + summary.input)
     lines, agrees = ["built with MXNet:"], True
+    try:
+        net = build_model(spec, hybridize=False)
+    except SpecError as e:  # a kind of the user's whose block breaks its shape rule: refused as it is built
+        return "\n".join(lines + [f"  MISMATCH: {p}" for p in e.problems]), False
+    x = np.zeros((1,) + summary.input)
     for stage, row in zip(net, summary.stages):
         try:
             x = stage(x)
@@ -247,9 +281,11 @@ def cmd_schema(args: Args) -> int:
 
     if args.readme:
         return _rewrite_section(args.readme, "fields", field_reference())
+    if args.output is not None:
+        _writes(args, ("-o", args.output))
     text = field_reference() if args.markdown else json.dumps(spec_schema(), indent=2) + "\n"
-    if args.output:
-        write_atomically(args.output, text.encode())
+    if args.output is not None:
+        write_atomically(args.output, text.encode(), _inputs(args))
     else:
         sys.stdout.write(text)
     return 0
@@ -257,9 +293,10 @@ def cmd_schema(args: Args) -> int:
 
 def cmd_export(args: Args) -> int:
     from .gluon.build import build_model, load_parameters
-    from .gluon.export import check_format, export
+    from .gluon.export import check_format, destinations, export
 
     check_format(args.format, args.precision)  # before any data is read for calibration
+    _writes(args, ("-o", args.output), *(("-o", str(p)) for p in destinations(args.output, args.format)))
     spec, _ = _load(args.spec, args)
     net = build_model(spec)
     classes = None
@@ -305,15 +342,18 @@ def _calibration(args: Args, net: Any) -> Any:
             return np.array(pipeline.batch(every, 0)[0], ctx=ctx)
         finally:
             pipeline.close()
-    if split.images.shape[-1] != net.spec.input.channels:
-        raise InputError(f"{split.source}: {split.images.shape[-1]} channel(s); {net.spec.name} takes "
-                         f"{net.spec.input.channels}")
+    if split.images.shape[-1] != net.spec.input.channels:  # the images say so, not the labels (split.source)
+        where = given["data_dir"]
+        option = "--calibration-data" if args.calibration_data else "--data-dir" if where else "Fashion-MNIST"
+        raise InputError(f"{option} {where or ''}: the calibration images (its training images) have "
+                         f"{split.images.shape[-1]} channel(s); {net.spec.name} takes {net.spec.input.channels}")
     return data.to_input(split.images[every], (net.spec.input.height, net.spec.input.width), ctx)
 
 
 def cmd_draw(args: Args) -> int:
     from .spec.draw import draw
 
+    _writes(args, ("-o", args.output))
     spec, _ = _load(args.spec, args)
     print(draw(spec, args.output))
     return 0
@@ -322,7 +362,7 @@ def cmd_draw(args: Args) -> int:
 def cmd_sample(args: Args) -> int:
     import time
 
-    from .files import write_atomically
+    from .files import named, plain_name, write_atomically
     from .spec.space import Tally, load_space, networks, spec_text
 
     if not 1 <= args.n <= MAX_SAMPLES:
@@ -332,12 +372,14 @@ def cmd_sample(args: Args) -> int:
     started = time.perf_counter()
     space = load_space(args.space, args.overrides, args.max_layers, args.base_outside)
     name = str(space.tree.get("name", "network"))
-    missing = _sample_folder(args.out, name, args.n) if args.out else []
+    missing = _sample_folder(named(args.out, "--out", folder=True), name, args.n) if args.out is not None else []
+    if args.out is not None:
+        plain_name(name, "the spec's name")  # the start of each file's name
     rows: list[dict[str, Any]] = []  # what the output needs of each network: never the network itself
     tally = Tally()
     try:
         for i, network in enumerate(networks(space, args.n, args.seed, tally=tally)):
-            path = os.path.join(args.out, f"{name}-{i:04d}.yaml") if args.out else None
+            path = os.path.join(args.out, f"{name}-{i:04d}.yaml") if args.out is not None else None
             shown = space.shown(network.values)
             if path is not None:
                 if i == 0:
@@ -349,7 +391,8 @@ def cmd_sample(args: Args) -> int:
             rows.append({"index": i, "values": shown, "params": network.params, "macs": network.summary.macs,
                          "memory": network.summary.memory, "file": path})
     except BaseException as e:  # a space that fails part-way (or a full disk, or ^C) leaves nothing behind
-        _remove_sampled(rows, missing)
+        if args.out is not None:
+            _remove_sampled(args.out, name, len(rows), missing)
         if isinstance(e, OSError):
             raise InputError(f"--out {args.out}: cannot write there ({e.strerror or e})") from None
         raise
@@ -373,6 +416,8 @@ def _sample_folder(out: str, name: str, n: int) -> list[str]:
     """The folders to create for `sample --out` (outermost first), once every file it will write is known to be
     new: `out` must be a new folder or an empty one, so no file is overwritten (the space's own included) and none
     is left from an earlier sample. Creates nothing."""
+    from .files import folders_to_make
+
     longest = f"{name}-{n - 1:04d}.yaml"
     if len(os.fsencode(longest)) > 255:
         raise InputError(f"the spec's name is {len(name):,} characters long: its files ({name[:20]}...-0000.yaml) "
@@ -392,26 +437,23 @@ def _sample_folder(out: str, name: str, n: int) -> list[str]:
         if not os.access(out, os.W_OK | os.X_OK):
             raise InputError(f"--out {out}: cannot write there (permission denied)")
         return []
-    missing, folder = [], os.path.abspath(out)
-    while not os.path.lexists(folder):
-        if len(os.fsencode(os.path.basename(folder))) > 255:
-            raise InputError(f"--out {out}: a folder name longer than 255 bytes")
-        missing.append(folder)
-        folder = os.path.dirname(folder)
-    if not os.path.isdir(folder):
-        raise InputError(f"--out {out}: {folder} is not a folder")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise InputError(f"--out {out}: cannot create it in {folder} (permission denied)")
+    missing = folders_to_make(out, "--out")
     if len(os.fsencode(os.path.join(os.path.abspath(out), longest))) >= 4096:
         raise InputError(f"--out {out}: the files' paths would be longer than 4,095 bytes")
-    return missing[::-1]
+    return missing
 
 
-def _remove_sampled(rows: Sequence[dict[str, Any]], created: Sequence[str]) -> None:
-    """Undo a `sample --out` that failed: its files, then the folders it created (innermost first)."""
-    for row in rows:
-        if row["file"] and os.path.isfile(row["file"]):
-            os.unlink(row["file"])
+def _remove_sampled(out: str, name: str, written: int, created: Sequence[str]) -> None:
+    """Undo a `sample --out` that failed: its files (the one being written when it stopped included, and its
+    temporary file; the folder was new or empty, so they are all ours), then the folders it created (innermost
+    first)."""
+    from .files import remove_leftovers
+
+    for i in range(written + 1):
+        path = os.path.join(out, f"{name}-{i:04d}.yaml")
+        if os.path.isfile(path):
+            os.unlink(path)
+    remove_leftovers(out)
     for folder in reversed(created):
         try:
             os.rmdir(folder)
@@ -428,6 +470,8 @@ def cmd_train(args: Args) -> int:
     recipe = load_recipe(args.spec, args.overrides, args.base_outside, args.recipe)  # `train:` sections
     config = from_options(vars(args), TRAIN_OPTIONS, recipe.values)
     given = [name for name in TRAIN_OPTIONS if name in vars(args)]
+    if args.out is not None:
+        _writes(args, ("--out", args.out), folder=True)
     out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.spec))[0])
     try:
         history, out = train(args.spec, out, config, args.overrides, resume=args.resume,
@@ -456,10 +500,15 @@ def cmd_pack(args: Args) -> int:
 def cmd_search(args: Args) -> int:
     from pathlib import Path
 
+    from .files import plain_name
     from .train.config import from_options, model_from_options
     from .train.search import SEARCH_OPTIONS, Search
 
     search = model_from_options(Search, vars(args), SEARCH_OPTIONS)
+    for study in args.study or []:
+        plain_name(study, "--study")  # trial folders are OUT/STUDY/, the report's best-STUDY.yaml
+    _writes(args, ("--out", search.out), *([("--report-out", args.report_out)] if args.report_out is not None else []),
+            folder=True)
     if args.report:
         from .train.search_report import report
 
@@ -478,7 +527,7 @@ def cmd_search(args: Args) -> int:
         raise InputError("search: one --study to run (several only with --report)")
     from .train.search import Settings, open_study, run, spawn
 
-    study = (args.study or [os.path.splitext(os.path.basename(args.space))[0]])[0]
+    study = plain_name((args.study or [os.path.splitext(os.path.basename(args.space))[0]])[0], "the study's name")
     from .train.recipe import load_recipe
 
     recipe = load_recipe(args.space, args.overrides, args.base_outside)  # the space's `train:`, under the options
@@ -527,6 +576,8 @@ def cmd_evaluate(args: Args) -> int:
 
     recipe = load_recipe(args.spec, args.overrides, args.base_outside)  # its `evaluate:` transforms
     config = from_options(vars(args), DATA_OPTIONS, recipe.values)
+    if args.predictions is not None:
+        _writes(args, ("--predictions", args.predictions))
     contexts = parse_contexts(config.ctx)
     spec, _ = _load(args.spec, args)
     split, pipeline = evaluation_data(config, args.split, spec.input.shape)
@@ -547,13 +598,13 @@ def cmd_evaluate(args: Args) -> int:
                          f"{len(split)} examples "
                          "(corrupt, or a run that diverged)")
     if predicted is not None:
-        _write_predictions(args.predictions, split, predicted)
+        _write_predictions(args.predictions, split, predicted, _inputs(args))
     print(json.dumps({"spec": spec.name, "split": args.split, "precision": args.precision, "examples": len(split),
                       "loss": round(loss, 6), "accuracy": round(accuracy, 6)}))
     return 0
 
 
-def _write_predictions(path: str, split: Any, predicted: list[int]) -> None:
+def _write_predictions(path: str, split: Any, predicted: list[int], inputs: Sequence[str]) -> None:
     """One CSV row an example: its number, its file (for image folders), its label and the predicted class."""
     import csv
     import io
@@ -565,7 +616,7 @@ def _write_predictions(path: str, split: Any, predicted: list[int]) -> None:
     writer.writerow(["example", "file", "label", "predicted"])
     files = split.names or [""] * len(split)
     writer.writerows([k, f, int(label), p] for k, (f, label, p) in enumerate(zip(files, split.labels, predicted)))
-    write_atomically(path, text.getvalue().encode(errors="surrogateescape"))  # file names as they are on disk
+    write_atomically(path, text.getvalue().encode(errors="surrogateescape"), inputs)  # names as they are on disk
 
 
 def cmd_predict(args: Args) -> int:
@@ -609,7 +660,7 @@ def _spec_commands(sub: Any) -> None:
 
     s = sub.add_parser("summary", help="layer table: shapes, parameters, MACs, memory (no MXNet needed)")
     _spec_options(s)
-    s.add_argument("--depth", type=int, default=0, help="0: stages (default), 1: their layers, 2+: branches")
+    s.add_argument("--depth", type=_depth, default=0, help="0: stages (default), 1: their layers, 2+: branches")
     s.add_argument("--json", action="store_true", help="machine-readable output with every layer")
     s.add_argument("--build", action="store_true", help="also build the network with MXNet and check the "
                                                         "analysis against it")
@@ -678,6 +729,12 @@ def _precision_options(p: argparse.ArgumentParser) -> None:
                                                              "evaluated, or Fashion-MNIST)")
     p.add_argument("--calibration-batches", type=_positive, metavar="N",
                    help="int8: batches of 32 images to calibrate on (default 8)")
+
+
+def _depth(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected 0 (stages), 1 (their layers) or more, got {text!r}")
+    return int(text)
 
 
 def _positive(text: str) -> int:

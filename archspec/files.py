@@ -6,26 +6,85 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from typing import Callable
+from typing import Callable, Iterable
 
 from .spec.diagnostics import InputError
 
 
-def target(path: str | os.PathLike) -> str:
-    """Where a file written to `path` goes: through a symbolic link to its file; refused when `path` is a folder
-    or something else that is not a regular file (renaming over /dev/null would replace the device)."""
+def target(path: str | os.PathLike, inputs: Iterable[str | os.PathLike] = ()) -> str:
+    """Where a file written to `path` goes: through a symbolic link to its file. Refused (an `InputError`, before
+    anything is written) when `path` names no file (see `named`), is a folder or something else that is not a
+    regular file (renaming over /dev/null would replace the device), or is one of `inputs`, the files and folders
+    the command reads: the same file by inode, through links too, or a file inside an input folder."""
+    named(path)
     real = os.path.realpath(path)
     if os.path.isdir(real):
         raise InputError(f"{path}: is a folder; name a file to write")
     if os.path.exists(real) and not os.path.isfile(real):
         raise InputError(f"{path}: not a regular file; archspec writes only files")
+    if os.path.exists(real):
+        _not_an_input(path, real, inputs)
     return real
 
 
-def save_atomically(path: str | os.PathLike, save: Callable[[str], None]) -> None:
+def named(path: str | os.PathLike, option: str = "", folder: bool = False) -> str:
+    """`path` as typed, when it names a file (or, with `folder`, a folder) to write: refused when empty or blank,
+    and a file's when its last part is empty, `.` or `..` (`-o ''` would write the hidden files `.-symbol.json`
+    and `.-0000.params`, `-o out/` the file `out-symbol.json` beside the folder)."""
+    text = os.fspath(path)
+    what = f"{option} {text!r}" if option else repr(text)
+    if not text.strip():
+        raise InputError(f"{option or 'output'}: an empty path names nothing to write; name a "
+                         + ("folder" if folder else "file"))
+    if not folder and (os.path.basename(text) in ("", ".", "..") or text.endswith(("/", os.sep))):
+        raise InputError(f"{what}: ends in a folder, not a file name; name the file to write")
+    return text
+
+
+def plain_name(text: str, what: str) -> str:
+    """A name that becomes part of a file name (a study, a spec's name in a sampled file): a name, not a path."""
+    if not text or text.strip() != text or text.startswith(".") or any(c in text for c in "/\\\0") \
+            or any(ord(c) < 32 for c in text):
+        raise InputError(f"{what} {text!r}: a name, not a path (it becomes part of file and folder names): no "
+                         "`/`, `\\`, control characters, leading `.` or surrounding spaces")
+    if len(text.encode(errors="surrogateescape")) > 200:  # room for what a file name adds to it
+        raise InputError(f"{what} {text[:20]!r}...: longer than 200 bytes; a file name holds 255")
+    return text
+
+
+def folders_to_make(path: str | os.PathLike, option: str) -> list[str]:
+    """The folders that writing into the folder `path` would create, outermost first, once it is known that they
+    can be: the nearest one that exists is a folder this process may write in. Creates nothing."""
+    missing, folder = [], os.path.abspath(path)
+    while not os.path.lexists(folder):
+        if len(os.fsencode(os.path.basename(folder))) > 255:
+            raise InputError(f"{option} {path}: a folder name longer than 255 bytes")
+        missing.append(folder)
+        folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise InputError(f"{option} {path}: {folder} is not a folder")
+    if missing and not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{option} {path}: cannot create it in {folder} (permission denied)")
+    return missing[::-1]
+
+
+def _not_an_input(path: str | os.PathLike, real: str, inputs: Iterable[str | os.PathLike]) -> None:
+    status = os.stat(real)
+    for given in inputs:
+        if not os.path.exists(given):
+            continue
+        if os.path.samestat(status, os.stat(given)):
+            raise InputError(f"{path}: is {given}, which this command reads; writing would replace it. Name "
+                             "another file")
+        if os.path.isdir(given) and os.path.commonpath([real, os.path.realpath(given)]) == os.path.realpath(given):
+            raise InputError(f"{path}: is a file inside {given}, which this command reads; name a file elsewhere")
+
+
+def save_atomically(path: str | os.PathLike, save: Callable[[str], None],
+                    inputs: Iterable[str | os.PathLike] = ()) -> None:
     """Call `save(temporary_path)` (e.g. `net.save_parameters`), then rename the result to `path` (or, when
-    `path` is a symbolic link, to the file it points at)."""
-    path = target(path)
+    `path` is a symbolic link, to the file it points at). `path` is checked by `target` against `inputs`."""
+    path = target(path, inputs)
     folder = os.path.dirname(path)
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".archspec-")
@@ -74,9 +133,9 @@ def sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def write_atomically(path: str | os.PathLike, data: bytes) -> None:
+def write_atomically(path: str | os.PathLike, data: bytes, inputs: Iterable[str | os.PathLike] = ()) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
 
-    save_atomically(path, write)
+    save_atomically(path, write, inputs)

@@ -254,3 +254,92 @@ def test_predict_refuses_a_model_that_does_not_fit_the_spec_or_names_that_do_not
     assert main(["export", LENET, "--params", str(tmp_path / "big-0000.params"), "-o", str(tmp_path / "again")]) == 1
     assert "big-0000.params: the weights of an MXNet export" in capsys.readouterr().err
     assert not list(tmp_path.glob("again*"))
+
+
+# Each mode Pillow reads from a file, with a 2x2 image whose pixels have one meaning in 8 bits, and the 8-bit
+# gray and RGB values that meaning gives by the standard formulas (ITU-R 601-2 luma: L = (299 R + 587 G + 114 B)
+# / 1000; CMYK: R = (255 - C) (255 - K) / 255; JPEG's YCbCr), written here rather than asked of Pillow.
+RGB = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]
+LUMA = [76, 150, 29, 255]
+CONVERTED_MODES = [  # (mode, how to make it, file, expected gray, expected RGB)
+    ("1", lambda: Image.frombytes("1", (2, 2), bytes([0b10000000, 0b01000000])), "x.png", [255, 0, 0, 255],
+     [(255,) * 3, (0,) * 3, (0,) * 3, (255,) * 3]),
+    ("L", lambda: Image.frombytes("L", (2, 2), bytes([0, 64, 128, 255])), "x.png", [0, 64, 128, 255],
+     [(v,) * 3 for v in (0, 64, 128, 255)]),
+    ("LA", lambda: Image.frombytes("LA", (2, 2), bytes([0, 0, 64, 255, 128, 9, 255, 255])), "x.png",
+     [0, 64, 128, 255], [(v,) * 3 for v in (0, 64, 128, 255)]),
+    ("P", lambda: _palette("P"), "x.png", LUMA, RGB),
+    ("PA", lambda: _palette("PA"), "x.tif", LUMA, RGB),
+    ("RGB", lambda: _rgb("RGB"), "x.png", LUMA, RGB),
+    ("RGBA", lambda: _rgb("RGBA"), "x.png", LUMA, RGB),
+    ("CMYK", lambda: Image.frombytes("CMYK", (2, 2), bytes([0, 255, 255, 0, 255, 0, 255, 0, 255, 255, 0, 0,
+                                                              0, 0, 0, 0])), "x.tif", LUMA, RGB),
+    ("YCbCr", lambda: Image.frombytes("YCbCr", (2, 2), bytes([0, 128, 128, 64, 128, 128, 128, 128, 128,
+                                                                255, 128, 128])), "x.tif", [0, 64, 128, 255],
+     [(v,) * 3 for v in (0, 64, 128, 255)]),
+    ("I;16", lambda: Image.fromarray(onp.array([[0, 256], [32768, 65535]], onp.uint16)), "x.png", [0, 1, 128, 255],
+     [(v,) * 3 for v in (0, 1, 128, 255)]),
+    ("I;16B", lambda: Image.frombytes("I;16B", (2, 2), onp.array([0, 256, 32768, 65535], ">u2").tobytes()), "x.tif",
+     [0, 1, 128, 255], [(v,) * 3 for v in (0, 1, 128, 255)]),
+]
+REFUSED_MODES = [  # (mode read back, how to make it, file, the reason said)
+    ("F", lambda: Image.fromarray(onp.array([[0.0, 0.25], [0.5, 1.0]], onp.float32)), "x.tif", "floating-point"),
+    ("I", lambda: Image.fromarray(onp.array([[-5, 0], [300, 70000]], onp.int32)), "x.tif", "32-bit integer"),
+    ("I", lambda: Image.fromarray(onp.array([[-5, 0], [300, 1000]], onp.int16)), "x.tif", "signed 16-bit"),
+    ("LAB", lambda: Image.new("LAB", (2, 2), (128, 0, 0)), "x.tif", "CIE L*a*b*"),
+]
+
+
+def _rgb(mode):
+    return Image.frombytes("RGB", (2, 2), bytes(sum(RGB, ()))).convert(mode)
+
+
+def _palette(mode):
+    image = Image.frombytes("P", (2, 2), bytes([0, 1, 2, 3]))
+    image.putpalette(sum(RGB, ()))
+    return image.convert("PA") if mode == "PA" else image
+
+
+@pytest.mark.parametrize("mode, make, name, gray, rgb", CONVERTED_MODES, ids=[m[0] for m in CONVERTED_MODES])
+def test_each_mode_with_one_meaning_in_8_bits_is_converted_to_it(tmp_path, mode, make, name, gray, rgb):
+    from archspec.train.images import read_image
+
+    make().save(tmp_path / name)
+    with Image.open(tmp_path / name) as image:
+        assert image.mode == mode  # the file holds the mode tested
+    assert read_image(tmp_path / name, 1, (2, 2)).reshape(-1).tolist() == gray
+    assert [tuple(p) for p in read_image(tmp_path / name, 3, (2, 2)).reshape(-1, 3).tolist()] == rgb
+
+
+@pytest.mark.parametrize("mode, make, name, why", REFUSED_MODES, ids=["F", "I32", "I16S", "LAB"])
+def test_each_mode_without_one_meaning_in_8_bits_is_refused_by_path(tmp_path, mode, make, name, why):
+    from archspec.spec.diagnostics import InputError
+    from archspec.train.images import read_image
+
+    make().save(tmp_path / name)
+    with Image.open(tmp_path / name) as image:
+        assert image.mode == mode
+    for channels in (1, 3):
+        with pytest.raises(InputError) as e:
+            read_image(tmp_path / name, channels, (2, 2))
+        assert str(e.value).startswith(f"{tmp_path / name}: mode {mode}: ") and why in str(e.value)
+
+
+def test_a_float_tiff_is_refused_by_predict_and_training_not_decoded_to_zeros(tmp_path, capsys):
+    from archspec import build_model
+
+    build_model(LENET).save_parameters(str(tmp_path / "lenet.params"))
+    image = Image.fromarray(onp.random.default_rng(0).random((28, 28), onp.float32))
+    image.save(tmp_path / "float.tif")
+    assert main(["predict", LENET, "--params", str(tmp_path / "lenet.params"), str(tmp_path / "float.tif")]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'float.tif'}: mode F: 32-bit floating-point pixels" in err and "Traceback" not in err
+    for split in ("train", "test"):
+        for name in ("a", "b"):
+            (tmp_path / "data" / split / name).mkdir(parents=True)
+            image.save(tmp_path / "data" / split / name / "float.tif")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(["train", LENET, "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err  # the training split, read first
+    assert "2 of 2 images cannot be read" in err and f"{tmp_path / 'data' / 'train' / 'a' / 'float.tif'}: mode F" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before

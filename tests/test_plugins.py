@@ -139,3 +139,78 @@ def test_a_kind_whose_shape_rule_gives_a_non_shape_is_reported(plugin):
                                                       "def infer(self, shape): return (-16,) + tuple(shape[1:])", 1))
     proc = archspec("validate", "--plugin", plugin / "negative.py", plugin / "spec.yaml")
     assert proc.returncode == 1 and "not a shape of positive integers" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_kind_whose_counts_are_negative_or_not_integers_is_reported(plugin):
+    for count in ("-910", "1.5"):
+        (plugin / "counts.py").write_text(KINDS.replace("def infer(self, shape): return shape",
+                                                        f"def infer(self, shape): return shape\n"
+                                                        f"    def params(self, shape, out): return {count}", 1))
+        proc = archspec("validate", "--plugin", plugin / "counts.py", plugin / "spec.yaml")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert proc.stdout.startswith(f"{plugin / 'spec.yaml'}:6:7: stages.body.1.mish: mish on input 4x6x6: its "
+                                      f"counts gave ({count}, 0, 0) parameters"), proc.stdout
+        assert "not integers of 0 or more" in proc.stdout and "parameters, output" not in proc.stderr
+
+
+@pytest.mark.parametrize("code", ["import sys\nsys.exit(0)\n", "raise SystemExit('bye')\n"])
+def test_a_plugin_that_exits_at_import_is_an_error_naming_it(plugin, code):
+    (plugin / "quits.py").write_text(code)
+    proc = archspec("validate", "--plugin", plugin / "quits.py", plugin / "spec.yaml")
+    assert proc.returncode == 1 and f"--plugin {plugin / 'quits.py'}: exited while being imported" in proc.stderr
+    assert "ok" not in proc.stderr
+
+
+@pytest.mark.parametrize("word", ["repeat", "when", "label", "layers", "args", "lambda"])
+def test_a_reserved_word_is_no_kind_name(word):
+    from typing import ClassVar
+
+    from archspec import Layer, register
+    from archspec.spec.kinds import REGISTRY
+
+    class Reserved(Layer):
+        kind: ClassVar[str] = word
+
+    with pytest.raises(ValueError, match=f"Reserved.kind {word!r} is a reserved word of specs"):
+        register(Reserved)
+    assert word not in REGISTRY
+
+
+def test_a_plugin_registering_a_reserved_word_is_an_error_naming_it(plugin):
+    reserved = KINDS.replace('kind: ClassVar[str] = "mish"', 'kind: ClassVar[str] = "repeat"')
+    (plugin / "reserved.py").write_text(reserved)
+    proc = archspec("validate", "--plugin", plugin / "reserved.py", plugin / "spec.yaml")
+    assert proc.returncode == 1 and f"--plugin {plugin / 'reserved.py'}: ValueError: Mish.kind 'repeat' is a " \
+                                    "reserved word of specs" in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow  # trains and exports in subprocesses: 18 s
+def test_a_block_that_breaks_its_shape_rule_is_refused_before_a_run_folder_is_made(plugin, digits):
+    liar = plugin / "liar.yaml"
+    liar.write_text(SPEC.replace("input: {channels: 1, height: 8, width: 8}", "input: {channels: 1, height: 28, "
+                                 "width: 28}").replace("    - mish\n", "    - liar\n"))
+    before = sorted(p.name for p in plugin.iterdir())
+    for command in (["train", "--data-dir", digits, "--epochs", "1", "--out", plugin / "run"],
+                    ["export", "-o", plugin / "liar"]):
+        proc = archspec(*command[:1], "--plugin", plugin / "mykinds.py", liar, *command[1:])
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.startswith(f"{liar}:6:7: stages.body.1.liar: liar: its Gluon block gives 4x26x26 on input "
+                                      "4x26x26, its shape rule 8x26x26"), proc.stderr
+        assert sorted(p.name for p in plugin.iterdir()) == before  # no run folder, no export
+
+
+def test_a_stage_named_like_a_gluon_attribute_is_refused_by_validate(plugin):
+    from archspec.gluon.modules import Network
+    from archspec.spec.gluon_names import BLOCK_ATTRIBUTES
+
+    assert BLOCK_ATTRIBUTES == {n for n in dir(Network) if not n.startswith("_")}  # the list kept with MXNet's
+    spec = plugin / "clash.yaml"
+    spec.write_text(SPEC.replace("  body:", "  collect_params:"))
+    proc = archspec("validate", "--plugin", plugin / "mykinds.py", spec)
+    assert proc.returncode == 1 and proc.stdout == f"{spec}:5:5: stages.collect_params: stage name " \
+        "'collect_params' clashes with an attribute of Gluon blocks (net.collect_params); choose another, got " \
+        "'collect_params'\n", proc.stdout
+    spec.write_text(SPEC.replace("stages:", "aux:\n  export: {after: body.0, layers: [flatten, {dense: 3}]}\nstages:"))
+    proc = archspec("validate", "--plugin", plugin / "mykinds.py", spec)
+    assert proc.returncode == 1 and "aux.export: auxiliary head name 'export' clashes with an attribute of Gluon " \
+        "blocks (net.export)" in proc.stdout, proc.stdout

@@ -118,3 +118,14 @@ def test_int8_calibration_data_must_fit_the_network(digits, tmp_path, capsys):
     three = ["--set", "input.channels=3", "--precision", "int8", "--calibration-data", str(digits)]
     assert main(["export", LENET, *three, "-o", str(tmp_path / "net")]) == 1  # 1-channel digits, a 3-channel net
     assert "1 channel(s); lenet takes 3" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_calibration_images_of_the_wrong_channels_are_named_as_images(digits, tmp_path, capsys):
+    """They were blamed on the labels file, which has no channels."""
+    argv = ["export", str(ROOT / "specs" / "lenet.yaml"), "--set", "input.channels=3", "--precision", "int8",
+            "--calibration-data", str(digits), "-o", str(tmp_path / "lenet")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"--calibration-data {digits}: the calibration images (its training images) have 1 channel(s); lenet " \
+           "takes 3" in err and "labels" not in err
+    assert os.listdir(tmp_path) == []

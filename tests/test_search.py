@@ -72,27 +72,16 @@ def test_search_prunes_survives_a_sigkill_resumes_and_reports(digits, tmp_path, 
     argv = search(tmp_path / "space.yaml", digits, tmp_path / "runs", storage, "--search-seed", "0",
                   "--checkpoint-every", "10")  # 45 steps an epoch: checkpoints at steps 10, 20, ..., 45, 50, ...
     started = time.perf_counter()
-    worker = subprocess.Popen(ARCHSPEC + argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    victim = None
-    try:  # kill it while a trial is half trained: past the pruner's look after epoch 1, in the middle of epoch 2
-        while victim is None and time.perf_counter() - started < 240 and worker.poll() is None:
-            time.sleep(0.05)
-            if not (tmp_path / "study.db").exists():
-                continue
-            try:
-                running = [t for t in trials(storage) if t.state.name == "RUNNING" and "network" in t.user_attrs]
-                done = len(trained(storage))
-            except Exception:  # the study is still being created
-                continue
-            for t in running:
-                steps = [int(p.name[5:13]) for p in Path(t.user_attrs["folder"]).glob("run/checkpoints/step-*.json")]
-                if done >= 3 and 45 < max(steps, default=0) <= 60:  # well before its last step (90): not finishing
-                    victim = t.number
-        assert victim is not None, worker.stderr.read() if worker.poll() is not None else "no trial to interrupt"
-        worker.send_signal(signal.SIGKILL)
-    finally:
-        worker.kill()
-        worker.wait()
+    # killed while a trial is half trained: past the pruner's look after epoch 1, in the middle of epoch 2 (step 50
+    # of 90), the third trial to get there; a failpoint sends the SIGKILL at that moment, whatever the load
+    env = {**os.environ, "ARCHSPEC_TEST_FAILPOINT": "checkpoint:50:3:KILL"}
+    worker = subprocess.Popen(ARCHSPEC + argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    stderr = worker.communicate()[1]
+    assert worker.returncode == -signal.SIGKILL, stderr[-2000:]
+    (victim,) = [t.number for t in trials(storage) if t.state.name == "RUNNING"]
+    steps = [int(p.name[5:13]) for p in Path(trials(storage)[victim].user_attrs["folder"]).glob(
+        "run/checkpoints/step-*.json")]
+    assert max(steps) == 50 and len(trained(storage)) >= 2
     before = {t.number: t.state.name for t in trials(storage)}
     assert before[victim] == "RUNNING" and len(trained(storage)) < 12
 
@@ -359,3 +348,23 @@ def test_a_search_worker_decodes_its_data_once(digits, tmp_path, monkeypatch, ca
     assert main(search(tmp_path / "space.yaml", digits, tmp_path / "runs", f"sqlite:///{tmp_path / 's.db'}",
                        trials=3, epochs=1)) == 0
     assert len(trained(f"sqlite:///{tmp_path / 's.db'}")) == 3 and loads == ["train", "test"]
+
+
+@pytest.mark.slow  # SQLite waits its 5 s for the lock before saying it is locked
+def test_a_locked_study_database_is_called_locked(tmp_path, capsys):
+    import sqlite3
+
+    path = tmp_path / "study.db"
+    optuna.create_study(study_name="small", storage=f"sqlite:///{path}")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another program writing to it
+    try:
+        before = path.read_bytes()
+        assert main(["search", "--report", "--storage", f"sqlite:///{path}", "--study", "small", "--report-out",
+                     str(tmp_path / "report")]) == 1
+    finally:
+        holder.rollback()
+        holder.close()
+    err = capsys.readouterr().err
+    assert f"--storage sqlite:///{path}: {path} is locked by another program that is writing to it" in err
+    assert "not an SQLite database" not in err and path.read_bytes() == before and not (tmp_path / "report").exists()

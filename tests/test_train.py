@@ -74,13 +74,10 @@ def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(digits, tm
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(command(killed), env=env, stderr=subprocess.DEVNULL)
-    marker = killed / "checkpoints" / "step-00000200.json"  # in epoch 2
-    deadline = time.time() + 120
-    while not marker.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.002)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    marker = killed / "checkpoints" / "step-00000200.json"  # in epoch 2; a failpoint kills it there, at any load
+    proc = subprocess.run(command(killed), env={**env, "ARCHSPEC_TEST_FAILPOINT": "checkpoint:200:1:KILL"},
+                          stderr=subprocess.DEVNULL)
+    assert proc.returncode == -signal.SIGKILL
     assert marker.exists() and not (killed / "final.params").exists(), "the process was not killed mid-run"
     last = latest_checkpoint(killed / "checkpoints")  # checks every file of the newest against its checksum
     assert last["epoch"] == 1 and 0 < last["step_in_epoch"] < 180  # mid-epoch
@@ -146,13 +143,11 @@ def params_of_initial(tmp_path):
 def test_ctrl_c_says_where_the_run_stopped_and_how_to_resume(digits, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(ARCHSPEC + train_args(digits, out, "--epochs", "50"), stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"},  # a background CI job ignores SIGINT:
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal
-    deadline = time.time() + 60
-    while not list((out / "checkpoints").glob("*.json")) and time.time() < deadline:
-        time.sleep(0.01)
-    proc.send_signal(signal.SIGINT)
-    err = proc.communicate(timeout=60)[1]
+                            env={**os.environ, "OMP_NUM_THREADS": "1",  # Ctrl-C once the first checkpoint is made:
+                                 "ARCHSPEC_TEST_FAILPOINT": "checkpoint:45:1:INT"},  # end of epoch 1 (45 steps)
+                            # a background CI job ignores SIGINT: as in a terminal
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    err = proc.communicate(timeout=600)[1]
     assert proc.returncode == 130
     assert "interrupted in epoch" in err and "--resume" in err and "Traceback" not in err
 
@@ -254,9 +249,19 @@ def test_corrupt_idx_files_are_reported_with_the_file(digits, tmp_path, capsys, 
 
 @pytest.mark.slow
 def test_two_runs_into_one_folder_one_trains_the_other_is_refused(digits, tmp_path):
-    command = ARCHSPEC + train_args(digits, tmp_path / "run", "--epochs", "10")  # long enough to overlap
-    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    results = [(run.wait(timeout=300), run.stderr.read()) for run in runs]
+    command = ARCHSPEC + train_args(digits, tmp_path / "run", "--epochs", "2")
+    # the first stops itself at its first checkpoint, holding the folder, until the second has tried: they overlap
+    # at any load (a failpoint, not a race between two starts)
+    with open(tmp_path / "first.err", "w") as log:  # a file, not a pipe that a stopped reader could leave full
+        first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log,
+                                 env={**os.environ, "ARCHSPEC_TEST_FAILPOINT": "checkpoint:45:1:STOP"})
+        try:
+            _, status = os.waitpid(first.pid, os.WUNTRACED)  # returns once it has stopped
+            assert os.WIFSTOPPED(status), status
+            second = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        finally:
+            os.kill(first.pid, signal.SIGCONT)  # a stopped first never outlives the test
+        results = [(first.wait(timeout=300), (tmp_path / "first.err").read_text()), (second.returncode, second.stderr)]
     assert sorted(code for code, _ in results) == [0, 1], results
     refused = next(err for code, err in results if code == 1)
     assert "another run is using this folder (PID " in refused and "archspec train" in refused

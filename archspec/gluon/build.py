@@ -14,6 +14,7 @@ from ..spec import Overrides, Spec, load_spec, with_overrides
 from ..spec.analysis import Limits, Row, summarize
 from ..spec.diagnostics import UNKNOWN, InputError, SpecError, problem
 from ..spec.kinds import Layers
+from .check import agree, uses_own_kinds
 from .compat import cached_graph, is_hybridized, params_by_path
 from .layers import construct
 from .modules import Network
@@ -82,6 +83,8 @@ def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Ove
         net.add_aux(name, _sequence(summary.row(name).layers), *head.tap)
     cls, options = _INITIALIZERS[spec.init]
     net.initialize(getattr(init, cls)(**options), ctx=ctx)
+    if any(uses_own_kinds(layers) for _, layers in spec.layers()):
+        agree(net, summary)  # a plugin's block against its shape rule, before anything runs it
     if hybridize:
         net.hybridize(**HYBRIDIZE)
     return net

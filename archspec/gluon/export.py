@@ -10,7 +10,7 @@ from typing import Any, Literal, Optional, Sequence, Union
 
 from mxnet import np
 
-from ..files import target
+from ..files import named, target
 from ..spec.diagnostics import InputError
 from .build import traced
 from .compat import onnx_graph, onnx_node_inputs, params_by_path, register_onnx_converters
@@ -34,7 +34,7 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
     INT8 calibrated on `calibration`.
     """
     check_format(fmt, precision)
-    output = Path(output)
+    output = Path(named(output))  # Path('') is '.': the files would be the hidden .-symbol.json, ...
     if not output.parent.is_dir():
         raise InputError(f"{output.parent}: no such directory")
     graph = traced(net)  # the graph that is exported
@@ -48,12 +48,12 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
     with folder as tmp:
         block.export(os.path.join(tmp, "model"))
         names = json.dumps(list(classes)) if classes else None
+        written = destinations(output, fmt)
         if fmt == "mxnet":
-            files = {Path(tmp, "model-symbol.json"): Path(f"{output}-symbol.json"),
-                     Path(tmp, "model-0000.params"): Path(f"{output}-0000.params")}
+            files = {Path(tmp, "model-symbol.json"): written[0], Path(tmp, "model-0000.params"): written[1]}
             if names:
                 Path(tmp, "classes.json").write_text(names)
-                files[Path(tmp, "classes.json")] = Path(f"{output}-classes.json")
+                files[Path(tmp, "classes.json")] = written[2]
         else:
             _to_onnx(net, graph, Path(tmp, "model.onnx"), names)
             files = {Path(tmp, "model.onnx"): output}
@@ -61,10 +61,17 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
             target(dst)  # a folder or a device there is refused before any file is replaced
         for src, dst in files.items():
             os.replace(src, target(dst))  # same file system: each file appears whole
-        stale = Path(f"{output}-classes.json")
+        stale = written[-1]
         if fmt == "mxnet" and not names and stale.is_file():
             stale.unlink()  # the names of an earlier export to the same name are not this model's
     return list(files.values())
+
+
+def destinations(output: Union[str, os.PathLike[str]], fmt: str) -> list[Path]:
+    """The files `export` may write for `output`: mxnet's symbol, parameters and class names, or the ONNX file."""
+    if fmt == "mxnet":
+        return [Path(f"{output}-{suffix}") for suffix in ("symbol.json", "0000.params", "classes.json")]
+    return [Path(output)]
 
 
 def check_format(fmt: str, precision: Precision = "fp32") -> None:

@@ -35,6 +35,6 @@ def load_spec(source: Union[str, os.PathLike[str], Mapping[str, Any]], overrides
               max_layers: int = MAX_LAYERS, base_outside: bool = False) -> Spec:
     """Load, resolve (`base:`, overrides), expand and validate a spec: the path of a YAML file, or the same
     data as a Python mapping. A spec that expands to more than `max_layers` layers is refused while it is being
-    expanded; a `base:` outside the spec's folder is refused unless `base_outside`. Raises `SpecError` with the
+    expanded; a `base:` outside the spec's project is refused unless `base_outside`. Raises `SpecError` with the
     place of every problem. Does not import MXNet."""
     return validate(load_resolved(source, overrides, base_outside), max_layers)

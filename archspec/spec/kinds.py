@@ -9,6 +9,7 @@ residual, squeeze-and-excitation, ...) are not kinds but YAML blocks (`library.y
 """
 from __future__ import annotations
 
+import keyword
 import math
 from typing import Annotated, Any, ClassVar, Literal, Optional, TypeVar, Union
 
@@ -79,6 +80,9 @@ class ValueKey:
 
 
 REGISTRY: dict[str, type[Layer]] = {}
+#: keys a layer entry or an expanded block holds beside its kind (`- conv: {...}` with `repeat:`, `when:`; a
+#: block's `label`, `layers`): a kind of one of these names would make every entry that uses them ambiguous
+RESERVED_KINDS = ("repeat", "when", "label", "layers", "args")
 K = TypeVar("K", bound="type[Layer]")
 
 
@@ -90,6 +94,9 @@ def register(cls: K) -> K:
     kind = getattr(cls, "kind", None)
     if not isinstance(kind, str) or not kind.isidentifier():
         raise TypeError(f"{cls.__name__}.kind must be an identifier, got {kind!r}")
+    if kind in RESERVED_KINDS or keyword.iskeyword(kind):
+        raise ValueError(f"{cls.__name__}.kind {kind!r} is a reserved word of specs ({', '.join(RESERVED_KINDS)} "
+                         "and Python's keywords); choose another name")
     if kind in REGISTRY and REGISTRY[kind] is not cls:
         raise ValueError(f"a layer kind named {kind!r} is already registered ({REGISTRY[kind].__name__})")
     REGISTRY[kind] = cls

@@ -35,6 +35,9 @@ def load_plugin(name: str) -> None:
             importlib.import_module(name)
     except InputError:
         raise
+    except SystemExit as e:  # sys.exit(0) at import would end the command as if it had checked everything
+        raise InputError(f"--plugin {name}: exited while being imported (SystemExit: {e.code!r}); a plugin "
+                         "only defines and registers kinds") from None
     except Exception as e:  # the user's code: say which plugin failed and how, not where in archspec
         raise InputError(f"--plugin {name}: {type(e).__name__}: {e}") from None
     _loaded.add(key)
@@ -47,7 +50,7 @@ def load_entry_points() -> None:
             continue
         try:
             entry_point.load()
-        except Exception as e:
+        except (Exception, SystemExit) as e:  # SystemExit: see load_plugin
             raise InputError(f"entry point {entry_point.name} = {entry_point.value} ({ENTRY_POINT_GROUP}): "
                              f"{type(e).__name__}: {e}") from None
         _loaded.add(entry_point.value)

@@ -11,15 +11,17 @@ import difflib
 import re
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError
 
 from .diagnostics import FieldPath, Problem, SpecError, hint, problem, short
 from .expand import DIRECTIVES, MAX_LAYERS, Memo, expand
 from .kinds import Layer, Layers, Shape, Size
+from .gluon_names import not_a_block_attribute
 from .loader import Map
 from .located import check_model, pydantic_problems
 
-StageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+StageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$"),
+                      AfterValidator(not_a_block_attribute)]
 _TAP = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[0-9]+)?")  # where an auxiliary head taps: `b4` or `b4.0`
 
 

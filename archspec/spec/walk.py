@@ -141,6 +141,9 @@ def _measure(layer: Layer, shape: Shape) -> Measured:
         raise ShapeError(f"its shape rule gave {out!r}, not a shape of positive integers")
     own = (layer.params(shape, out), layer.state(shape, out), layer.macs(shape, out),
            layer.activations(shape, out) * BYTES_PER_VALUE)
+    if not all(type(n) is int and n >= 0 for n in own):  # a kind of the user's may count anything
+        raise ShapeError(f"its counts gave {own[:3]} parameters, state and MACs, and {own[3]!r} bytes "
+                         "of activations: not integers of 0 or more")
     params, state, macs, memory = (n + sum(getattr(m, f) for m in inner)
                                    for n, f in zip(own, ("params", "state", "macs", "memory")))
     return Measured(out, params, state, macs, memory, layer.lint(shape))

@@ -3,6 +3,7 @@ default and every limit is written once, here, and a bad value is refused before
 from __future__ import annotations
 
 import argparse
+import os
 import re
 from typing import Any, ClassVar, Literal, Optional, Sequence, TypeVar, Union, get_args, get_origin
 
@@ -15,6 +16,10 @@ from .transforms import Transforms
 
 Optimizer = Literal["sgd", "nag", "adam"]
 Schedule = Literal["constant", "step", "multistep", "cosine", "poly"]
+MAX_EPOCHS = 100_000  # a run that long is a typo (10^23 was accepted, and would never end)
+# lr and wd: far beyond any that trains (sgd, nag and adam diverge at once); MXNet's optimizers read them as 32-bit
+# floats, and 1e308 failed in its parser
+MAX_RATE = 1e4
 KVStore = Literal["device", "local", "dist_sync", "dist_async", "dist_sync_device", "dist_device_sync"]
 
 
@@ -23,12 +28,12 @@ class Config(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    epochs: int = Field(10, ge=1, description="passes over the training data")
+    epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="passes over the training data (at most 100,000)")
     batch_size: int = Field(128, ge=1, description="examples per step (split across --ctx devices)")
-    lr: float = Field(0.1, gt=0, description="learning rate (D2L's for GoogLeNet)")
+    lr: float = Field(0.1, gt=0, le=MAX_RATE, description="learning rate (D2L's for GoogLeNet)")
     optimizer: Optimizer = Field("sgd", description="the optimizer")
     momentum: float = Field(0.0, ge=0, lt=1, description="for sgd and nag (nag uses 0.9 when it is 0)")
-    weight_decay: float = Field(0.0, ge=0, description="L2 weight decay")
+    weight_decay: float = Field(0.0, ge=0, le=MAX_RATE, description="L2 weight decay")
     resize: Optional[int] = Field(None, ge=1, le=4096, description="set the spec's input to NxN (images are "
                                                                    "always resized to the spec's input, as "
                                                                    "D2L's resize=96)")
@@ -83,6 +88,15 @@ class Config(BaseModel):
     def input_overrides(self) -> dict[str, int]:
         """The spec's input as --resize sets it: {"input.height": N, "input.width": N}, or nothing."""
         return {"input.height": self.resize, "input.width": self.resize} if self.resize else {}
+
+    @field_validator("kvstore")
+    @classmethod
+    def _launched(cls, value: str) -> str:
+        """dist_* needs the processes `archspec launch` starts (MXNet's ps-lite reads DMLC_ROLE and friends)."""
+        if value.startswith("dist") and "DMLC_ROLE" not in os.environ:
+            raise ValueError(f"{value} runs under MXNet's launcher, which this process was not started by: "
+                             f"archspec launch -n 2 -s 1 --launcher local -- archspec train ... --kvstore {value}")
+        return value
 
     @field_validator("ctx")
     @classmethod

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, TextIO
 
-from ..files import remove_leftovers, write_atomically
+from ..files import folders_to_make, remove_leftovers, write_atomically
 from ..spec.diagnostics import InputError
 from .config import Config
 
@@ -22,6 +22,7 @@ def check_new(out: Path, resume: bool) -> None:
     """Before anything is read or written: `--out` must be a folder, and a new run's folder empty."""
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: not a folder; --out names the run folder")
+    folders_to_make(out, "--out")  # a folder that cannot be made (under /proc, a file, no permission): said now
     holder = _holder(out)
     if holder:
         raise InputError(f"{out}: another run is using this folder ({holder}); wait for it to end, or choose "
@@ -65,7 +66,10 @@ class RunFolder:
 
     def __init__(self, out: Path, command: str):
         self.out = out
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # what `check_new` cannot foresee: /proc lets root "write" and makes nothing
+            raise InputError(f"--out {out}: cannot create the run folder ({e.strerror or e})") from None
         self._lock: Optional[TextIO] = open(out / LOCK, "a+")
         for attempt in range(10):  # another process's `_holder` may be looking at the lock for a moment
             try:

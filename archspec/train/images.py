@@ -5,7 +5,8 @@
     DIR/CLASS/*.png                                    a split made here: --test-fraction of each class held out
 
 Images are decoded by Pillow (PNG, JPEG, BMP, GIF, WebP, TIFF), converted to the spec's channels (1: grayscale,
-3: RGB), and resized to the spec's input once, when loaded, with the bilinear resize IDX batches go through
+3: RGB) where the file's mode has one meaning in 8 bits, refused by path where it has none (`_eight_bit`), and
+resized to the spec's input once, when loaded, with the bilinear resize IDX batches go through
 (`data.to_input`). An image that cannot be read (corrupt, truncated, too large) is reported by its path, with
 every other such image, before anything is trained. Hidden files and folders (`.DS_Store`, `.git`,
 `.ipynb_checkpoints`, macOS's `._IMG.jpg`) are not data.
@@ -134,6 +135,8 @@ def read_image(path: Path, channels: int, size: tuple[int, int]) -> onp.ndarray:
                     pixels = _eight_bit(image, channels)
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image (no format Pillow reads)") from None
+    except InputError as e:  # a mode refused by `_eight_bit`
+        raise InputError(f"{path}: {e}") from None
     except Image.DecompressionBombError as e:  # Pillow's own limit, beyond archspec's
         raise InputError(f"{path}: more pixels than archspec decodes ({MAX_PIXELS:,}): {e}") from None
     except (OSError, SyntaxError, ValueError) as e:
@@ -145,12 +148,30 @@ def read_image(path: Path, channels: int, size: tuple[int, int]) -> onp.ndarray:
     return pixels
 
 
+#: modes Pillow converts to L and RGB by a defined formula: bilevel, gray, palette, RGB, CMYK (255 - C, ... times
+#: 1 - K), YCbCr (JPEG's); alpha dropped
+CONVERTED = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"})
+SIXTEEN_BITS = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})  # unsigned 16-bit gray: 65535 is white
+#: modes whose pixels have no one meaning in 8 bits, each with why: refused, never guessed
+REFUSED = {
+    "F": "32-bit floating-point pixels, whose scale (0..1, 0..255, or any) the file does not record",
+    "I": "32-bit integer (or signed 16-bit) pixels, whose scale to 8 bits the file does not record",
+    "I;16S": "signed 16-bit pixels, whose scale to 8 bits the file does not record",
+    "LAB": "CIE L*a*b* colour, which needs colour management to become RGB",
+    "HSV": "HSV colour, which archspec does not convert",
+}
+
+
 def _eight_bit(image: Any, channels: int) -> onp.ndarray:
-    """uint8 H x W x C: 16-bit and 32-bit grayscale scaled (not clipped) to 8 bits, palettes and CMYK converted,
-    alpha dropped."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        wide = onp.asarray(image, onp.int64)
-        gray = (onp.clip(wide, 0, None) >> (8 if wide.max(initial=0) < 65536 else 24)).astype(onp.uint8)
+    """uint8 H x W x C: unsigned 16-bit gray scaled to 8 bits (the high byte), the modes of `CONVERTED` converted
+    by Pillow; any other mode (float, 32-bit or signed integers, L*a*b*, ...) refused as `InputError`, so that no
+    image is decoded to a guess (a float TIFF became all zeros)."""
+    mode = image.mode
+    if mode in SIXTEEN_BITS:
+        gray = (onp.asarray(image).astype(onp.uint16) >> 8).astype(onp.uint8)
         return onp.repeat(gray[..., None], channels, axis=2)
+    if mode not in CONVERTED:
+        why = REFUSED.get(mode, "a mode archspec does not convert")
+        raise InputError(f"mode {mode}: {why}; save it as 8-bit (or unsigned 16-bit gray) PNG or TIFF")
     converted = image.convert("L" if channels == 1 else "RGB")
     return onp.asarray(converted, onp.uint8).reshape(converted.height, converted.width, channels)

@@ -25,6 +25,7 @@ from mxnet import autograd, gluon, np
 
 from ..files import save_atomically, write_atomically
 from ..gluon.build import build_model
+from ..gluon.check import uses_own_kinds
 from ..gluon.modules import Network
 from ..gluon.precision import mixed_bfloat16, require_bfloat16
 from ..spec import Overrides, load_spec, with_overrides
@@ -273,6 +274,8 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
         require_bfloat16("--precision bf16")
     overrides = with_overrides(overrides, config.input_overrides())
     spec = load_spec(spec_path, overrides, base_outside=base_outside)
+    if any(uses_own_kinds(layers) for _, layers in spec.layers()):
+        build_model(spec, hybridize=False)  # a plugin's block that breaks its shape rule: refused before the folder
     distributed = config.kvstore.startswith("dist")
     kv: Any = mx.kv.create(config.kvstore) if distributed else config.kvstore
     rank, workers = (kv.rank, kv.num_workers) if distributed else (0, 1)
@@ -334,7 +337,7 @@ def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[s
           recipe: Optional[str] = None) -> tuple[list[dict[str, Any]], Path]:
     """Train a spec; returns the per-epoch metrics and the run folder (`out`, or `out/worker-K` for worker K of
     a distributed run). See the module docstring and the README for what the folder holds. `force` trains a
-    finished run again; `base_outside` follows a `base:` outside the spec's folder. `on_epoch(history)` is called
+    finished run again; `base_outside` follows a `base:` outside the spec's project. `on_epoch(history)` is called
     after each epoch's checkpoint (a search reports to its pruner there); an exception it raises stops the run,
     which stays resumable. `recipe`: the run's settings with their origins (`recipe.Recipe.describe`), kept in the
     run folder as recipe.yaml."""

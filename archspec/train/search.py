@@ -122,6 +122,11 @@ def check_sqlite(url: str, create: bool = False, optuna_only: bool = False) -> N
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         finally:
             db.close()
+    except sqlite3.OperationalError as e:
+        if "locked" not in str(e):
+            raise InputError(f"--storage {url}: {path} cannot be read as an SQLite database ({e})") from None
+        raise InputError(f"--storage {url}: {path} is locked by another program that is writing to it (SQLite: "
+                         f"{e}); run again when it is done") from None
     except sqlite3.Error as e:
         raise InputError(f"--storage {url}: {path} is not an SQLite database ({e})") from None
     if "studies" not in tables and (tables or optuna_only):
