@@ -233,6 +233,16 @@ def cmd_export(args: Args) -> int:
     return 0
 
 
+def cmd_convert(args: Args) -> int:
+    from .gluon.convert import convert_file
+
+    spec, _ = _load(args.spec, args)
+    conversion = convert_file(spec, args.source[0], args.source[1], args.output)
+    print(conversion.summary(), file=sys.stderr)
+    print(args.output)
+    return 0
+
+
 def _calibration(args: Args, net: Any) -> Any:
     """INT8's calibration images: the first `--calibration-batches` batches of the training split of
     `--calibration-data` (IDX files or class folders of images; by default the data evaluated), resized to the
@@ -614,6 +624,14 @@ def _backend_commands(sub: Any) -> None:
     _precision_options(e)
     add_options(e, ["test_fraction"])  # for --calibration-data that is a folder of class folders
     e.set_defaults(func=cmd_export)
+
+    cv = sub.add_parser("convert", help="another library's weights (MXNet model zoo, GluonCV, a PyTorch state dict, "
+                                        "safetensors) as the parameters of a spec")
+    _spec_options(cv)
+    cv.add_argument("--from", dest="source", nargs=2, required=True, metavar=("SOURCE", "FILE"),
+                    help="SOURCE is mxnet, gluoncv, torch (.pth; needs torch) or safetensors; FILE its weights")
+    cv.add_argument("-o", "--output", required=True, metavar="OUT.params")
+    cv.set_defaults(func=cmd_convert)
 
     t = sub.add_parser("train", help="train a spec (Fashion-MNIST, or IDX files or class folders of images with "
                                      "--data-dir); resumable")
