@@ -23,7 +23,8 @@ from .spec.report import format_shape, table
 Args = argparse.Namespace
 # The options each command generates from `train.config.Config` (names of its fields).
 TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "resize", "seed", "data",
-                 "data_dir", "test_fraction", "checkpoint_every", "keep", "ctx", "kvstore", "precision")
+                 "data_dir", "test_fraction", "checkpoint_every", "keep", "ctx", "kvstore", "precision", "init",
+                 "strict", "freeze", "lr_mult")
 DATA_OPTIONS = ("data", "data_dir", "test_fraction", "batch_size", "ctx")
 MAX_SAMPLES = 100_000  # networks `sample` draws at once (a minute or so; --out writes a file for each)
 

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from mxnet import init, np, npx
+from mxnet import init as mx_init
+from mxnet import np, npx
 from mxnet.base import MXNetError
 from mxnet.gluon import nn
 
@@ -60,13 +61,15 @@ def _check_name(name: str, layers: Layers, path: tuple[str, str]) -> None:
 
 def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Overrides = None, *,
                 ctx: Any = None, hybridize: bool = True, limits: Optional[Limits] = Limits(),
-                **kwargs: Any) -> Network:
+                init: Union[str, os.PathLike[str], None] = None, strict: bool = False, **kwargs: Any) -> Network:
     """Build the Gluon network a spec describes, initialised as the spec says.
 
     `spec_or_path` is a validated `Spec` or the path of a YAML spec. `overrides` (or keyword arguments)
     change the spec first: `build_model(path, {"stages.b3.0.c1": 96})`. The result is a
     `gluon.modules.Network` whose children are the stages (`net.b3`, `net[2]`) and any auxiliary heads,
     hybridized unless `hybridize=False`. MXNet's numpy mode (`npx.set_np()`) is switched on, as in the D2L book.
+    `init` (a `.params` file, a run folder or a converted file) then loads every array whose path and shape
+    match (`gluon.transfer`; `strict` refuses any difference); its report is `net.transferred`.
     """
     if isinstance(spec_or_path, Spec):
         if overrides or kwargs:
@@ -84,7 +87,11 @@ def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Ove
         _check_name(name, head.layers, ("aux", name))
         net.add_aux(name, builder.sequence(head.layers, name), *head.tap)
     cls, options = _INITIALIZERS[spec.init]
-    net.initialize(getattr(init, cls)(**options), ctx=ctx)
+    net.initialize(getattr(mx_init, cls)(**options), ctx=ctx)
+    if init is not None:
+        from .transfer import transfer
+
+        net.transferred = transfer(net, init, strict)
     if hybridize:
         net.hybridize(**HYBRIDIZE)
     return net

@@ -105,6 +105,7 @@ class Network(QuietUnusedParameters):
         self._stages: list[str] = []
         self._taps: dict[tuple[str, Optional[int]], list[str]] = {}  # (stage, layer or None) -> heads there
         self._aux: list[str] = []
+        self.transferred: Any = None  # what build_model(init=FILE) loaded (gluon.transfer.Transfer)
         object.__setattr__(self, "_training_graph", None)  # not a child: it shares this block's children
 
     def add_stage(self, name: str, stage: nn.HybridSequential) -> None:

@@ -49,6 +49,16 @@ class Config(BaseModel):
                                                                    "layers in bfloat16, float32 weights and "
                                                                    "updates (CPUs with AVX-512 BF16)")
 
+    init: Optional[str] = Field(None, description="start from these parameters (a .params file, a run folder, or "
+                                                  "`archspec convert`'s output): every array whose path and shape "
+                                                  "match; the others as the spec initialises them")
+    strict: bool = Field(False, description="with --init: refuse parameters that differ from the network's in any "
+                                            "array")
+    freeze: Optional[str] = Field(None, description="stages (b1,b2) or parameter-path globs (b3.*) left untrained: "
+                                                    "no gradient, batch norm on its running statistics")
+    lr_mult: Optional[str] = Field(None, description="learning-rate factors by stage or glob, e.g. head=10 (D2L's "
+                                                     "fine-tuning)")
+
     #: settings a resumed run may change
     MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"epochs", "checkpoint_every", "keep", "data_dir", "ctx",
                                                       "kvstore"})
@@ -87,6 +97,9 @@ def add_options(parser: argparse.ArgumentParser, fields: Sequence[str], model: t
             annotation = next((a for a in get_args(annotation) if a is not type(None)), annotation)
         choices = get_args(annotation) if get_origin(annotation) is Literal else None
         kind: Any = str if choices else annotation
+        if kind is bool:  # a switch: --strict
+            parser.add_argument(*flags, dest=name, action="store_true", default=info.default, help=info.description)
+            continue
         metavar = None if choices else {int: "N", float: "X"}.get(kind, name.split("_")[-1].upper())
         default = f" (default {info.default})" if info.default is not None else ""
         parser.add_argument(*flags, dest=name, type=kind, default=info.default, choices=choices, metavar=metavar,

@@ -27,6 +27,7 @@ from ..files import save_atomically, write_atomically
 from ..gluon.build import build_model
 from ..gluon.modules import Network
 from ..gluon.precision import mixed_bfloat16, require_bfloat16
+from ..gluon.tuning import freeze, lr_mult
 from ..spec import Overrides, load_spec, with_overrides
 from ..spec.analysis import summarize
 from ..spec.diagnostics import InputError
@@ -266,7 +267,11 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
     folder.check(config, identity, resume, meta["epoch"] if meta else None, force)
 
     mx.random.seed(config.seed)
-    net = build_model(spec, ctx=contexts)
+    net = build_model(spec, ctx=contexts, init=config.init, strict=config.strict)
+    if net.transferred is not None:
+        print(net.transferred.report(), file=stream)
+    freeze(net, config.freeze)  # before the trainer, which then leaves the frozen arrays alone
+    lr_mult(net, config.lr_mult)
     # Distributed: the servers hold the weights and the optimizer (MXNet's default), so every worker pulls the
     # same weights. Local updates from summed gradients (update_on_kvstore=False) let workers drift apart:
     # one run in four here ended with a layer differing by 6.3 between the two workers.
