@@ -220,7 +220,7 @@ def cmd_export(args: Args) -> int:
 
     check_format(args.format, args.precision)  # before any data is read for calibration
     spec, _ = _load(args.spec, args)
-    net = build_model(spec)
+    net = build_model(spec, outputs=[n.strip() for n in args.outputs.split(",")] if args.outputs else None)
     classes = None
     if args.params:
         from pathlib import Path
@@ -622,6 +622,8 @@ def _backend_commands(sub: Any) -> None:
     e.add_argument("--format", choices=["mxnet", "onnx"], default="mxnet",
                    help="mxnet: OUTPUT-symbol.json + OUTPUT-0000.params; onnx: the file OUTPUT")
     e.add_argument("-o", "--output", required=True, metavar="PATH")
+    e.add_argument("--outputs", metavar="STAGE,...", help="export a backbone giving these stages' outputs (in this "
+                                                          "order) instead of the last stage's")
     _precision_options(e)
     add_options(e, ["test_fraction"])  # for --calibration-data that is a folder of class folders
     e.set_defaults(func=cmd_export)

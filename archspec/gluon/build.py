@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 from mxnet import init as mx_init
 from mxnet import np, npx
@@ -61,7 +61,8 @@ def _check_name(name: str, layers: Layers, path: tuple[str, str]) -> None:
 
 def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Overrides = None, *,
                 ctx: Any = None, hybridize: bool = True, limits: Optional[Limits] = Limits(),
-                init: Union[str, os.PathLike[str], None] = None, strict: bool = False, **kwargs: Any) -> Network:
+                init: Union[str, os.PathLike[str], None] = None, strict: bool = False,
+                outputs: Optional[Sequence[str]] = None, **kwargs: Any) -> Network:
     """Build the Gluon network a spec describes, initialised as the spec says.
 
     `spec_or_path` is a validated `Spec` or the path of a YAML spec. `overrides` (or keyword arguments)
@@ -69,7 +70,8 @@ def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Ove
     `gluon.modules.Network` whose children are the stages (`net.b3`, `net[2]`) and any auxiliary heads,
     hybridized unless `hybridize=False`. MXNet's numpy mode (`npx.set_np()`) is switched on, as in the D2L book.
     `init` (a `.params` file, a run folder or a converted file) then loads every array whose path and shape
-    match (`gluon.transfer`; `strict` refuses any difference); its report is `net.transferred`.
+    match (`gluon.transfer`; `strict` refuses any difference); its report is `net.transferred`. `outputs`
+    (stage names) makes the network return those stages' outputs (`Network.give_outputs`).
     """
     if isinstance(spec_or_path, Spec):
         if overrides or kwargs:
@@ -88,6 +90,8 @@ def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Ove
         net.add_aux(name, builder.sequence(head.layers, name), *head.tap)
     cls, options = _INITIALIZERS[spec.init]
     net.initialize(getattr(mx_init, cls)(**options), ctx=ctx)
+    if outputs:
+        net.give_outputs(outputs)
     if init is not None:
         from .transfer import transfer
 
@@ -104,7 +108,9 @@ def traced(net: Network, block: Any = None) -> tuple[Any, Any, dict[str, Any]]:
     block = net if block is None else block
     if not is_hybridized(block):
         block.hybridize(**HYBRIDIZE)
-    block(np.zeros((1,) + net.spec.input.shape, ctx=net.collect_params().list_ctx()[0])).wait_to_read()
+    out = block(np.zeros((1,) + net.spec.input.shape, ctx=net.collect_params().list_ctx()[0]))
+    for array in out if isinstance(out, (tuple, list)) else [out]:
+        array.wait_to_read()
     return cached_graph(block)
 
 

@@ -88,6 +88,7 @@ def _to_onnx(net: Network, graph: tuple[Any, Any, dict[str, Any]], path: Path, c
         raise InputError(f"{net.spec.name}: ONNX cannot express this network: {e}") from None
     del params
     _tidy(model, {p.name: name for name, p in params_by_path(net).items()})
+    _name_outputs(model, net.output_names)
     if classes:
         onnx.helper.set_model_props(model, {"classes": classes})
     onnx.save(model, str(path))
@@ -107,6 +108,19 @@ def _tidy(model: Any, names: dict[str, str]) -> None:
         t.name = names.get(t.name, t.name)
     for node in graph.node:
         node.input[:] = [names.get(i, i) for i in node.input]
+
+
+def _name_outputs(model: Any, names: list[str]) -> None:
+    """The graph's outputs named after their stages (`b4`, `b5`), in order: what a runtime's caller asks for."""
+    graph = model.graph
+    if len(names) != len(graph.output):
+        return
+    renamed = {out.name: name for out, name in zip(graph.output, names)}
+    for out in graph.output:
+        out.name = renamed[out.name]
+    for node in graph.node:
+        node.output[:] = [renamed.get(o, o) for o in node.output]
+        node.input[:] = [renamed.get(i, i) for i in node.input]
 
 
 # MXNet 1.9's ONNX exporter predates numpy mode: the numpy-mode operators built networks use -> the classic
