@@ -117,6 +117,14 @@ def _images(count, seed, size=112):
             ).astype("float32")
 
 
+MEAN, STD = onp.array([0.485, 0.456, 0.406]), onp.array([0.229, 0.224, 0.225])
+
+
+def _normalised(x):
+    """What the source libraries take: the spec's ImageNet normalisation, which the built network applies itself."""
+    return ((x - MEAN[:, None, None]) / STD[:, None, None]).astype("float32")
+
+
 def _close(actual, expected):
     """Equal within 1e-4 (relative to the largest output), for outputs that differ between the images."""
     assert onp.abs(expected[0] - expected[1]).max() > 1e-3  # the outputs depend on the input
@@ -155,7 +163,7 @@ def _torch_parity(tmp_path, model, spec, swap):
     model = _randomise_torch(model)
     x = _images(2, 1)
     with torch.no_grad():
-        expected = model(torch.from_numpy(x)).numpy()
+        expected = model(torch.from_numpy(_normalised(x))).numpy()
     state = model.state_dict()
     torch.save(state, tmp_path / "ref.pth")
     net = build_model(ROOT / "specs" / spec, SIZE)
@@ -195,7 +203,7 @@ def test_torchvision_googlenet_from_safetensors(tmp_path):
                                                      if v.is_floating_point()})
     x = _images(2, 2)
     with torch.no_grad():
-        expected = model(torch.from_numpy(x)).numpy()
+        expected = model(torch.from_numpy(_normalised(x))).numpy()
     net = build_model(ROOT / "specs/googlenet-torchvision.yaml", SIZE)
     apply(net, convert(net, "safetensors", tmp_path / "ref.safetensors"))
     assert _close(net(np.array(x)).asnumpy(), expected)
@@ -233,12 +241,12 @@ def test_mxnet_model_zoo_resnet18_v2(tmp_path):
         mx.random.seed(0)
         model = vision.resnet18_v2()
         model.initialize(mx.init.Xavier())
-        x = mx.nd.array(_images(2, 3))
+        data = _images(2, 3)
+        x = mx.nd.array(_normalised(data))
         model(x)
         _randomise_gluon(model)
         expected = model(x).asnumpy()
         model.save_parameters(str(tmp_path / "resnet18_v2.params"))
-        data = x.asnumpy()
     net = build_model(ROOT / "specs/resnet18-v2.yaml", SIZE)
     conversion = convert(net, "mxnet", tmp_path / "resnet18_v2.params")
     assert len(conversion.arrays) == len(model._collect_params_with_prefix())
@@ -260,15 +268,16 @@ _GLUONCV = textwrap.dedent("""
     sys.modules["torch"] = None
     import mxnet as mx, numpy as onp
     from gluoncv.model_zoo import get_model
-    from test_convert import _images, _randomise_gluon
+    from test_convert import _images, _normalised, _randomise_gluon
     mx.random.seed(0)
     model = get_model("googlenet", pretrained=False)
     model.initialize(mx.init.Xavier())
-    x = mx.nd.array(_images(2, 4, 224))  # its last pool is a fixed 7x7: 224x224 only
+    images = _images(2, 4, 224)  # its last pool is a fixed 7x7: 224x224 only
+    x = mx.nd.array(_normalised(images))
     model(x)
     _randomise_gluon(model, size=224)
     model.save_parameters(sys.argv[1] + "/googlenet.params")
-    onp.save(sys.argv[1] + "/x.npy", x.asnumpy())
+    onp.save(sys.argv[1] + "/x.npy", images)
     onp.save(sys.argv[1] + "/y.npy", model(x).asnumpy())
 """)
 

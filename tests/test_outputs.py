@@ -47,3 +47,29 @@ def test_multi_output_onnx_export_runs_in_onnx_runtime_with_the_networks_outputs
     ours = net(np.array(x))
     assert onp.abs(b4 - ours[0].asnumpy()).max() < 1e-4 and onp.abs(b5 - ours[1].asnumpy()).max() < 1e-4
     assert b4.shape == (3, 832, 3, 3)
+
+
+def test_input_normalisation_is_in_the_graph_and_recorded_by_exports(tmp_path, write_spec):
+    import json
+
+    import onnx
+
+    normalised = {"input.channels": 3, "input.mean": [0.4, 0.5, 0.6], "input.std": [0.2, 0.25, 0.5]}
+    net = build_model(ROOT / "specs" / "lenet.yaml", normalised)
+    plain = build_model(ROOT / "specs" / "lenet.yaml", {"input.channels": 3})
+    for path, param in plain._collect_params_with_prefix().items():
+        param.set_data(net._collect_params_with_prefix()[path].data())
+    x = onp.random.default_rng(2).uniform(size=(2, 3, 28, 28)).astype("float32")
+    by_hand = (x - onp.array([0.4, 0.5, 0.6])[:, None, None]) / onp.array([0.2, 0.25, 0.5])[:, None, None]
+    expected = plain(np.array(by_hand.astype("float32"))).asnumpy()
+    assert onp.abs(net(np.array(x)).asnumpy() - expected).max() < 1e-5
+
+    from archspec.gluon.export import export
+
+    export(net, tmp_path / "net.onnx", "onnx")
+    recorded = {p.key: p.value for p in onnx.load(str(tmp_path / "net.onnx")).metadata_props}
+    assert json.loads(recorded["preprocessing"])["mean"] == [0.4, 0.5, 0.6]
+    out = onnxruntime.InferenceSession(str(tmp_path / "net.onnx")).run(None, {"data": x})[0]
+    assert onp.abs(out - expected).max() < 1e-4
+    export(net, tmp_path / "net", "mxnet")
+    assert json.loads((tmp_path / "net-preprocessing.json").read_text())["std"] == [0.2, 0.25, 0.5]

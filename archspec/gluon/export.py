@@ -29,7 +29,8 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
     `gluon.SymbolBlock.imports(json, ["data"], params)`. `onnx`: the file `OUTPUT`, whose input `data`
     has a free batch dimension. Only the inference graph is exported: auxiliary heads are left out.
     The names of the `classes` go with the model: `OUTPUT-classes.json` (a JSON list), or the ONNX model's
-    metadata (`classes`, the same JSON).
+    metadata (`classes`, the same JSON). A spec's input normalisation (`input.mean`, `input.std`), which the
+    graph applies, is recorded the same way: `OUTPUT-preprocessing.json`, or the metadata `preprocessing`.
     `precision` bf16 or int8 (mxnet format only) writes the graph `gluon.precision.for_inference` makes,
     INT8 calibrated on `calibration`.
     """
@@ -54,6 +55,9 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
             if names:
                 Path(tmp, "classes.json").write_text(names)
                 files[Path(tmp, "classes.json")] = Path(f"{output}-classes.json")
+            if preprocessing(net):
+                Path(tmp, "preprocessing.json").write_text(preprocessing(net) or "")
+                files[Path(tmp, "preprocessing.json")] = Path(f"{output}-preprocessing.json")
         else:
             _to_onnx(net, graph, Path(tmp, "model.onnx"), names)
             files = {Path(tmp, "model.onnx"): output}
@@ -61,10 +65,20 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
             target(dst)  # a folder or a device there is refused before any file is replaced
         for src, dst in files.items():
             os.replace(src, target(dst))  # same file system: each file appears whole
-        stale = Path(f"{output}-classes.json")
-        if fmt == "mxnet" and not names and stale.is_file():
-            stale.unlink()  # the names of an earlier export to the same name are not this model's
+        for stale in (Path(f"{output}-classes.json"), Path(f"{output}-preprocessing.json")):
+            if fmt == "mxnet" and stale not in files.values() and stale.is_file():
+                stale.unlink()  # an earlier export's to the same name are not this model's
     return list(files.values())
+
+
+def preprocessing(net: Network) -> Optional[str]:
+    """The input normalisation a spec declares, as an export records it (JSON), or None. The graph applies it:
+    a caller feeds pixels scaled to 0..1, channels first."""
+    spec_input = net.spec.input
+    if spec_input.mean is None:
+        return None
+    return json.dumps({"input": "pixels scaled to 0..1, NCHW", "mean": list(spec_input.mean),
+                       "std": list(spec_input.std or ()), "applied": "in the graph: (x - mean) / std per channel"})
 
 
 def check_format(fmt: str, precision: Precision = "fp32") -> None:
@@ -89,8 +103,9 @@ def _to_onnx(net: Network, graph: tuple[Any, Any, dict[str, Any]], path: Path, c
     del params
     _tidy(model, {p.name: name for name, p in params_by_path(net).items()})
     _name_outputs(model, net.output_names)
-    if classes:
-        onnx.helper.set_model_props(model, {"classes": classes})
+    props = {"classes": classes, "preprocessing": preprocessing(net)}
+    if any(props.values()):
+        onnx.helper.set_model_props(model, {k: v for k, v in props.items() if v})
     onnx.save(model, str(path))
     del model
     onnx.checker.check_model(str(path))  # from the file: no second copy of the weights in Python

@@ -165,7 +165,7 @@ class Network(QuietUnusedParameters):
         return super().forward(x, *args)
 
     def hybrid_forward(self, F: Any, x: Any) -> Any:
-        return self.run(x, with_aux=False)
+        return self.run(normalised(F, x, self.spec.input), with_aux=False)
 
     def run(self, x: Any, with_aux: bool) -> Any:
         """The stages in order; with `with_aux`, also the auxiliary heads at their taps."""
@@ -200,4 +200,17 @@ class _WithAux(nn.HybridBlock):
         return self._net.collect_params(select)
 
     def hybrid_forward(self, F: Any, x: Any) -> Any:
-        return self._net.run(x, with_aux=True)
+        return self._net.run(normalised(F, x, self._net.spec.input), with_aux=True)
+
+
+def normalised(F: Any, x: Any, spec_input: Any) -> Any:
+    """`(x - mean) / std` per channel when the spec declares them (`input.mean`, `input.std`), in the graph, so
+    training, evaluation, prediction and every export apply the same normalisation. Classic operators with
+    scalars (slice_axis, minus/divide by a scalar, Concat), whose ONNX converters in MXNet 1.9 give valid
+    ONNX (its SliceChannel converter does not for opset 18)."""
+    mean, std = spec_input.mean, spec_input.std
+    if mean is None:
+        return x
+    x = x.as_nd_ndarray()
+    parts = [(F.slice_axis(x, axis=1, begin=c, end=c + 1) - m) / s for c, (m, s) in enumerate(zip(mean, std))]
+    return F.Concat(*parts, dim=1).as_np_ndarray()
