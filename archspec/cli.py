@@ -113,16 +113,29 @@ def _check_space(path: str, args: Args) -> None:
 
 def cmd_summary(args: Args) -> int:
     spec, summary = _load(args.spec, args)
+    outputs = _outputs(args.outputs, summary) if args.outputs else None
     if args.json:
-        print(json.dumps(summary.to_dict(), indent=2))
+        print(json.dumps({**summary.to_dict(), **({"outputs": outputs} if outputs else {})}, indent=2))
     else:
         print(format_table(summary, args.depth))
         print_problems(summary.warnings, sys.stdout)
+        if outputs:
+            print("outputs: " + ", ".join(f"{name} {format_shape(tuple(shape))}" for name, shape in outputs.items()))
     if args.build:
         report, agrees = _check_with_mxnet(spec, summary)
         print(report)
         return 0 if agrees else 1
     return 0
+
+
+def _outputs(text: str, summary: Summary) -> dict[str, list[int]]:
+    """The shapes of the stages `--outputs` names (what `build_model(spec, outputs=...)` gives)."""
+    stages = {row.path: list(row.output) for row in summary.stages}
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in stages]
+    if unknown:
+        raise InputError(f"--outputs: no stage {', '.join(unknown)} (stages: {', '.join(stages)})")
+    return {name: stages[name] for name in names}
 
 
 def _check_with_mxnet(spec: Spec, summary: Summary) -> tuple[str, bool]:
@@ -539,6 +552,8 @@ def _spec_commands(sub: Any) -> None:
     s.add_argument("--json", action="store_true", help="machine-readable output with every layer")
     s.add_argument("--build", action="store_true", help="also build the network with MXNet and check the "
                                                         "analysis against it")
+    s.add_argument("--outputs", metavar="STAGE,...", help="say what a network built with these stages' outputs "
+                                                          "gives (build_model(spec, outputs=...), export --outputs)")
     s.set_defaults(func=cmd_summary)
 
     c = sub.add_parser("compare", help="one row per spec: parameters, MACs, activation memory, output")

@@ -73,3 +73,10 @@ def test_input_normalisation_is_in_the_graph_and_recorded_by_exports(tmp_path, w
     assert onp.abs(out - expected).max() < 1e-4
     export(net, tmp_path / "net", "mxnet")
     assert json.loads((tmp_path / "net-preprocessing.json").read_text())["std"] == [0.2, 0.25, 0.5]
+
+
+def test_summary_says_which_outputs_a_network_gives(capsys):
+    assert main(["summary", str(GOOGLENET), "--outputs", "b4,b5"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "outputs: b4 832x3x3, b5 1024x1x1"
+    assert main(["summary", str(GOOGLENET), "--outputs", "b9"]) == 1
+    assert "--outputs: no stage b9 (stages: b1, b2, b3, b4, b5, head)" in capsys.readouterr().err
