@@ -267,7 +267,8 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
     folder.check(config, identity, resume, meta["epoch"] if meta else None, force)
 
     mx.random.seed(config.seed)
-    net = build_model(spec, ctx=contexts, init=config.init, strict=config.strict)
+    # resuming: the checkpoint holds the weights, --init's file is not read again (it may be gone)
+    net = build_model(spec, ctx=contexts, init=None if meta else config.init, strict=config.strict)
     if net.transferred is not None:
         print(net.transferred.report(), file=stream)
     freeze(net, config.freeze)  # before the trainer, which then leaves the frozen arrays alone
