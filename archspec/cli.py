@@ -25,7 +25,8 @@ Args = argparse.Namespace
 TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "resize", "seed", "data",
                  "data_dir", "test_fraction", "checkpoint_every", "keep", "ctx", "kvstore", "precision",
                  "schedule", "lr_epochs", "lr_factor", "final_lr", "power", "warmup_epochs", "warmup_lr",
-                 "label_smoothing", "no_bias_decay", "loader", "workers", "prefetch")
+                 "label_smoothing", "no_bias_decay", "loader", "workers", "prefetch",
+                 "init", "strict", "freeze", "lr_mult")
 DATA_OPTIONS = ("data", "data_dir", "test_fraction", "batch_size", "ctx")
 MAX_SAMPLES = 100_000  # networks `sample` draws at once (a minute or so; --out writes a file for each)
 
@@ -97,8 +98,9 @@ def _inputs(args: Args) -> list[str]:
             paths += [str(p) for p in spec_files(spec, args.base_outside)] if spec else []
         except SpecError:  # loading it says what is wrong
             paths.append(spec)
-    paths += [str(getattr(args, n)) for n in ("params", "data_dir", "calibration_data", "classes")
-              if getattr(args, n, None)]
+    paths += [str(getattr(args, n)) for n in ("params", "data_dir", "calibration_data", "classes", "init", "recipe",
+                                              "folder") if getattr(args, n, None)]
+    paths += [str(args.source[1])] if getattr(args, "source", None) else []  # convert --from SOURCE FILE
     paths += [p.removeprefix("sqlite:///") for p in [getattr(args, "storage", None) or ""] if p.startswith("sqlite")]
     return paths + [p for p in getattr(args, "plugins", []) if p.endswith(".py")]
 
@@ -163,16 +165,29 @@ def _check_space(path: str, args: Args) -> None:
 
 def cmd_summary(args: Args) -> int:
     spec, summary = _load(args.spec, args)
+    outputs = _outputs(args.outputs, summary) if args.outputs else None
     if args.json:
-        print(json.dumps(summary.to_dict(), indent=2))
+        print(json.dumps({**summary.to_dict(), **({"outputs": outputs} if outputs else {})}, indent=2))
     else:
         print(format_table(summary, args.depth))
         print_problems(summary.warnings, sys.stdout)
+        if outputs:
+            print("outputs: " + ", ".join(f"{name} {format_shape(tuple(shape))}" for name, shape in outputs.items()))
     if args.build:
         report, agrees = _check_with_mxnet(spec, summary)
         print(report)
         return 0 if agrees else 1
     return 0
+
+
+def _outputs(text: str, summary: Summary) -> dict[str, list[int]]:
+    """The shapes of the stages `--outputs` names (what `build_model(spec, outputs=...)` gives)."""
+    stages = {row.path: list(row.output) for row in summary.stages}
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in stages]
+    if unknown:
+        raise InputError(f"--outputs: no stage {', '.join(unknown)} (stages: {', '.join(stages)})")
+    return {name: stages[name] for name in names}
 
 
 def _check_with_mxnet(spec: Spec, summary: Summary) -> tuple[str, bool]:
@@ -298,7 +313,7 @@ def cmd_export(args: Args) -> int:
     check_format(args.format, args.precision)  # before any data is read for calibration
     _writes(args, ("-o", args.output), *(("-o", str(p)) for p in destinations(args.output, args.format)))
     spec, _ = _load(args.spec, args)
-    net = build_model(spec)
+    net = build_model(spec, outputs=[n.strip() for n in args.outputs.split(",")] if args.outputs else None)
     classes = None
     if args.params:
         from pathlib import Path
@@ -309,6 +324,17 @@ def cmd_export(args: Args) -> int:
         classes = run_names(Path(args.params))  # the run folder's class names go with the model
     for path in export(net, args.output, args.format, classes, args.precision, _calibration(args, net)):
         print(path)
+    return 0
+
+
+def cmd_convert(args: Args) -> int:
+    from .gluon.convert import convert_file
+
+    _writes(args, ("-o", args.output))
+    spec, _ = _load(args.spec, args)
+    conversion = convert_file(spec, args.source[0], args.source[1], args.output)
+    print(conversion.summary(), file=sys.stderr)
+    print(args.output)
     return 0
 
 
@@ -664,6 +690,8 @@ def _spec_commands(sub: Any) -> None:
     s.add_argument("--json", action="store_true", help="machine-readable output with every layer")
     s.add_argument("--build", action="store_true", help="also build the network with MXNet and check the "
                                                         "analysis against it")
+    s.add_argument("--outputs", metavar="STAGE,...", help="say what a network built with these stages' outputs "
+                                                          "gives (build_model(spec, outputs=...), export --outputs)")
     s.set_defaults(func=cmd_summary)
 
     c = sub.add_parser("compare", help="one row per spec: parameters, MACs, activation memory, output")
@@ -755,6 +783,8 @@ def _backend_commands(sub: Any) -> None:
     e.add_argument("--format", choices=["mxnet", "onnx"], default="mxnet",
                    help="mxnet: OUTPUT-symbol.json + OUTPUT-0000.params; onnx: the file OUTPUT")
     e.add_argument("-o", "--output", required=True, metavar="PATH")
+    e.add_argument("--outputs", metavar="STAGE,...", help="export a backbone giving these stages' outputs (in this "
+                                                          "order) instead of the last stage's")
     _precision_options(e)
     add_options(e, ["test_fraction"])  # for --calibration-data that is a folder of class folders
     e.set_defaults(func=cmd_export)
@@ -766,6 +796,14 @@ def _backend_commands(sub: Any) -> None:
     pa.add_argument("-o", "--output", required=True, metavar="OUT", help="a .rec file, or a folder")
     add_options(pa, ["test_fraction"])
     pa.set_defaults(func=cmd_pack)
+
+    cv = sub.add_parser("convert", help="another library's weights (MXNet model zoo, GluonCV, a PyTorch state dict, "
+                                        "safetensors) as the parameters of a spec")
+    _spec_options(cv)
+    cv.add_argument("--from", dest="source", nargs=2, required=True, metavar=("SOURCE", "FILE"),
+                    help="SOURCE is mxnet, gluoncv, torch (.pth; needs torch) or safetensors; FILE its weights")
+    cv.add_argument("-o", "--output", required=True, metavar="OUT.params")
+    cv.set_defaults(func=cmd_convert)
 
     t = sub.add_parser("train", help="train a spec (Fashion-MNIST, or IDX files or class folders of images with "
                                      "--data-dir); resumable")

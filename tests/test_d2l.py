@@ -48,3 +48,20 @@ def test_d2l_trainer_fits_a_spec_built_classifier(capsys):
     trainer.fit(model, data)
     assert trainer.train_batch_idx == 96 // 16  # one epoch, every batch
     assert float(model.loss(model(X), y)) < 0.8 * before  # it learned (1.69 -> 0.82 here)
+
+
+def test_d2l_fine_tuning_starts_from_weights_keeps_a_frozen_stage_and_speeds_up_another(tmp_path):
+    mx.random.seed(1)
+    onp.random.seed(1)
+    random.seed(1)
+    pretrained = Classifier(TINY)
+    pretrained.net.save_parameters(str(tmp_path / "tiny.params"))
+    model = Classifier(TINY, lr=0.01, init=tmp_path / "tiny.params", freeze="body", lr_mult="head=10")
+    weight = model.net.body[0].weight.data().asnumpy()
+    assert onp.array_equal(weight, pretrained.net.body[0].weight.data().asnumpy())  # started from the file
+    assert model.net.head[0].weight.lr_mult == 10
+    model.board.display = False
+    d2l.Trainer(max_epochs=1).fit(model, Blobs())
+    assert onp.array_equal(model.net.body[0].weight.data().asnumpy(), weight)  # frozen
+    assert not onp.array_equal(model.net.head[0].weight.data().asnumpy(),
+                               pretrained.net.head[0].weight.data().asnumpy())

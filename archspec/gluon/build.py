@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
-from mxnet import init, np, npx
+from mxnet import init as mx_init
+from mxnet import np, npx
 from mxnet.base import MXNetError
 from mxnet.gluon import nn
 
@@ -58,13 +59,17 @@ def _check_name(name: str, layers: Layers, path: tuple[str, str]) -> None:
 
 def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Overrides = None, *,
                 ctx: Any = None, hybridize: bool = True, limits: Optional[Limits] = Limits(),
-                **kwargs: Any) -> Network:
+                init: Union[str, os.PathLike[str], None] = None, strict: bool = False,
+                outputs: Optional[Sequence[str]] = None, **kwargs: Any) -> Network:
     """Build the Gluon network a spec describes, initialised as the spec says.
 
     `spec_or_path` is a validated `Spec` or the path of a YAML spec. `overrides` (or keyword arguments)
     change the spec first: `build_model(path, {"stages.b3.0.c1": 96})`. The result is a
     `gluon.modules.Network` whose children are the stages (`net.b3`, `net[2]`) and any auxiliary heads,
     hybridized unless `hybridize=False`. MXNet's numpy mode (`npx.set_np()`) is switched on, as in the D2L book.
+    `init` (a `.params` file, a run folder or a converted file) then loads every array whose path and shape
+    match (`gluon.transfer`; `strict` refuses any difference); its report is `net.transferred`. `outputs`
+    (stage names) makes the network return those stages' outputs (`Network.give_outputs`).
     """
     if isinstance(spec_or_path, Spec):
         if overrides or kwargs:
@@ -82,9 +87,15 @@ def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Ove
         _check_name(name, head.layers, ("aux", name))
         net.add_aux(name, _sequence(summary.row(name).layers), *head.tap)
     cls, options = _INITIALIZERS[spec.init]
-    net.initialize(getattr(init, cls)(**options), ctx=ctx)
+    net.initialize(getattr(mx_init, cls)(**options), ctx=ctx)
     if any(uses_own_kinds(layers) for _, layers in spec.layers()):
         agree(net, summary)  # a plugin's block against its shape rule, before anything runs it
+    if outputs:
+        net.give_outputs(outputs)
+    if init is not None:
+        from .transfer import transfer
+
+        net.transferred = transfer(net, init, strict)
     if hybridize:
         net.hybridize(**HYBRIDIZE)
     return net
@@ -97,7 +108,9 @@ def traced(net: Network, block: Any = None) -> tuple[Any, Any, dict[str, Any]]:
     block = net if block is None else block
     if not is_hybridized(block):
         block.hybridize(**HYBRIDIZE)
-    block(np.zeros((1,) + net.spec.input.shape, ctx=net.collect_params().list_ctx()[0])).wait_to_read()
+    out = block(np.zeros((1,) + net.spec.input.shape, ctx=net.collect_params().list_ctx()[0]))
+    for array in out if isinstance(out, (tuple, list)) else [out]:
+        array.wait_to_read()
     return cached_graph(block)
 
 

@@ -93,3 +93,10 @@ def patch_launcher(local: bool) -> None:
         from dmlc_tracker import tracker
 
         tracker.get_host_ip = lambda host_ip=None: "127.0.0.1"
+
+
+def use_global_stats(batchnorm: Any) -> None:
+    """Make a Gluon `BatchNorm` normalise with its running statistics in training too (and so leave them as
+    they are), as `BatchNorm(use_global_stats=True)` would have. Gluon reads the option from `_kwargs` when it
+    traces the graph; it has no setter."""
+    batchnorm._kwargs["use_global_stats"] = True

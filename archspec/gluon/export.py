@@ -29,7 +29,8 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
     `gluon.SymbolBlock.imports(json, ["data"], params)`. `onnx`: the file `OUTPUT`, whose input `data`
     has a free batch dimension. Only the inference graph is exported: auxiliary heads are left out.
     The names of the `classes` go with the model: `OUTPUT-classes.json` (a JSON list), or the ONNX model's
-    metadata (`classes`, the same JSON).
+    metadata (`classes`, the same JSON). A spec's input normalisation (`input.mean`, `input.std`), which the
+    graph applies, is recorded the same way: `OUTPUT-preprocessing.json`, or the metadata `preprocessing`.
     `precision` bf16 or int8 (mxnet format only) writes the graph `gluon.precision.for_inference` makes,
     INT8 calibrated on `calibration`.
     """
@@ -54,6 +55,9 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
             if names:
                 Path(tmp, "classes.json").write_text(names)
                 files[Path(tmp, "classes.json")] = written[2]
+            if preprocessing(net):
+                Path(tmp, "preprocessing.json").write_text(preprocessing(net) or "")
+                files[Path(tmp, "preprocessing.json")] = written[3]
         else:
             _to_onnx(net, graph, Path(tmp, "model.onnx"), names)
             files = {Path(tmp, "model.onnx"): output}
@@ -61,17 +65,29 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
             target(dst)  # a folder or a device there is refused before any file is replaced
         for src, dst in files.items():
             os.replace(src, target(dst))  # same file system: each file appears whole
-        stale = written[-1]
-        if fmt == "mxnet" and not names and stale.is_file():
-            stale.unlink()  # the names of an earlier export to the same name are not this model's
+        for stale in written[2:]:
+            if stale not in files.values() and stale.is_file():
+                stale.unlink()  # an earlier export's to the same name are not this model's
     return list(files.values())
 
 
 def destinations(output: Union[str, os.PathLike[str]], fmt: str) -> list[Path]:
-    """The files `export` may write for `output`: mxnet's symbol, parameters and class names, or the ONNX file."""
+    """The files `export` may write for `output`: mxnet's symbol, parameters, class names and preprocessing, or the
+    ONNX file."""
     if fmt == "mxnet":
-        return [Path(f"{output}-{suffix}") for suffix in ("symbol.json", "0000.params", "classes.json")]
+        return [Path(f"{output}-{suffix}")
+                for suffix in ("symbol.json", "0000.params", "classes.json", "preprocessing.json")]
     return [Path(output)]
+
+
+def preprocessing(net: Network) -> Optional[str]:
+    """The input normalisation a spec declares, as an export records it (JSON), or None. The graph applies it:
+    a caller feeds pixels scaled to 0..1, channels first."""
+    spec_input = net.spec.input
+    if spec_input.mean is None:
+        return None
+    return json.dumps({"input": "pixels scaled to 0..1, NCHW", "mean": list(spec_input.mean),
+                       "std": list(spec_input.std or ()), "applied": "in the graph: (x - mean) / std per channel"})
 
 
 def check_format(fmt: str, precision: Precision = "fp32") -> None:
@@ -95,8 +111,10 @@ def _to_onnx(net: Network, graph: tuple[Any, Any, dict[str, Any]], path: Path, c
         raise InputError(f"{net.spec.name}: ONNX cannot express this network: {e}") from None
     del params
     _tidy(model, {p.name: name for name, p in params_by_path(net).items()})
-    if classes:
-        onnx.helper.set_model_props(model, {"classes": classes})
+    _name_outputs(model, net.output_names)
+    props = {"classes": classes, "preprocessing": preprocessing(net)}
+    if any(props.values()):
+        onnx.helper.set_model_props(model, {k: v for k, v in props.items() if v})
     onnx.save(model, str(path))
     del model
     onnx.checker.check_model(str(path))  # from the file: no second copy of the weights in Python
@@ -114,6 +132,19 @@ def _tidy(model: Any, names: dict[str, str]) -> None:
         t.name = names.get(t.name, t.name)
     for node in graph.node:
         node.input[:] = [names.get(i, i) for i in node.input]
+
+
+def _name_outputs(model: Any, names: list[str]) -> None:
+    """The graph's outputs named after their stages (`b4`, `b5`), in order: what a runtime's caller asks for."""
+    graph = model.graph
+    if len(names) != len(graph.output):
+        return
+    renamed = {out.name: name for out, name in zip(graph.output, names)}
+    for out in graph.output:
+        out.name = renamed[out.name]
+    for node in graph.node:
+        node.output[:] = [renamed.get(o, o) for o in node.output]
+        node.input[:] = [renamed.get(i, i) for i in node.input]
 
 
 # MXNet 1.9's ONNX exporter predates numpy mode: the numpy-mode operators built networks use -> the classic

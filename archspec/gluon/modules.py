@@ -8,6 +8,7 @@ from typing import Any, Iterator, Optional, Sequence
 from mxnet import autograd
 from mxnet.gluon import nn
 
+from ..spec.diagnostics import InputError
 from .compat import QuietUnusedParameters
 
 
@@ -103,6 +104,8 @@ class Network(QuietUnusedParameters):
         self._stages: list[str] = []
         self._taps: dict[tuple[str, Optional[int]], list[str]] = {}  # (stage, layer or None) -> heads there
         self._aux: list[str] = []
+        self.transferred: Any = None  # what build_model(init=FILE) loaded (gluon.transfer.Transfer)
+        self._outputs: list[str] = []  # stages whose outputs inference returns (give_outputs); [] the last
         object.__setattr__(self, "_training_graph", None)  # not a child: it shares this block's children
 
     def add_stage(self, name: str, stage: nn.HybridSequential) -> None:
@@ -116,6 +119,20 @@ class Network(QuietUnusedParameters):
         self._aux.append(name)
         if self._training_graph is None:
             object.__setattr__(self, "_training_graph", _WithAux(self))
+
+    def give_outputs(self, names: Sequence[str]) -> None:
+        """Return the outputs of these stages, in this order, instead of the last stage's (a backbone's
+        features: `build_model(spec, outputs=["b4", "b5"])`); stages after the last named are not run."""
+        unknown = [name for name in names if name not in self._stages]
+        if unknown:
+            raise InputError(f"outputs: {self.spec.name} has no stage {', '.join(unknown)} (its stages: "
+                             f"{', '.join(self._stages)})")
+        self._outputs = list(names)
+
+    @property
+    def output_names(self) -> list[str]:
+        """The stages whose outputs the network gives in inference."""
+        return list(self._outputs) or self._stages[-1:]
 
     @property
     def stage_names(self) -> list[str]:
@@ -146,10 +163,15 @@ class Network(QuietUnusedParameters):
         return super().forward(x, *args)
 
     def hybrid_forward(self, F: Any, x: Any) -> Any:
-        return self.run(x, with_aux=False)
+        return self.run(normalised(F, x, self.spec.input), with_aux=False)
 
     def run(self, x: Any, with_aux: bool) -> Any:
         """The stages in order; with `with_aux`, also the auxiliary heads at their taps."""
+        if self._outputs and not with_aux:
+            features, last = {}, max(self._stages.index(name) for name in self._outputs)
+            for name in self._stages[:last + 1]:
+                x = features[name] = getattr(self, name)(x)
+            return tuple(features[name] for name in self._outputs)
         outputs = {}
         for name in self._stages:
             stage = getattr(self, name)
@@ -176,4 +198,17 @@ class _WithAux(nn.HybridBlock):
         return self._net.collect_params(select)
 
     def hybrid_forward(self, F: Any, x: Any) -> Any:
-        return self._net.run(x, with_aux=True)
+        return self._net.run(normalised(F, x, self._net.spec.input), with_aux=True)
+
+
+def normalised(F: Any, x: Any, spec_input: Any) -> Any:
+    """`(x - mean) / std` per channel when the spec declares them (`input.mean`, `input.std`), in the graph, so
+    training, evaluation, prediction and every export apply the same normalisation. Classic operators with
+    scalars (slice_axis, minus/divide by a scalar, Concat), whose ONNX converters in MXNet 1.9 give valid
+    ONNX (its SliceChannel converter does not for opset 18)."""
+    mean, std = spec_input.mean, spec_input.std
+    if mean is None:
+        return x
+    x = x.as_nd_ndarray()
+    parts = [(F.slice_axis(x, axis=1, begin=c, end=c + 1) - m) / s for c, (m, s) in enumerate(zip(mean, std))]
+    return F.Concat(*parts, dim=1).as_np_ndarray()

@@ -11,7 +11,8 @@ import difflib
 import re
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, ValidationError,
+                      model_validator)
 
 from .diagnostics import FieldPath, Problem, SpecError, hint, problem, short
 from .expand import DIRECTIVES, MAX_LAYERS, Memo, expand
@@ -32,10 +33,28 @@ class Input(BaseModel):
     channels: Size = Field(description="Input channels (1 for Fashion-MNIST, 3 for RGB).")
     height: Size = Field(description="Input height in pixels.")
     width: Size = Field(description="Input width in pixels.")
+    mean: tuple[float, ...] | None = Field(None, description="Per-channel mean subtracted from the input (pixels "
+                                                              "scaled to 0..1) before the first stage, as the "
+                                                              "network's weights expect: ImageNet's "
+                                                              "[0.485, 0.456, 0.406]. With `std`.")
+    std: tuple[float, ...] | None = Field(None, description="Per-channel standard deviation the input is divided "
+                                                            "by after `mean`: ImageNet's [0.229, 0.224, 0.225].")
 
     @property
     def shape(self) -> Shape:
         return (self.channels, self.height, self.width)
+
+    @model_validator(mode="after")
+    def _one_value_a_channel(self) -> "Input":
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("mean and std go together")
+        for name, values in (("mean", self.mean), ("std", self.std)):
+            if values is not None and len(values) != self.channels:
+                raise ValueError(f"{name} needs one value for each of the {self.channels} channel(s), got "
+                                 f"{len(values)}")
+        if self.std is not None and min(self.std) <= 0:
+            raise ValueError("std must be positive")
+        return self
 
 
 class Aux(BaseModel):

@@ -79,6 +79,16 @@ class Config(BaseModel):
     workers: int = Field(0, ge=0, le=64, description="decoding processes when streaming (0: up to 4, one a core)")
     prefetch: int = Field(4, ge=1, le=64, description="batches decoded ahead when streaming (bounds the memory)")
 
+    init: Optional[str] = Field(None, description="start from these parameters (a .params file, a run folder, or "
+                                                  "`archspec convert`'s output): every array whose path and shape "
+                                                  "match; the others as the spec initialises them")
+    strict: bool = Field(False, description="with --init: refuse parameters that differ from the network's in any "
+                                            "array")
+    freeze: Optional[str] = Field(None, description="stages (b1,b2) or parameter-path globs (b3.*) left untrained: "
+                                                    "no gradient, batch norm on its running statistics")
+    lr_mult: Optional[str] = Field(None, description="learning-rate factors by stage or glob, e.g. head=10 (D2L's "
+                                                     "fine-tuning)")
+
     #: settings a resumed run may change
     MAY_CHANGE: ClassVar[frozenset[str]] = frozenset({"epochs", "checkpoint_every", "keep", "data_dir", "ctx",
                                                       "kvstore", "workers", "prefetch"})

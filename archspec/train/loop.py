@@ -28,6 +28,7 @@ from ..gluon.build import build_model
 from ..gluon.check import uses_own_kinds
 from ..gluon.modules import Network
 from ..gluon.precision import mixed_bfloat16, require_bfloat16
+from ..gluon.tuning import freeze, lr_mult
 from ..spec import Overrides, load_spec, with_overrides
 from ..spec.analysis import summarize
 from ..spec.diagnostics import InputError
@@ -299,7 +300,12 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
     folder.check(config, identity, resume, meta["epoch"] if meta else None, force)
 
     mx.random.seed(config.seed)
-    net = build_model(spec, ctx=contexts)
+    # resuming: the checkpoint holds the weights, --init's file is not read again (it may be gone)
+    net = build_model(spec, ctx=contexts, init=None if meta else config.init, strict=config.strict)
+    if net.transferred is not None:
+        print(net.transferred.report(), file=stream)
+    freeze(net, config.freeze)  # before the trainer, which then leaves the frozen arrays alone
+    lr_mult(net, config.lr_mult)
     if config.no_bias_decay:
         optimization.no_decay_on_biases_and_norms(net)
     schedule = optimization.scheduler(config, steps)
