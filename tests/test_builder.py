@@ -226,3 +226,25 @@ def test_aspp_image_pooling_branch_in_yaml(write_spec):
     path = write_spec(text)
     assert summarize(load_spec(path)).row("head").output == (12, 9, 12)
     assert build_model(path)(np.zeros((2, 8, 9, 12))).shape == (2, 12, 9, 12)
+
+
+def test_activation_formulas_are_documented_and_computed():
+    """Issue 23, defect 8: the README states each modern activation's formula, and the built block computes it
+    (hard_sigmoid was measured to be relu6(x + 3) / 6; gelu is the exact erf form torch's nn.GELU() computes)."""
+    import math
+
+    from archspec.gluon.layers import activation
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    x = onp.linspace(-8, 8, 33, dtype="float32")
+    relu6 = onp.clip(x, 0, 6)
+    formulas = {"hard_sigmoid relu6(x + 3) / 6": ("hard_sigmoid", onp.clip(x + 3, 0, 6) / 6),
+                "hard_swish x * relu6(x + 3) / 6": ("hard_swish", x * onp.clip(x + 3, 0, 6) / 6),
+                "relu6 min(max(x, 0), 6)": ("relu6", relu6),
+                "swish x * sigmoid(x)": ("swish", x / (1 + onp.exp(-x))),
+                "gelu x * Phi(x)": ("gelu", onp.array([v * 0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x]))}
+    for text, (name, expected) in formulas.items():
+        assert text in readme, text
+        block = activation(name)
+        block.initialize()
+        assert onp.allclose(block(np.array(x)).asnumpy(), expected, atol=1e-5), name

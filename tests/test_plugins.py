@@ -139,3 +139,30 @@ def test_a_kind_whose_shape_rule_gives_a_non_shape_is_reported(plugin):
                                                       "def infer(self, shape): return (-16,) + tuple(shape[1:])", 1))
     proc = archspec("validate", "--plugin", plugin / "negative.py", plugin / "spec.yaml")
     assert proc.returncode == 1 and "not a shape of positive integers" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_kind_with_parameters_and_no_mac_rule_is_warned_about(write_spec):
+    """Issue 23, defect 6: a user's kind with weights and no `macs` counted 0 MACs silently; it is now a warning
+    at its line, and a kind that says how it computes is not warned about."""
+    from typing import ClassVar
+
+    from archspec import Layer, load_spec, register, summarize
+
+    @register
+    class Gain23(Layer):
+        """A learnable per-channel gain, without a MAC rule."""
+        kind: ClassVar[str] = "gain_without_macs_23"
+        def infer(self, shape): return shape
+        def params(self, shape, out): return shape[0]
+
+    @register
+    class CountedGain23(Gain23):
+        kind: ClassVar[str] = "gain_with_macs_23"
+        def macs(self, shape, out): return sum(out)
+
+    path = write_spec("name: t\ninput: {channels: 3, height: 4, width: 4}\nstages:\n  s:\n"
+                      "    - gain_without_macs_23\n    - gain_with_macs_23\n")
+    summary = summarize(load_spec(path))
+    assert [(w.line, w.message) for w in summary.warnings] == [
+        (5, "gain_without_macs_23 has 3 parameters but no MAC rule, so its MACs count as 0 (define "
+            "`macs(shape, out)` on the kind)")]

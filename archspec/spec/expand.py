@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .blocks import argument_adapter, check_blocks, library_blocks
 from .diagnostics import FieldPath, Mark, Problem, SpecError, hint, problem, short
-from .expressions import Evaluation, ExpressionError, Incoming, is_expression, literal, parse, show, source
+from .expressions import Evaluation, ExpressionError, Incoming, is_expression, literal, make_divisible, parse, show, source
 from .kinds import REGISTRY, Layer, Shape, Size
 from .loader import Map, Seq, marked
 from .located import check_model, check_value, field_adapter, plain, pydantic_problems
@@ -51,8 +51,7 @@ class Scaling(BaseModel):
         """A channel count written at width 1, scaled; anything else (a count from `in`) as it is."""
         if self.width == 1 or type(value) is not int or value <= 0:
             return value
-        d = self.width_divisor
-        return max(d, int(value * self.width / d + 0.5) * d)
+        return make_divisible(value * self.width, self.width_divisor)
 
     def repeat(self, count: int) -> int:
         return min(MAX_REPEAT, math.ceil(count * self.depth))
@@ -359,7 +358,7 @@ class _Expansion:
         names = {name: value for name, (value, _) in self.scope.items()}
         if not self.no_input:  # outside the layers there is no input shape to read
             names["in"] = Incoming(shape) if shape is not None else _UNKNOWN_INPUT
-        evaluation = Evaluation(names, self.scaling.channels)
+        evaluation = Evaluation(names, self.scaling.channels, self.scaling.width)
         try:
             value = evaluation(parse(source(text)))
             if isinstance(value, Incoming):

@@ -381,7 +381,10 @@ class BatchNorm(Layer, BatchNormOptions):
 
 @register
 class ActivationLayer(Layer):
-    """An activation on its own (`nn.Activation`, `nn.GELU`, `nn.Swish`)."""
+    """An activation on its own (`nn.Activation`, `nn.GELU`, `nn.Swish`). The functions, of x: relu max(x, 0);
+    sigmoid 1 / (1 + exp(-x)); tanh; softrelu log(1 + exp(x)); softsign x / (1 + |x|); gelu x * Phi(x), Phi the
+    normal distribution function (the exact erf form, as torch's nn.GELU()); swish x * sigmoid(x); relu6
+    min(max(x, 0), 6); hard_sigmoid relu6(x + 3) / 6 (MobileNetV3's); hard_swish x * relu6(x + 3) / 6."""
 
     kind: ClassVar[str] = "activation"
     shorthand: ClassVar[str] = "function"
