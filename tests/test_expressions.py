@@ -253,3 +253,28 @@ def test_width_rounds_as_mobilenet_and_scales_a_computed_count_once(write_spec, 
     s = summarize(load_spec(path))
     first, second = _make_divisible(24 * width, 8), _make_divisible(90 * width, 8)
     assert [s.row(f"s.{i}").output[0] for i in range(3)] == [first, second, _make_divisible(second * 0.25, 8)]
+
+
+def test_a_required_argument_is_spelled_required_and_survives_a_base_merge(write_spec):
+    """Issue 23, defect 1: `required` marks a block argument a use must give; restated in a derived spec it stays
+    required (a `base:` merge deletes on null, which silently deleted the argument)."""
+    write_spec(HEAD + "blocks:\n  blk:\n    args: {channels: required, k: 1}\n    layers:\n"
+                      "      - conv: {channels: $channels, kernel: $k}\nstages:\n  s:\n    - blk: {channels: 4}\n",
+               "base.yaml")
+    derived = write_spec("base: base.yaml\nblocks:\n  blk:\n    args: {channels: required, k: 3}\n", "derived.yaml")
+    s = summarize(load_spec(derived))
+    assert s.row("s.0").output == (4, 6, 6) and not s.warnings
+    missing = write_spec("base: derived.yaml\nstages:\n  s:\n    - blk: {k: 1}\n", "missing.yaml")
+    with pytest.raises(SpecError) as e:
+        load_spec(missing)
+    assert [(p.line, p.message) for p in e.value.problems] == [(4, "block blk needs argument 'channels'")]
+
+
+def test_null_still_marks_a_required_argument_with_a_deprecation_warning(write_spec):
+    path = spec(write_spec, "    - blk: {channels: 4}\n",
+                "  blk:\n    args: {channels: null}\n    layers: [conv: {channels: $channels, kernel: 1}]\n")
+    s = summarize(load_spec(path))
+    assert s.row("s.0").output == (4, 8, 8)
+    assert [(w.line, w.severity, w.message) for w in s.warnings] == [
+        (5, "warning", "`channels: null` as a required argument is deprecated (in a `base:` merge null deletes): "
+                       "write `channels: required`")]

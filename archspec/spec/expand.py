@@ -19,7 +19,7 @@ from typing import Any, Final, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .blocks import argument_adapter, check_blocks, library_blocks
+from .blocks import LIBRARY_FILE, argument_adapter, check_blocks, is_required, library_blocks
 from .diagnostics import FieldPath, Mark, Problem, SpecError, hint, problem, short
 from .expressions import Evaluation, ExpressionError, Incoming, is_expression, literal, make_divisible, parse, show, source
 from .kinds import REGISTRY, Layer, Shape, Size
@@ -403,7 +403,7 @@ class _Expansion:
         definition = self.blocks[name]
         outer, outer_site = self.scope, self.site
         self.scope = self.bind(name, definition, body, path, mark, shape)
-        if self.site is None and definition.mark.file == "archspec/spec/library.yaml":
+        if self.site is None and definition.mark.file == LIBRARY_FILE:
             self.site = (name, mark, path)
         self.active.append((name, mark))
         try:
@@ -431,13 +431,13 @@ class _Expansion:
                                                                  f"{', '.join(args) or 'none'})")
                  for arg in body if arg not in args]
         found += [self.problem(mark, path, f"block {name} needs argument {arg!r}") for arg in args
-                  if args[arg] is None and arg not in body]
+                  if is_required(args[arg]) and arg not in body]
         self.skip_if(found)
         outer = self.scope
         self.scope = scope = {**outer, **{arg: (value, body.value_mark(arg)) for arg, value in body.items()}}
         try:
             for arg, default in args.items():
-                if default is not None and arg not in body:
+                if not is_required(default) and arg not in body:
                     scope[arg] = (self.substitute(default, path + (arg,), args.value_mark(arg), shape),
                                   args.value_mark(arg))
         finally:
@@ -574,12 +574,16 @@ def _with_defaults(defaults: Optional[Map], body: Map) -> Map:
 
 
 def _relabel(body: Map, mark: Mark, children: Any) -> Map:
-    """`body` with every mark at `mark` (entries in child fields keep theirs)."""
+    """`body` with every mark inside the library at `mark`, the block's use (entries in child fields keep theirs);
+    a value the user wrote elsewhere, a default of the spec's `defaults:`, keeps its own line."""
+    def at(where: Mark) -> Mark:
+        return mark if where.file == LIBRARY_FILE else where
+
     def walk(node: Any) -> Any:
         if isinstance(node, Map) and node.origin is None:
             out = Map(mark=mark)
             for k, v in node.items():
-                out.set(k, walk(v), mark, mark)
+                out.set(k, walk(v), at(node.value_mark(k)), at(node.key_mark(k)))
             return out
         if isinstance(node, Seq):
             return Seq([walk(v) for v in node], mark, [mark] * len(node))
@@ -587,7 +591,7 @@ def _relabel(body: Map, mark: Mark, children: Any) -> Map:
 
     out = Map(mark=mark)
     for k, v in body.items():
-        out.set(k, v if k in children else walk(v), mark, mark)
+        out.set(k, v if k in children else walk(v), at(body.value_mark(k)), at(body.key_mark(k)))
     return out
 
 
