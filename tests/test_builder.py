@@ -248,3 +248,55 @@ def test_activation_formulas_are_documented_and_computed():
         block = activation(name)
         block.initialize()
         assert onp.allclose(block(np.array(x)).asnumpy(), expected, atol=1e-5), name
+
+
+def test_scale_layer_scale_layernorm_and_gelu_compute_their_formulas(write_spec):
+    """Issue 23's new kinds, each against its formula written here: scale (its scalar short form), layer_scale
+    (C factors starting at init), layernorm over the channels at each position (ConvNeXt's LayerNorm2d: C scales
+    and C shifts), gelu (x * Phi(x))."""
+    import math
+
+    path = write_spec("name: k\ninput: {channels: 3, height: 2, width: 2}\nstages:\n"
+                      "  a: [{scale: 0.17}]\n  b: [{layer_scale: 0.5}]\n  c: [{layernorm: {epsilon: 1.0e-6}}]\n"
+                      "  d: [gelu]\n")
+    net, s = build_model(path, hybridize=False), summarize(load_spec(path))
+    assert [s.row(n).params for n in "abcd"] == [0, 3, 6, 0]
+    x = onp.random.default_rng(0).normal(size=(2, 3, 2, 2)).astype("float32")
+    assert onp.allclose(net.a(np.array(x)).asnumpy(), 0.17 * x)
+    assert onp.allclose(net.b(np.array(x)).asnumpy(), 0.5 * x)
+    mean, var = x.mean(axis=1, keepdims=True), x.var(axis=1, keepdims=True)
+    assert onp.allclose(net.c(np.array(x)).asnumpy(), (x - mean) / onp.sqrt(var + 1e-6), atol=1e-5)
+    erf = onp.vectorize(math.erf)
+    assert onp.allclose(net.d(np.array(x)).asnumpy(), x * 0.5 * (1 + erf(x / math.sqrt(2))), atol=1e-5)
+
+
+def test_conv_transpose_is_the_adjoint_of_a_convolution(write_spec):
+    """conv_transpose: output size (n - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1,
+    and its values those of a transposed convolution written here as a scatter (each input value adds its kernel
+    at stride steps), padding cropped from each side."""
+    path = write_spec("name: t\ninput: {channels: 2, height: 3, width: 4}\nstages:\n"
+                      "  up: [{conv_transpose: {channels: 3, kernel: 3, stride: 2, padding: 1, output_padding: 1}}]\n")
+    net, s = build_model(path, hybridize=False), summarize(load_spec(path))
+    assert s.output == (3, 6, 8) and s.params == 2 * 3 * 9 + 3
+    block = net.up[0]
+    w = onp.random.default_rng(1).normal(size=(2, 3, 3, 3)).astype("float32")  # (in, out, kh, kw), as PyTorch
+    b = onp.random.default_rng(2).normal(size=3).astype("float32")
+    block.weight.set_data(np.array(w))
+    block.bias.set_data(np.array(b))
+    x = onp.random.default_rng(3).normal(size=(1, 2, 3, 4)).astype("float32")
+    full = onp.zeros((3, (3 - 1) * 2 + 3 + 1, (4 - 1) * 2 + 3 + 1), "float32")  # output_padding on the far side
+    for c in range(2):
+        for i in range(3):
+            for j in range(4):
+                full[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3] += x[0, c, i, j] * w[c]
+    expected = full[:, 1:1 + 6, 1:1 + 8] + b[:, None, None]
+    assert onp.allclose(net(np.array(x)).asnumpy()[0], expected, atol=1e-5)
+
+
+def test_repeat_zero_leaves_the_entry_out(write_spec):
+    """`repeat: ${reps - 1}` with reps 1 keeps no copy, as an entry whose `when` fails."""
+    path = write_spec("name: r\ninput: {channels: 3, height: 4, width: 4}\nargs: {reps: 1}\nstages:\n"
+                      "  s:\n    - conv: {channels: 4, kernel: 1}\n    - conv: {channels: 4, kernel: 1}\n"
+                      "      repeat: ${reps - 1}\n")
+    assert [r.path for r in summarize(load_spec(path)).rows if r.depth == 1] == ["s.0"]
+    assert len([r for r in summarize(load_spec(path, ["reps=3"])).rows if r.depth == 1]) == 3

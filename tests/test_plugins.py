@@ -166,3 +166,22 @@ def test_a_kind_with_parameters_and_no_mac_rule_is_warned_about(write_spec):
     assert [(w.line, w.message) for w in summary.warnings] == [
         (5, "gain_without_macs_23 has 3 parameters but no MAC rule, so its MACs count as 0 (define "
             "`macs(shape, out)` on the kind)")]
+
+
+def test_a_plugin_kind_declares_its_scalar_short_form(write_spec):
+    """Issue 23: `shorthand` names the field a scalar fills, for a user's kind as for `scale` and `dense`."""
+    from typing import ClassVar
+
+    from archspec import Layer, load_spec, register
+
+    @register
+    class Shift23(Layer):
+        kind: ClassVar[str] = "shift_by_23"
+        shorthand: ClassVar[str] = "amount"
+        amount: float
+        def infer(self, shape): return shape
+
+    path = write_spec("name: t\ninput: {channels: 3, height: 4, width: 4}\nstages:\n  s:\n"
+                      "    - shift_by_23: 0.5\n    - scale: 0.17\n")
+    shift, scale = load_spec(path).stages["s"]
+    assert (shift.amount, scale.value) == (0.5, 0.17)

@@ -12,7 +12,7 @@ from mxnet.gluon import nn
 
 from ..spec import kinds
 from ..spec.kinds import Layer, Shape, pair
-from .modules import HardSigmoid, LRNBlock, ParallelBlock, ReLU6, Upsample
+from .modules import HardSigmoid, LayerScale, LRNBlock, ParallelBlock, ReLU6, Scale, Upsample
 
 Children = Sequence[Optional[nn.HybridSequential]]  # one per child sequence; None for an empty one
 Constructor = Callable[[Any, Shape, Children], nn.HybridBlock]
@@ -70,6 +70,13 @@ def conv(layer: kinds.Conv, shape: Shape, children: Children) -> nn.HybridBlock:
     return seq
 
 
+@constructs(kinds.ConvTranspose)
+def conv_transpose(layer: kinds.ConvTranspose, shape: Shape, children: Children) -> nn.HybridBlock:
+    return nn.Conv2DTranspose(layer.channels, pair(layer.kernel), pair(layer.stride), pair(layer.padding),
+                              pair(layer.output_padding), pair(layer.dilation), layer.groups,
+                              use_bias=layer.bias, in_channels=shape[0])
+
+
 def _pool_options(layer: kinds._Pool) -> dict[str, Any]:
     return dict(pool_size=pair(layer.kernel), padding=pair(layer.padding), ceil_mode=layer.ceil_mode,
                 strides=pair(layer.stride) if layer.stride is not None else None)
@@ -125,6 +132,26 @@ def batchnorm(layer: kinds.BatchNorm, shape: Shape, children: Children) -> nn.Hy
 @constructs(kinds.ActivationLayer)
 def activation_layer(layer: kinds.ActivationLayer, shape: Shape, children: Children) -> nn.HybridBlock:
     return activation(layer.function, shape)
+
+
+@constructs(kinds.Gelu)
+def gelu(layer: kinds.Gelu, shape: Shape, children: Children) -> nn.HybridBlock:
+    return activation("gelu")
+
+
+@constructs(kinds.Scale)
+def scale(layer: kinds.Scale, shape: Shape, children: Children) -> nn.HybridBlock:
+    return Scale(layer.value)
+
+
+@constructs(kinds.LayerScale)
+def layer_scale(layer: kinds.LayerScale, shape: Shape, children: Children) -> nn.HybridBlock:
+    return LayerScale(shape[0], layer.init, len(shape))
+
+
+@constructs(kinds.LayerNorm)
+def layernorm(layer: kinds.LayerNorm, shape: Shape, children: Children) -> nn.HybridBlock:
+    return nn.LayerNorm(axis=1, epsilon=layer.epsilon, in_channels=shape[0])
 
 
 @constructs(kinds.LRN)

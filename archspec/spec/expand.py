@@ -222,9 +222,12 @@ class _Expansion:
             self.spend(1, mark, path)  # an entry left out costs its condition: it counts against the budget too
             return []
         repeat = plain(self.substitute(item.get("repeat", 1), path + ("repeat",), item.value_mark("repeat"), shape))
-        if type(repeat) is not int or not 1 <= repeat <= MAX_REPEAT:
+        if type(repeat) is not int or not 0 <= repeat <= MAX_REPEAT:
             self.skip(item.value_mark("repeat"), path + ("repeat",),
-                      f"repeat must be an integer from 1 to {MAX_REPEAT}, got {short(repeat)}")
+                      f"repeat must be an integer from 0 to {MAX_REPEAT}, got {short(repeat)}")
+        if repeat == 0:  # `repeat: ${reps - 1}` with reps 1: no copy, as an entry whose `when` fails
+            self.spend(1, mark, path)
+            return []
         if "repeat" in item:
             repeat = self.scaling.repeat(repeat)
         return self.copies(kind, item, path, mark, shape, repeat)

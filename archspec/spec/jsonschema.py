@@ -42,7 +42,7 @@ def spec_schema() -> dict:
     """JSON Schema (draft 2020-12) of a spec file."""
     defs: dict = {}
     kinds = _kind_schemas(defs)
-    repeat = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_REPEAT}, ARGUMENT]}
+    repeat = {"anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_REPEAT}, ARGUMENT]}
     kinds.update(_library_schemas())
     entries = [{"type": "object", "properties": {kind: body, "repeat": repeat, "when": WHEN},
                 "required": [kind], "additionalProperties": False} for kind, body in kinds.items()]

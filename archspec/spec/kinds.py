@@ -242,6 +242,59 @@ class Conv(Layer):
         return self._weights(shape) * out[1] * out[2]
 
 
+@register
+class ConvTranspose(Layer):
+    """Transposed 2-D convolution (`nn.Conv2DTranspose`, PyTorch's `ConvTranspose2d`), the U-Net paper's
+    up-convolution: each side grows to (size - 1) * stride - 2 * padding + dilation * (kernel - 1) +
+    output_padding + 1."""
+
+    kind: ClassVar[str] = "conv_transpose"
+    width_fields: ClassVar[tuple[str, ...]] = ("channels",)
+    channels: Size = Field(description="Output channels.")
+    kernel: Pair = Field(description="Kernel size: an integer or [height, width].")
+    stride: Pair = Field(1, description="Stride: an integer or [height, width].")
+    padding: PairOrZero = Field(0, description="Rows and columns taken off each side: an integer or "
+                                               "[height, width].")
+    output_padding: PairOrZero = Field(0, description="Added to one side of the output (below the stride or "
+                                                      "the dilation), to reach an odd size.")
+    dilation: Pair = Field(1, description="Dilation: an integer or [height, width].")
+    groups: Size = Field(1, description="Groups; input and output channels must both divide by it.")
+    bias: Flag = Field(True, description="Learn a bias.")
+
+    @model_validator(mode="after")
+    def _valid(self) -> ConvTranspose:
+        if self.channels % self.groups:
+            raise ValueError(f"channels ({self.channels}) must be divisible by groups ({self.groups})")
+        for o, s, d in zip(pair(self.output_padding), pair(self.stride), pair(self.dilation)):
+            if o >= max(s, d):
+                raise ValueError(f"output_padding {self.output_padding} must be smaller than the stride "
+                                 f"{self.stride} or the dilation {self.dilation}")
+        return self
+
+    def infer(self, shape: Shape) -> Shape:
+        c, h, w = _need_image(self.kind, shape)
+        if c % self.groups:
+            raise ShapeError(f"input channels ({c}) must be divisible by groups ({self.groups})")
+        sizes = []
+        for size, k, s, p, o, d in zip((h, w), *map(pair, (self.kernel, self.stride, self.padding,
+                                                          self.output_padding, self.dilation))):
+            out = (size - 1) * s - 2 * p + d * (k - 1) + o + 1
+            if out < 1:
+                raise ShapeError(f"padding {p} leaves no output of an input of {size}")
+            sizes.append(out)
+        return (self.channels, sizes[0], sizes[1])
+
+    def _weights(self, shape: Shape) -> int:
+        kh, kw = pair(self.kernel)
+        return shape[0] * (self.channels // self.groups) * kh * kw
+
+    def params(self, shape: Shape, out: Shape) -> int:
+        return self._weights(shape) + self.channels * self.bias
+
+    def macs(self, shape: Shape, out: Shape) -> int:
+        return self._weights(shape) * shape[1] * shape[2]  # every input value meets its kernel once
+
+
 # ---------------------------------------------------------------------------------------------
 # Pooling
 
@@ -392,6 +445,69 @@ class ActivationLayer(Layer):
 
     def infer(self, shape: Shape) -> Shape:
         return shape
+
+
+@register
+class Gelu(Layer):
+    """GELU on its own, x * Phi(x) with Phi the normal distribution function (the exact erf form, as torch's
+    `nn.GELU()`); the same as `activation: gelu`."""
+
+    kind: ClassVar[str] = "gelu"
+
+    def infer(self, shape: Shape) -> Shape:
+        return shape
+
+
+@register
+class Scale(Layer):
+    """Multiplies by a constant: Inception-ResNet's `x + 0.17 * branch` is a branch ending in `- scale: 0.17`."""
+
+    kind: ClassVar[str] = "scale"
+    shorthand: ClassVar[str] = "value"
+    value: float = Field(description="The constant factor.")
+
+    def infer(self, shape: Shape) -> Shape:
+        return shape
+
+    def macs(self, shape: Shape, out: Shape) -> int:
+        return math.prod(out)
+
+    def lint(self, shape: Shape) -> str | None:
+        return "scale by 1 does nothing" if self.value == 1 else None
+
+
+@register
+class LayerScale(Layer):
+    """A learnable factor per channel (CaiT, ConvNeXt's `gamma`), starting at `init`."""
+
+    kind: ClassVar[str] = "layer_scale"
+    shorthand: ClassVar[str] = "init"
+    init: float = Field(1e-6, description="The factors' initial value (ConvNeXt: 1e-6).")
+
+    def infer(self, shape: Shape) -> Shape:
+        return shape
+
+    def params(self, shape: Shape, out: Shape) -> int:
+        return shape[0]
+
+    def macs(self, shape: Shape, out: Shape) -> int:
+        return math.prod(out)
+
+
+@register
+class LayerNorm(Layer):
+    """Layer normalisation over the channel axis at each position (ConvNeXt's `LayerNorm2d`; on a vector, over
+    its features), with a learnt scale and shift per channel (`nn.LayerNorm(axis=1)`)."""
+
+    kind: ClassVar[str] = "layernorm"
+    epsilon: float = Field(1e-6, gt=0, description="Added to the variance (ConvNeXt: 1e-6; PyTorch's "
+                                                   "nn.LayerNorm: 1e-5).")
+
+    def infer(self, shape: Shape) -> Shape:
+        return shape
+
+    def params(self, shape: Shape, out: Shape) -> int:
+        return 2 * shape[0]
 
 
 @register
