@@ -103,7 +103,7 @@ LEAVES = {
         st.integers(0, 2), st.integers(1, 2), st.sampled_from([1, 1, 2])),
     "scale": st.builds(lambda v: {"scale": v}, st.sampled_from([0.17, 2.0, -1.0])),
     "layer_scale": st.just({"layer_scale": 0.5}), "layernorm": st.just({"layernorm": None}),
-    "gelu": st.just({"gelu": None}),
+    "gelu": st.just({"gelu": None}), "drop_path": st.just({"drop_path": 0.2}),
 }
 #: composite kinds: entries made of other entries
 COMPOSITES = {
@@ -204,7 +204,7 @@ def reference(entry):
             "lrn": lambda: nn.HybridLambda(lambda F, x: image(x)),
             "dense": lambda: nn.Dense(body if isinstance(body, int) else body["units"]),
             "flatten": nn.Flatten, "gelu": nn.GELU, "layernorm": lambda: nn.LayerNorm(axis=1),
-            "layer_scale": RefLayerScale}[kind]()
+            "layer_scale": RefLayerScale, "drop_path": lambda: nn.Dropout(0.2)}[kind]()
 
 
 def run_reference(spec):

@@ -300,3 +300,25 @@ def test_repeat_zero_leaves_the_entry_out(write_spec):
                       "      repeat: ${reps - 1}\n")
     assert [r.path for r in summarize(load_spec(path)).rows if r.depth == 1] == ["s.0"]
     assert len([r for r in summarize(load_spec(path, ["reps=3"])).rows if r.depth == 1]) == 3
+
+
+def test_drop_path_drops_whole_examples_in_training_reproducibly_and_is_the_identity_at_inference(write_spec):
+    """drop_path: at inference the identity; while training each example is either all zeros or all scaled by
+    1 / (1 - rate), and the same seed draws the same examples (a resumed run repeats them)."""
+    import mxnet as mx
+    from mxnet import autograd
+
+    net = build_model(write_spec("name: d\ninput: {channels: 2, height: 3, width: 3}\nstages:\n"
+                                 "  s: [{drop_path: 0.5}]\n"))
+    x = np.array(onp.random.default_rng(0).uniform(1, 2, size=(64, 2, 3, 3)).astype("float32"))
+    assert (net(x).asnumpy() == x.asnumpy()).all()
+
+    def trained(seed):
+        mx.random.seed(seed)
+        with autograd.record(train_mode=True):
+            return net(x).asnumpy()
+
+    out = trained(7)
+    kept = [bool(o.any()) for o in out]
+    assert all(onp.allclose(o, 2 * xi) if k else not o.any() for o, xi, k in zip(out, x.asnumpy(), kept))
+    assert 10 < sum(kept) < 54 and (trained(7) == out).all()

@@ -124,6 +124,12 @@ def dropout(layer: kinds.Dropout, shape: Shape, children: Children) -> nn.Hybrid
     return nn.Dropout(layer.rate)
 
 
+@constructs(kinds.DropPath)
+def drop_path(layer: kinds.DropPath, shape: Shape, children: Children) -> nn.HybridBlock:
+    # one draw per example: the mask is shared over every axis but the batch axis
+    return nn.Dropout(layer.rate, axes=tuple(range(1, len(shape) + 1)))
+
+
 @constructs(kinds.BatchNorm)
 def batchnorm(layer: kinds.BatchNorm, shape: Shape, children: Children) -> nn.HybridBlock:
     return nn.BatchNorm(momentum=layer.momentum, epsilon=layer.epsilon, in_channels=shape[0])

@@ -417,6 +417,24 @@ class Dropout(Layer):
 
 
 @register
+class DropPath(Layer):
+    """Stochastic depth (Huang et al., 2016; torchvision's `StochasticDepth(p, "row")`): while training, each
+    example's whole input is dropped with probability `rate` and kept ones are scaled by 1 / (1 - rate); the
+    identity at inference. Written at the end of a residual branch. Its draws come from MXNet's generator, which
+    training reseeds before every step, so a resumed run repeats them."""
+
+    kind: ClassVar[str] = "drop_path"
+    shorthand: ClassVar[str] = "rate"
+    rate: float = Field(ge=0, lt=1, description="Probability of dropping an example's input while training.")
+
+    def infer(self, shape: Shape) -> Shape:
+        return shape
+
+    def lint(self, shape: Shape) -> str | None:
+        return "drop_path with rate 0 does nothing" if self.rate == 0 else None
+
+
+@register
 class BatchNorm(Layer, BatchNormOptions):
     """Batch normalisation over the channel axis (`nn.BatchNorm`)."""
 
