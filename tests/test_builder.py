@@ -322,3 +322,29 @@ def test_drop_path_drops_whole_examples_in_training_reproducibly_and_is_the_iden
     kept = [bool(o.any()) for o in out]
     assert all(onp.allclose(o, 2 * xi) if k else not o.any() for o, xi, k in zip(out, x.asnumpy(), kept))
     assert 10 < sum(kept) < 54 and (trained(7) == out).all()
+
+
+@pytest.mark.parametrize("padding, stride, pads", [
+    ("same", 1, ((0, 1), (0, 1))),             # kernel 2: one row and column, below and on the right (PyTorch's)
+    ("same", 2, ((0, 1), (0, 0))),             # TensorFlow's: ceil(7 / 2) = 4 rows, ceil(6 / 2) = 3 columns
+    ("{top: 2, bottom: 0, left: 1, right: 3}", 1, ((2, 0), (1, 3))),
+])
+def test_same_and_per_side_padding_equal_a_padded_input(write_spec, padding, stride, pads):
+    """`padding: same` and `{top, bottom, left, right}` equal NumPy's zero padding of the input followed by an
+    unpadded convolution with the same weights."""
+    from mxnet.gluon import nn
+
+    path = write_spec("name: p\ninput: {channels: 2, height: 7, width: 6}\nstages:\n"
+                      f"  s: [{{conv: {{channels: 3, kernel: 2, stride: {stride}, padding: {padding}}}}}]\n")
+    net = build_model(path, hybridize=False)
+    x = onp.random.default_rng(0).normal(size=(1, 2, 7, 6)).astype("float32")
+    plain = nn.Conv2D(3, 2, stride, in_channels=2)
+    plain.initialize()
+    conv = net.s[0] if hasattr(net.s[0], "weight") else net.s[0][1]
+    plain.weight.set_data(conv.weight.data())
+    plain.bias.set_data(conv.bias.data())
+    expected = plain(np.array(onp.pad(x, ((0, 0), (0, 0)) + pads))).asnumpy()
+    out = net(np.array(x)).asnumpy()
+    assert out.shape[1:] == summarize(load_spec(path)).output and onp.allclose(out, expected, atol=1e-5)
+    if padding == "same":
+        assert out.shape[2:] == (-(-7 // stride), -(-6 // stride))

@@ -132,4 +132,4 @@ def test_a_list_too_short_for_a_pair_names_no_pydantic_internal(write_spec):
     messages = [(p.line, p.path[-1], p.message) for p in e.value.problems]
     assert len(messages) == 1 and messages[0][:2] == (5, "padding"), messages
     assert "tuple[" not in messages[0][2] and "constrained" not in messages[0][2]
-    assert messages[0][2] == "expected an integer or a list of 2 items, got [1]"
+    assert messages[0][2] == "expected an integer or a list of 2 items or 'same' or a mapping, got [1]"

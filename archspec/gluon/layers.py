@@ -12,7 +12,7 @@ from mxnet.gluon import nn
 
 from ..spec import kinds
 from ..spec.kinds import Layer, Shape, pair
-from .modules import HardSigmoid, LayerScale, LRNBlock, ParallelBlock, ReLU6, Scale, Upsample
+from .modules import HardSigmoid, LayerScale, LRNBlock, Pad, ParallelBlock, ReLU6, Scale, Upsample
 
 Children = Sequence[Optional[nn.HybridSequential]]  # one per child sequence; None for an empty one
 Constructor = Callable[[Any, Shape, Children], nn.HybridBlock]
@@ -56,12 +56,16 @@ def activation(name: str, shape: Shape = ()) -> nn.HybridBlock:
 def conv(layer: kinds.Conv, shape: Shape, children: Children) -> nn.HybridBlock:
     bn = layer.bn_options
     fused = layer.activation in _FUSABLE and not bn
-    block = nn.Conv2D(layer.channels, pair(layer.kernel), pair(layer.stride), pair(layer.padding),
+    top, bottom, left, right = sides = layer.sides(shape)
+    even = top == bottom and left == right  # Conv2D pads both sides alike; other padding is a block before it
+    block = nn.Conv2D(layer.channels, pair(layer.kernel), pair(layer.stride), (top, left) if even else (0, 0),
                       pair(layer.dilation), layer.groups, in_channels=shape[0], use_bias=layer.bias,
                       activation=layer.activation if fused else None)
-    if fused or (layer.activation is None and not bn):
+    if even and (fused or (layer.activation is None and not bn)):
         return block
     seq = nn.HybridSequential()
+    if not even:
+        seq.add(Pad(sides))
     seq.add(block)
     if bn:
         seq.add(nn.BatchNorm(momentum=bn.momentum, epsilon=bn.epsilon, in_channels=layer.channels))

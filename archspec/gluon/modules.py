@@ -54,6 +54,17 @@ class LRNBlock(nn.HybridBlock):
         return F.LRN(x.as_nd_ndarray(), **self._options).as_np_ndarray()
 
 
+class Pad(nn.HybridBlock):
+    """Zeros added to each side of an image on its own: (top, bottom, left, right)."""
+
+    def __init__(self, sides: tuple[int, int, int, int]):
+        super().__init__()
+        self._width = (0, 0, 0, 0) + sides
+
+    def hybrid_forward(self, F: Any, x: Any) -> Any:
+        return F.pad(x.as_nd_ndarray(), mode="constant", pad_width=self._width).as_np_ndarray()
+
+
 class Scale(nn.HybridBlock):
     """x times a constant."""
 

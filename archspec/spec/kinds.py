@@ -172,17 +172,38 @@ def _need_image(kind: str, shape: Shape) -> tuple[int, int, int]:
     return shape[0], shape[1], shape[2]
 
 
-def _window(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil: bool = False) -> int:
-    """Output length of a sliding window, as MXNet's convolution and pooling compute it."""
+def _window(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil: bool = False,
+            after: Optional[int] = None) -> int:
+    """Output length of a sliding window, as MXNet's convolution and pooling compute it: `padding` on both sides,
+    or before and `after`."""
     span = dilation * (kernel - 1) + 1
-    if span > size + 2 * padding:
-        raise ShapeError(f"kernel {span} is larger than the padded input {size}+2x{padding}")
-    steps = (size + 2 * padding - span) / stride
+    padded = size + padding + (padding if after is None else after)
+    if span > padded:
+        pads = f"2x{padding}" if after is None else f"{padding}+{after}"
+        raise ShapeError(f"kernel {span} is larger than the padded input {size}+{pads}")
+    steps = (padded - span) / stride
     return (math.ceil(steps) if ceil else math.floor(steps)) + 1
 
 
 # ---------------------------------------------------------------------------------------------
 # Convolution
+
+
+class Sides(BaseModel):
+    """Zero padding of each side on its own (PyTorch's `F.pad`, TensorFlow's explicit padding)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    top: NonNegative = Field(0, description="Rows added above.")
+    bottom: NonNegative = Field(0, description="Rows added below.")
+    left: NonNegative = Field(0, description="Columns added on the left.")
+    right: NonNegative = Field(0, description="Columns added on the right.")
+
+
+def _same(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """Padding before and after that gives ceil(size / stride) outputs (TensorFlow's and PyTorch's `same`: the
+    odd one goes after)."""
+    total = max((-(-size // stride) - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
 
 
 class BatchNormOptions(BaseModel):
@@ -200,7 +221,9 @@ class Conv(Layer):
     channels: Size = Field(description="Output channels.")
     kernel: Pair = Field(description="Kernel size: an integer or [height, width].")
     stride: Pair = Field(1, description="Stride: an integer or [height, width].")
-    padding: PairOrZero = Field(0, description="Zero padding on each side: an integer or [height, width].")
+    padding: Union[PairOrZero, Literal["same"], Sides] = Field(
+        0, description="Zero padding on each side: an integer or [height, width]; `same` (ceil(size / stride) "
+                       "outputs, the odd row or column below and on the right); or {top, bottom, left, right}.")
     dilation: Pair = Field(1, description="Dilation: an integer or [height, width].")
     groups: Size = Field(1, description="Groups; set it to the input channels for a depthwise convolution.")
     activation: Activation | None = Field(None, description="Activation after the convolution (and batch norm).")
@@ -225,8 +248,19 @@ class Conv(Layer):
         c, h, w = _need_image(self.kind, shape)
         if c % self.groups:
             raise ShapeError(f"input channels ({c}) must be divisible by groups ({self.groups})")
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(pair, (self.kernel, self.stride, self.padding, self.dilation))
-        return (self.channels, _window(h, kh, sh, ph, dh), _window(w, kw, sw, pw, dw))
+        (kh, kw), (sh, sw), (dh, dw) = map(pair, (self.kernel, self.stride, self.dilation))
+        top, bottom, left, right = self.sides(shape)
+        return (self.channels, _window(h, kh, sh, top, dh, after=bottom), _window(w, kw, sw, left, dw, after=right))
+
+    def sides(self, shape: Shape) -> tuple[int, int, int, int]:
+        """The padding (top, bottom, left, right) on an input of `shape`."""
+        if isinstance(self.padding, Sides):
+            return self.padding.top, self.padding.bottom, self.padding.left, self.padding.right
+        if self.padding == "same":
+            (kh, kw), (sh, sw), (dh, dw) = map(pair, (self.kernel, self.stride, self.dilation))
+            return _same(shape[1], kh, sh, dh) + _same(shape[2], kw, sw, dw)
+        ph, pw = pair(self.padding)
+        return ph, ph, pw, pw
 
     def _weights(self, shape: Shape) -> int:
         kh, kw = pair(self.kernel)

@@ -77,6 +77,9 @@ def _message(path: FieldPath, errors: list[Any], allowed: list[str]) -> str:
         return f"missing required field {path[-1]!r}"
     if any(x["type"] == "missing_item" for x in errors):  # a pair written short: say what it may be
         errors = [_too_short(x) for x in errors if x["type"] != "missing_item"]
+    if len(errors) > 1:  # a value of a union (`padding`): each member as what it expects
+        errors = [{**x, "type": "missing_item", "expected": x["ctx"]["expected"]} if x["type"] == "literal_error"
+                  else x for x in errors]
     specific = [x for x in errors if x["type"] not in _EXPECTED]
     if specific:
         message = "; ".join(dict.fromkeys(x["msg"].removeprefix("Value error, ") for x in specific))
