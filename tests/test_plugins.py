@@ -141,7 +141,18 @@ def test_a_kind_whose_shape_rule_gives_a_non_shape_is_reported(plugin):
     assert proc.returncode == 1 and "not a shape of positive integers" in proc.stdout, proc.stdout + proc.stderr
 
 
-def test_a_kind_with_parameters_and_no_mac_rule_is_warned_about(write_spec):
+@pytest.fixture
+def registry():
+    """The kinds registry, as it was before the test registered its own kinds (other tests list every kind)."""
+    from archspec import REGISTRY
+
+    before = dict(REGISTRY)
+    yield REGISTRY
+    REGISTRY.clear()
+    REGISTRY.update(before)
+
+
+def test_a_kind_with_parameters_and_no_mac_rule_is_warned_about(write_spec, registry):
     """Issue 23, defect 6: a user's kind with weights and no `macs` counted 0 MACs silently; it is now a warning
     at its line, and a kind that says how it computes is not warned about."""
     from typing import ClassVar
@@ -168,7 +179,7 @@ def test_a_kind_with_parameters_and_no_mac_rule_is_warned_about(write_spec):
             "`macs(shape, out)` on the kind)")]
 
 
-def test_a_plugin_kind_declares_its_scalar_short_form(write_spec):
+def test_a_plugin_kind_declares_its_scalar_short_form(write_spec, registry):
     """Issue 23: `shorthand` names the field a scalar fills, for a user's kind as for `scale` and `dense`."""
     from typing import ClassVar
 
