@@ -226,3 +226,125 @@ def test_aspp_image_pooling_branch_in_yaml(write_spec):
     path = write_spec(text)
     assert summarize(load_spec(path)).row("head").output == (12, 9, 12)
     assert build_model(path)(np.zeros((2, 8, 9, 12))).shape == (2, 12, 9, 12)
+
+
+def test_activation_formulas_are_documented_and_computed():
+    """Issue 23, defect 8: the README states each modern activation's formula, and the built block computes it
+    (hard_sigmoid was measured to be relu6(x + 3) / 6; gelu is the exact erf form torch's nn.GELU() computes)."""
+    import math
+
+    from archspec.gluon.layers import activation
+
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    x = onp.linspace(-8, 8, 33, dtype="float32")
+    relu6 = onp.clip(x, 0, 6)
+    formulas = {"hard_sigmoid relu6(x + 3) / 6": ("hard_sigmoid", onp.clip(x + 3, 0, 6) / 6),
+                "hard_swish x * relu6(x + 3) / 6": ("hard_swish", x * onp.clip(x + 3, 0, 6) / 6),
+                "relu6 min(max(x, 0), 6)": ("relu6", relu6),
+                "swish x * sigmoid(x)": ("swish", x / (1 + onp.exp(-x))),
+                "gelu x * Phi(x)": ("gelu", onp.array([v * 0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x]))}
+    for text, (name, expected) in formulas.items():
+        assert text in readme, text
+        block = activation(name)
+        block.initialize()
+        assert onp.allclose(block(np.array(x)).asnumpy(), expected, atol=1e-5), name
+
+
+def test_scale_layer_scale_layernorm_and_gelu_compute_their_formulas(write_spec):
+    """Issue 23's new kinds, each against its formula written here: scale (its scalar short form), layer_scale
+    (C factors starting at init), layernorm over the channels at each position (ConvNeXt's LayerNorm2d: C scales
+    and C shifts), gelu (x * Phi(x))."""
+    import math
+
+    path = write_spec("name: k\ninput: {channels: 3, height: 2, width: 2}\nstages:\n"
+                      "  a: [{scale: 0.17}]\n  b: [{layer_scale: 0.5}]\n  c: [{layernorm: {epsilon: 1.0e-6}}]\n"
+                      "  d: [gelu]\n")
+    net, s = build_model(path, hybridize=False), summarize(load_spec(path))
+    assert [s.row(n).params for n in "abcd"] == [0, 3, 6, 0]
+    x = onp.random.default_rng(0).normal(size=(2, 3, 2, 2)).astype("float32")
+    assert onp.allclose(net.a(np.array(x)).asnumpy(), 0.17 * x)
+    assert onp.allclose(net.b(np.array(x)).asnumpy(), 0.5 * x)
+    mean, var = x.mean(axis=1, keepdims=True), x.var(axis=1, keepdims=True)
+    assert onp.allclose(net.c(np.array(x)).asnumpy(), (x - mean) / onp.sqrt(var + 1e-6), atol=1e-5)
+    erf = onp.vectorize(math.erf)
+    assert onp.allclose(net.d(np.array(x)).asnumpy(), x * 0.5 * (1 + erf(x / math.sqrt(2))), atol=1e-5)
+
+
+def test_conv_transpose_is_the_adjoint_of_a_convolution(write_spec):
+    """conv_transpose: output size (n - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1,
+    and its values those of a transposed convolution written here as a scatter (each input value adds its kernel
+    at stride steps), padding cropped from each side."""
+    path = write_spec("name: t\ninput: {channels: 2, height: 3, width: 4}\nstages:\n"
+                      "  up: [{conv_transpose: {channels: 3, kernel: 3, stride: 2, padding: 1, output_padding: 1}}]\n")
+    net, s = build_model(path, hybridize=False), summarize(load_spec(path))
+    assert s.output == (3, 6, 8) and s.params == 2 * 3 * 9 + 3
+    block = net.up[0]
+    w = onp.random.default_rng(1).normal(size=(2, 3, 3, 3)).astype("float32")  # (in, out, kh, kw), as PyTorch
+    b = onp.random.default_rng(2).normal(size=3).astype("float32")
+    block.weight.set_data(np.array(w))
+    block.bias.set_data(np.array(b))
+    x = onp.random.default_rng(3).normal(size=(1, 2, 3, 4)).astype("float32")
+    full = onp.zeros((3, (3 - 1) * 2 + 3 + 1, (4 - 1) * 2 + 3 + 1), "float32")  # output_padding on the far side
+    for c in range(2):
+        for i in range(3):
+            for j in range(4):
+                full[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3] += x[0, c, i, j] * w[c]
+    expected = full[:, 1:1 + 6, 1:1 + 8] + b[:, None, None]
+    assert onp.allclose(net(np.array(x)).asnumpy()[0], expected, atol=1e-5)
+
+
+def test_repeat_zero_leaves_the_entry_out(write_spec):
+    """`repeat: ${reps - 1}` with reps 1 keeps no copy, as an entry whose `when` fails."""
+    path = write_spec("name: r\ninput: {channels: 3, height: 4, width: 4}\nargs: {reps: 1}\nstages:\n"
+                      "  s:\n    - conv: {channels: 4, kernel: 1}\n    - conv: {channels: 4, kernel: 1}\n"
+                      "      repeat: ${reps - 1}\n")
+    assert [r.path for r in summarize(load_spec(path)).rows if r.depth == 1] == ["s.0"]
+    assert len([r for r in summarize(load_spec(path, ["reps=3"])).rows if r.depth == 1]) == 3
+
+
+def test_drop_path_drops_whole_examples_in_training_reproducibly_and_is_the_identity_at_inference(write_spec):
+    """drop_path: at inference the identity; while training each example is either all zeros or all scaled by
+    1 / (1 - rate), and the same seed draws the same examples (a resumed run repeats them)."""
+    import mxnet as mx
+    from mxnet import autograd
+
+    net = build_model(write_spec("name: d\ninput: {channels: 2, height: 3, width: 3}\nstages:\n"
+                                 "  s: [{drop_path: 0.5}]\n"))
+    x = np.array(onp.random.default_rng(0).uniform(1, 2, size=(64, 2, 3, 3)).astype("float32"))
+    assert (net(x).asnumpy() == x.asnumpy()).all()
+
+    def trained(seed):
+        mx.random.seed(seed)
+        with autograd.record(train_mode=True):
+            return net(x).asnumpy()
+
+    out = trained(7)
+    kept = [bool(o.any()) for o in out]
+    assert all(onp.allclose(o, 2 * xi) if k else not o.any() for o, xi, k in zip(out, x.asnumpy(), kept))
+    assert 10 < sum(kept) < 54 and (trained(7) == out).all()
+
+
+@pytest.mark.parametrize("padding, stride, pads", [
+    ("same", 1, ((0, 1), (0, 1))),             # kernel 2: one row and column, below and on the right (PyTorch's)
+    ("same", 2, ((0, 1), (0, 0))),             # TensorFlow's: ceil(7 / 2) = 4 rows, ceil(6 / 2) = 3 columns
+    ("{top: 2, bottom: 0, left: 1, right: 3}", 1, ((2, 0), (1, 3))),
+])
+def test_same_and_per_side_padding_equal_a_padded_input(write_spec, padding, stride, pads):
+    """`padding: same` and `{top, bottom, left, right}` equal NumPy's zero padding of the input followed by an
+    unpadded convolution with the same weights."""
+    from mxnet.gluon import nn
+
+    path = write_spec("name: p\ninput: {channels: 2, height: 7, width: 6}\nstages:\n"
+                      f"  s: [{{conv: {{channels: 3, kernel: 2, stride: {stride}, padding: {padding}}}}}]\n")
+    net = build_model(path, hybridize=False)
+    x = onp.random.default_rng(0).normal(size=(1, 2, 7, 6)).astype("float32")
+    plain = nn.Conv2D(3, 2, stride, in_channels=2)
+    plain.initialize()
+    conv = net.s[0] if hasattr(net.s[0], "weight") else net.s[0][1]
+    plain.weight.set_data(conv.weight.data())
+    plain.bias.set_data(conv.bias.data())
+    expected = plain(np.array(onp.pad(x, ((0, 0), (0, 0)) + pads))).asnumpy()
+    out = net(np.array(x)).asnumpy()
+    assert out.shape[1:] == summarize(load_spec(path)).output and onp.allclose(out, expected, atol=1e-5)
+    if padding == "same":
+        assert out.shape[2:] == (-(-7 // stride), -(-6 // stride))

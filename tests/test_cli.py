@@ -170,3 +170,15 @@ def test_a_zoo_name_stands_for_its_spec_and_a_path_wins(tmp_path, capsys, monkey
     assert main(["zoo"]) == 0
     listed = capsys.readouterr().out
     assert "googlenet " in listed and "5,977,530" in listed and "mobilenetv2" in listed
+
+
+def test_resolve_expand_places_a_default_inside_a_library_block_at_its_defaults_line(write_spec, capsys):
+    """Issue 23, defect 3: a `defaults:` value applied inside a library block is shown at the `defaults:` line it
+    came from; what the library wrote is shown at the block's use."""
+    path = write_spec("name: t\ninput: {channels: 3, height: 8, width: 8}\ndefaults:\n"
+                      "  batchnorm: {epsilon: 0.001}\n  conv: {dilation: 1}\nstages:\n  s:\n"
+                      "    - dense_layer: {channels: 4}\n")
+    assert main(["resolve", "--expand", str(path)]) == 0
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
+    assert "epsilon: 0.001  # spec.yaml:4" in lines and "dilation: 1  # spec.yaml:5" in lines
+    assert "kernel: 3  # spec.yaml:8" in lines and "channels: 4  # spec.yaml:8" in lines

@@ -119,3 +119,17 @@ def test_command_line_end_to_end_without_traceback_or_mxnet(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout.startswith(f"{path}:5:") and "did you mean 'kernel'" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_a_list_too_short_for_a_pair_names_no_pydantic_internal(write_spec):
+    """Issue 23, defect 5: `padding: [1]` says what a padding is, not "missing required field 'tuple[...]'"."""
+    from archspec import SpecError, load_spec
+
+    path = write_spec("name: t\ninput: {channels: 3, height: 8, width: 8}\nstages:\n  s:\n"
+                      "    - conv: {channels: 4, kernel: 3, padding: [1]}\n")
+    with pytest.raises(SpecError) as e:
+        load_spec(path)
+    messages = [(p.line, p.path[-1], p.message) for p in e.value.problems]
+    assert len(messages) == 1 and messages[0][:2] == (5, "padding"), messages
+    assert "tuple[" not in messages[0][2] and "constrained" not in messages[0][2]
+    assert messages[0][2] == "expected an integer or a list of 2 items or 'same' or a mapping, got [1]"

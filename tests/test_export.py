@@ -99,3 +99,14 @@ def test_draw_writes_an_svg_naming_every_stage_and_block(tmp_path):
 def test_draw_refuses_an_unknown_format_and_writes_nothing(tmp_path, capsys):
     assert main(["draw", str(ROOT / "specs" / "lenet.yaml"), "-o", str(tmp_path / "g.gif")]) == 1
     assert "cannot tell the format" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_onnx_export_without_the_export_extra_names_it(tmp_path, monkeypatch, capsys):
+    """Issue 23, defect 7: without onnx installed, `export --format onnx` names the missing extra (exit 1), where
+    it ended in "internal error: ModuleNotFoundError" (exit 2), and writes nothing."""
+    monkeypatch.setitem(__import__("sys").modules, "onnx", None)  # what `import onnx` meets without the extra
+    assert main(["export", str(ROOT / "specs" / "lenet.yaml"), "--format", "onnx",
+                 "-o", str(tmp_path / "lenet.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert "archspec[export]" in err and "internal error" not in err
+    assert list(tmp_path.iterdir()) == []

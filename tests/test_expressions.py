@@ -230,3 +230,51 @@ def test_arguments_may_use_the_ones_before_them_everywhere(write_spec):
     assert {p.path for p in e.value.problems} == {("aux", "h", "after"), ("aux", "h", "weight")}
     s = summarize(load_spec(write_spec(text.replace("'$stage'", "s").replace("'${1 / 1}'", "0.5"))))
     assert s.input == (3, 16, 32) and s.row("s.0.0").output == (32, 16, 32) and s.row("s").output == (8, 16, 32)
+
+
+def _make_divisible(v, divisor, min_value=None):
+    """torchvision.models._utils._make_divisible, copied as published (the reference, not archspec's code)."""
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+@pytest.mark.parametrize("width", [0.3, 0.5, 0.75, 1.0, 1.25])
+def test_width_rounds_as_mobilenet_and_scales_a_computed_count_once(write_spec, width):
+    """Issue 23, defect 4: `width` rounds with MobileNet's make_divisible (24 at 0.75 is 24, not 16), and
+    `${make_divisible(90, 8)}` scales 90 once (make_divisible(90 * w, 8)), not its rounded result again."""
+    path = write_spec(HEAD + f"width: {width}\nwidth_divisor: 8\nstages:\n  s:\n"
+                             "    - conv: {channels: 24, kernel: 1}\n"
+                             "    - conv: {channels: '${make_divisible(90, 8)}', kernel: 1}\n"
+                             "    - conv: {channels: '${make_divisible(in.channels * 0.25, 8)}', kernel: 1}\n")
+    s = summarize(load_spec(path))
+    first, second = _make_divisible(24 * width, 8), _make_divisible(90 * width, 8)
+    assert [s.row(f"s.{i}").output[0] for i in range(3)] == [first, second, _make_divisible(second * 0.25, 8)]
+
+
+def test_a_required_argument_is_spelled_required_and_survives_a_base_merge(write_spec):
+    """Issue 23, defect 1: `required` marks a block argument a use must give; restated in a derived spec it stays
+    required (a `base:` merge deletes on null, which silently deleted the argument)."""
+    write_spec(HEAD + "blocks:\n  blk:\n    args: {channels: required, k: 1}\n    layers:\n"
+                      "      - conv: {channels: $channels, kernel: $k}\nstages:\n  s:\n    - blk: {channels: 4}\n",
+               "base.yaml")
+    derived = write_spec("base: base.yaml\nblocks:\n  blk:\n    args: {channels: required, k: 3}\n", "derived.yaml")
+    s = summarize(load_spec(derived))
+    assert s.row("s.0").output == (4, 6, 6) and not s.warnings
+    missing = write_spec("base: derived.yaml\nstages:\n  s:\n    - blk: {k: 1}\n", "missing.yaml")
+    with pytest.raises(SpecError) as e:
+        load_spec(missing)
+    assert [(p.line, p.message) for p in e.value.problems] == [(4, "block blk needs argument 'channels'")]
+
+
+def test_null_still_marks_a_required_argument_with_a_deprecation_warning(write_spec):
+    path = spec(write_spec, "    - blk: {channels: 4}\n",
+                "  blk:\n    args: {channels: null}\n    layers: [conv: {channels: $channels, kernel: 1}]\n")
+    s = summarize(load_spec(path))
+    assert s.row("s.0").output == (4, 8, 8)
+    assert [(w.line, w.severity, w.message) for w in s.warnings] == [
+        (5, "warning", "`channels: null` as a required argument is deprecated (in a `base:` merge null deletes): "
+                       "write `channels: required`")]

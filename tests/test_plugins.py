@@ -214,3 +214,60 @@ def test_a_stage_named_like_a_gluon_attribute_is_refused_by_validate(plugin):
     proc = archspec("validate", "--plugin", plugin / "mykinds.py", spec)
     assert proc.returncode == 1 and "aux.export: auxiliary head name 'export' clashes with an attribute of Gluon " \
         "blocks (net.export)" in proc.stdout, proc.stdout
+
+
+@pytest.fixture
+def registry():
+    """The kinds registry, as it was before the test registered its own kinds (other tests list every kind)."""
+    from archspec import REGISTRY
+
+    before = dict(REGISTRY)
+    yield REGISTRY
+    REGISTRY.clear()
+    REGISTRY.update(before)
+
+
+def test_a_kind_with_parameters_and_no_mac_rule_is_warned_about(write_spec, registry):
+    """Issue 23, defect 6: a user's kind with weights and no `macs` counted 0 MACs silently; it is now a warning
+    at its line, and a kind that says how it computes is not warned about."""
+    from typing import ClassVar
+
+    from archspec import Layer, load_spec, register, summarize
+
+    @register
+    class Gain23(Layer):
+        """A learnable per-channel gain, without a MAC rule."""
+        kind: ClassVar[str] = "gain_without_macs_23"
+        def infer(self, shape): return shape
+        def params(self, shape, out): return shape[0]
+
+    @register
+    class CountedGain23(Gain23):
+        kind: ClassVar[str] = "gain_with_macs_23"
+        def macs(self, shape, out): return sum(out)
+
+    path = write_spec("name: t\ninput: {channels: 3, height: 4, width: 4}\nstages:\n  s:\n"
+                      "    - gain_without_macs_23\n    - gain_with_macs_23\n")
+    summary = summarize(load_spec(path))
+    assert [(w.line, w.message) for w in summary.warnings] == [
+        (5, "gain_without_macs_23 has 3 parameters but no MAC rule, so its MACs count as 0 (define "
+            "`macs(shape, out)` on the kind)")]
+
+
+def test_a_plugin_kind_declares_its_scalar_short_form(write_spec, registry):
+    """Issue 23: `shorthand` names the field a scalar fills, for a user's kind as for `scale` and `dense`."""
+    from typing import ClassVar
+
+    from archspec import Layer, load_spec, register
+
+    @register
+    class Shift23(Layer):
+        kind: ClassVar[str] = "shift_by_23"
+        shorthand: ClassVar[str] = "amount"
+        amount: float
+        def infer(self, shape): return shape
+
+    path = write_spec("name: t\ninput: {channels: 3, height: 4, width: 4}\nstages:\n  s:\n"
+                      "    - shift_by_23: 0.5\n    - scale: 0.17\n")
+    shift, scale = load_spec(path).stages["s"]
+    assert (shift.amount, scale.value) == (0.5, 0.17)

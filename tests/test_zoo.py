@@ -229,7 +229,8 @@ def test_width_and_depth_multipliers():
     deep = summarize(load_spec(spec_path("resnet18"), ["depth=2"]))
     assert [r.path for r in deep.rows if r.depth == 1 and r.path.startswith("b2.")] == ["b2.0", "b2.1", "b2.2", "b2.3"]
     rounded = load_spec(spec_path("googlenet"), ["width=0.3", "width_divisor=8"])
-    assert summarize(rounded).row("b1").output[0] == 16  # 64 * 0.3 = 19.2 -> nearest multiple of 8
+    # 64 * 0.3 = 19.2: the nearest multiple of 8 is 16, more than 10% below, so MobileNet's rounding gives 24
+    assert summarize(rounded).row("b1").output[0] == 24  # (issue 23: was 16, the README's promise broken)
 
 
 def test_python_overrides_and_arguments():
@@ -282,3 +283,16 @@ def test_the_anynet_space_at_its_own_values_is_regnetx32():
     rows = lambda name: [(r.path, r.kind, r.output, r.params, r.state, r.macs)  # noqa: E731
                          for r in summarize(load_spec(spec_path(name))).rows]
     assert rows("anynet-space") == rows("regnetx32")
+
+
+def test_se_gate_keeps_its_published_count_under_a_specs_conv_defaults(write_spec):
+    """Issue 23, defect 2: under `defaults: {conv: {bias: false, batchnorm: true}}` (a ResNeXt's convolutions)
+    the library's se_gate stays Hu et al.'s two fully connected layers with biases: C*C/r + C/r + C/r*C + C
+    parameters and no state (SE-ResNeXt-50 came out at 27,575,944 + 100,320 instead of 27,559,896 + 68,224)."""
+    from archspec import load_spec, summarize
+
+    path = write_spec("name: t\ninput: {channels: 64, height: 8, width: 8}\n"
+                      "defaults:\n  conv: {bias: false, batchnorm: true}\nstages:\n  s:\n    - se_gate\n")
+    row = summarize(load_spec(path)).row("s.0")
+    c, r = 64, 16
+    assert (row.params, row.state) == (c * (c // r) + c // r + (c // r) * c + c, 0)

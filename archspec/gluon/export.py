@@ -99,7 +99,11 @@ def check_format(fmt: str, precision: Precision = "fp32") -> None:
 
 
 def _to_onnx(net: Network, graph: tuple[Any, Any, dict[str, Any]], path: Path, classes: Optional[str]) -> None:
-    import onnx
+    try:
+        import onnx
+    except ModuleNotFoundError as e:  # an optional dependency: name the extra that brings it
+        raise InputError(f"--format onnx needs the `export` extra, which is not installed ({e.name} is "
+                         "missing): pip install 'archspec[export]'") from None
 
     register_onnx_converters(_ALIASES, {"_npi_concatenate": _concatenate, "null": _weights_and_inputs})
     _, sym, weights = graph

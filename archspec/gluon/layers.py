@@ -12,7 +12,7 @@ from mxnet.gluon import nn
 
 from ..spec import kinds
 from ..spec.kinds import Layer, Shape, pair
-from .modules import HardSigmoid, LRNBlock, ParallelBlock, ReLU6, Upsample
+from .modules import HardSigmoid, LayerScale, LRNBlock, Pad, ParallelBlock, ReLU6, Scale, Upsample
 
 Children = Sequence[Optional[nn.HybridSequential]]  # one per child sequence; None for an empty one
 Constructor = Callable[[Any, Shape, Children], nn.HybridBlock]
@@ -56,18 +56,29 @@ def activation(name: str, shape: Shape = ()) -> nn.HybridBlock:
 def conv(layer: kinds.Conv, shape: Shape, children: Children) -> nn.HybridBlock:
     bn = layer.bn_options
     fused = layer.activation in _FUSABLE and not bn
-    block = nn.Conv2D(layer.channels, pair(layer.kernel), pair(layer.stride), pair(layer.padding),
+    top, bottom, left, right = sides = layer.sides(shape)
+    even = top == bottom and left == right  # Conv2D pads both sides alike; other padding is a block before it
+    block = nn.Conv2D(layer.channels, pair(layer.kernel), pair(layer.stride), (top, left) if even else (0, 0),
                       pair(layer.dilation), layer.groups, in_channels=shape[0], use_bias=layer.bias,
                       activation=layer.activation if fused else None)
-    if fused or (layer.activation is None and not bn):
+    if even and (fused or (layer.activation is None and not bn)):
         return block
     seq = nn.HybridSequential()
+    if not even:
+        seq.add(Pad(sides))
     seq.add(block)
     if bn:
         seq.add(nn.BatchNorm(momentum=bn.momentum, epsilon=bn.epsilon, in_channels=layer.channels))
     if layer.activation:
         seq.add(activation(layer.activation, layer.infer(shape)))
     return seq
+
+
+@constructs(kinds.ConvTranspose)
+def conv_transpose(layer: kinds.ConvTranspose, shape: Shape, children: Children) -> nn.HybridBlock:
+    return nn.Conv2DTranspose(layer.channels, pair(layer.kernel), pair(layer.stride), pair(layer.padding),
+                              pair(layer.output_padding), pair(layer.dilation), layer.groups,
+                              use_bias=layer.bias, in_channels=shape[0])
 
 
 def _pool_options(layer: kinds._Pool) -> dict[str, Any]:
@@ -117,6 +128,12 @@ def dropout(layer: kinds.Dropout, shape: Shape, children: Children) -> nn.Hybrid
     return nn.Dropout(layer.rate)
 
 
+@constructs(kinds.DropPath)
+def drop_path(layer: kinds.DropPath, shape: Shape, children: Children) -> nn.HybridBlock:
+    # one draw per example: the mask is shared over every axis but the batch axis
+    return nn.Dropout(layer.rate, axes=tuple(range(1, len(shape) + 1)))
+
+
 @constructs(kinds.BatchNorm)
 def batchnorm(layer: kinds.BatchNorm, shape: Shape, children: Children) -> nn.HybridBlock:
     return nn.BatchNorm(momentum=layer.momentum, epsilon=layer.epsilon, in_channels=shape[0])
@@ -125,6 +142,26 @@ def batchnorm(layer: kinds.BatchNorm, shape: Shape, children: Children) -> nn.Hy
 @constructs(kinds.ActivationLayer)
 def activation_layer(layer: kinds.ActivationLayer, shape: Shape, children: Children) -> nn.HybridBlock:
     return activation(layer.function, shape)
+
+
+@constructs(kinds.Gelu)
+def gelu(layer: kinds.Gelu, shape: Shape, children: Children) -> nn.HybridBlock:
+    return activation("gelu")
+
+
+@constructs(kinds.Scale)
+def scale(layer: kinds.Scale, shape: Shape, children: Children) -> nn.HybridBlock:
+    return Scale(layer.value)
+
+
+@constructs(kinds.LayerScale)
+def layer_scale(layer: kinds.LayerScale, shape: Shape, children: Children) -> nn.HybridBlock:
+    return LayerScale(shape[0], layer.init, len(shape))
+
+
+@constructs(kinds.LayerNorm)
+def layernorm(layer: kinds.LayerNorm, shape: Shape, children: Children) -> nn.HybridBlock:
+    return nn.LayerNorm(axis=1, epsilon=layer.epsilon, in_channels=shape[0])
 
 
 @constructs(kinds.LRN)

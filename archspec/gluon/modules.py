@@ -6,6 +6,7 @@ from functools import reduce
 from typing import Any, Iterator, Optional, Sequence
 
 from mxnet import autograd
+from mxnet import init as mx_init
 from mxnet.gluon import nn
 
 from ..spec.diagnostics import InputError
@@ -52,6 +53,40 @@ class LRNBlock(nn.HybridBlock):
 
     def hybrid_forward(self, F: Any, x: Any) -> Any:
         return F.LRN(x.as_nd_ndarray(), **self._options).as_np_ndarray()
+
+
+class Pad(nn.HybridBlock):
+    """Zeros added to each side of an image on its own: (top, bottom, left, right)."""
+
+    def __init__(self, sides: tuple[int, int, int, int]):
+        super().__init__()
+        self._width = (0, 0, 0, 0) + sides
+
+    def hybrid_forward(self, F: Any, x: Any) -> Any:
+        return F.pad(x.as_nd_ndarray(), mode="constant", pad_width=self._width).as_np_ndarray()
+
+
+class Scale(nn.HybridBlock):
+    """x times a constant."""
+
+    def __init__(self, value: float):
+        super().__init__()
+        self._value = value
+
+    def hybrid_forward(self, F: Any, x: Any) -> Any:
+        return x * self._value
+
+
+class LayerScale(nn.HybridBlock):
+    """x times a learnt factor per channel (axis 1), `gamma`, of `channels` values starting at `init`."""
+
+    def __init__(self, channels: int, init: float, rank: int):
+        super().__init__()
+        self._shape = (channels,) + (1,) * (rank - 1)  # broadcast over the axes after the channels
+        self.gamma = self.params.get("gamma", shape=(channels,), init=mx_init.Constant(init))
+
+    def hybrid_forward(self, F: Any, x: Any, gamma: Any) -> Any:
+        return x * F.np.reshape(gamma, self._shape)
 
 
 class HardSigmoid(nn.HybridBlock):

@@ -112,7 +112,7 @@ def _laid_out(spec: Spec, shape: Shape) -> Summary:
     outputs = {r.path: r.output for r in layout.rows if r.depth <= 1}
     for name, head in spec.aux.items():
         layout.group(name, "aux", head.layers, outputs[head.after])
-    return Summary(spec.name, shape, out, tuple(layout.rows), tuple(layout.warnings))
+    return Summary(spec.name, shape, out, tuple(layout.rows), spec._analysis.notices + tuple(layout.warnings))
 
 
 def _check_limits(spec: Spec, summary: Summary, limits: Limits) -> None:

@@ -21,6 +21,18 @@ ARGUMENT_TYPES: dict[str, Any] = {"size": Size, "count": NonNegative, "int": Str
 
 ArgumentName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 
+#: the default of an argument a use must give (`args: {channels: required}`); `null` meant it before, but a
+#: `base:` merge reads `null` as a deletion, so a derived spec restating the block deleted the argument
+REQUIRED = "required"
+
+#: the file name the library's marks carry
+LIBRARY_FILE = "archspec/spec/library.yaml"
+
+
+def is_required(default: Any) -> bool:
+    """Whether an argument's default marks it required (`required`, or the deprecated `null`)."""
+    return default is None or default == REQUIRED
+
 
 class Block(BaseModel):
     """A reusable, parameterised block: `blocks: {name: {args: {...}, layers: [...]}}`."""
@@ -28,7 +40,8 @@ class Block(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
     doc: str = Field("", description="One line about the block, shown by `archspec blocks`.")
     args: dict[ArgumentName, Any] = Field(
-        {}, description="Arguments and their defaults; null means required. Use them as `$name` in layers.")
+        {}, description="Arguments and their defaults; `required` marks one a use must give. Use them as "
+                           "`$name` in layers.")
     types: dict[ArgumentName, Any] = Field(
         {}, description="Types of arguments, checked at every use: size, count, int, number, flag, text, "
                         "activation, a list of types ([size, size]) or {one_of: [...]}.")
@@ -83,7 +96,7 @@ def _thawed(value: Any) -> Any:
 def library() -> Map:
     """The blocks shipped with archspec (`archspec/spec/library.yaml`), usable by name in every spec."""
     text = resources.files(__package__).joinpath("library.yaml").read_text(encoding="utf-8")
-    tree = parse_yaml(text, "archspec/spec/library.yaml")
+    tree = parse_yaml(text, LIBRARY_FILE)
     assert isinstance(tree, Map) and isinstance(tree.get("blocks"), Map)
     return tree["blocks"]
 
@@ -109,6 +122,10 @@ def check_blocks(raw: Any, mark: Mark, problems: list[Problem], library: bool = 
         block = check_model(Block, definition, where, problems)
         if block is None:
             continue
+        args = definition.get("args")
+        problems += [problem(args.value_mark(arg), where + ("args", arg), f"`{arg}: null` as a required argument "
+                             f"is deprecated (in a `base:` merge null deletes): write `{arg}: required`",
+                             severity="warning") for arg, default in block.args.items() if default is None]
         bad = False
         for arg, declared in block.types.items():
             types = definition["types"]

@@ -19,9 +19,9 @@ from typing import Any, Final, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .blocks import argument_adapter, check_blocks, library_blocks
+from .blocks import LIBRARY_FILE, argument_adapter, check_blocks, is_required, library_blocks
 from .diagnostics import FieldPath, Mark, Problem, SpecError, hint, problem, short
-from .expressions import Evaluation, ExpressionError, Incoming, is_expression, literal, parse, show, source
+from .expressions import Evaluation, ExpressionError, Incoming, is_expression, literal, make_divisible, parse, show, source
 from .kinds import REGISTRY, Layer, Shape, Size
 from .loader import Map, Seq, marked
 from .located import check_model, check_value, field_adapter, plain, pydantic_problems
@@ -51,8 +51,7 @@ class Scaling(BaseModel):
         """A channel count written at width 1, scaled; anything else (a count from `in`) as it is."""
         if self.width == 1 or type(value) is not int or value <= 0:
             return value
-        d = self.width_divisor
-        return max(d, int(value * self.width / d + 0.5) * d)
+        return make_divisible(value * self.width, self.width_divisor)
 
     def repeat(self, count: int) -> int:
         return min(MAX_REPEAT, math.ceil(count * self.depth))
@@ -223,9 +222,12 @@ class _Expansion:
             self.spend(1, mark, path)  # an entry left out costs its condition: it counts against the budget too
             return []
         repeat = plain(self.substitute(item.get("repeat", 1), path + ("repeat",), item.value_mark("repeat"), shape))
-        if type(repeat) is not int or not 1 <= repeat <= MAX_REPEAT:
+        if type(repeat) is not int or not 0 <= repeat <= MAX_REPEAT:
             self.skip(item.value_mark("repeat"), path + ("repeat",),
-                      f"repeat must be an integer from 1 to {MAX_REPEAT}, got {short(repeat)}")
+                      f"repeat must be an integer from 0 to {MAX_REPEAT}, got {short(repeat)}")
+        if repeat == 0:  # `repeat: ${reps - 1}` with reps 1: no copy, as an entry whose `when` fails
+            self.spend(1, mark, path)
+            return []
         if "repeat" in item:
             repeat = self.scaling.repeat(repeat)
         return self.copies(kind, item, path, mark, shape, repeat)
@@ -359,7 +361,7 @@ class _Expansion:
         names = {name: value for name, (value, _) in self.scope.items()}
         if not self.no_input:  # outside the layers there is no input shape to read
             names["in"] = Incoming(shape) if shape is not None else _UNKNOWN_INPUT
-        evaluation = Evaluation(names, self.scaling.channels)
+        evaluation = Evaluation(names, self.scaling.channels, self.scaling.width)
         try:
             value = evaluation(parse(source(text)))
             if isinstance(value, Incoming):
@@ -404,7 +406,7 @@ class _Expansion:
         definition = self.blocks[name]
         outer, outer_site = self.scope, self.site
         self.scope = self.bind(name, definition, body, path, mark, shape)
-        if self.site is None and definition.mark.file == "archspec/spec/library.yaml":
+        if self.site is None and definition.mark.file == LIBRARY_FILE:
             self.site = (name, mark, path)
         self.active.append((name, mark))
         try:
@@ -432,13 +434,13 @@ class _Expansion:
                                                                  f"{', '.join(args) or 'none'})")
                  for arg in body if arg not in args]
         found += [self.problem(mark, path, f"block {name} needs argument {arg!r}") for arg in args
-                  if args[arg] is None and arg not in body]
+                  if is_required(args[arg]) and arg not in body]
         self.skip_if(found)
         outer = self.scope
         self.scope = scope = {**outer, **{arg: (value, body.value_mark(arg)) for arg, value in body.items()}}
         try:
             for arg, default in args.items():
-                if default is not None and arg not in body:
+                if not is_required(default) and arg not in body:
                     scope[arg] = (self.substitute(default, path + (arg,), args.value_mark(arg), shape),
                                   args.value_mark(arg))
         finally:
@@ -575,12 +577,16 @@ def _with_defaults(defaults: Optional[Map], body: Map) -> Map:
 
 
 def _relabel(body: Map, mark: Mark, children: Any) -> Map:
-    """`body` with every mark at `mark` (entries in child fields keep theirs)."""
+    """`body` with every mark inside the library at `mark`, the block's use (entries in child fields keep theirs);
+    a value the user wrote elsewhere, a default of the spec's `defaults:`, keeps its own line."""
+    def at(where: Mark) -> Mark:
+        return mark if where.file == LIBRARY_FILE else where
+
     def walk(node: Any) -> Any:
         if isinstance(node, Map) and node.origin is None:
             out = Map(mark=mark)
             for k, v in node.items():
-                out.set(k, walk(v), mark, mark)
+                out.set(k, walk(v), at(node.value_mark(k)), at(node.key_mark(k)))
             return out
         if isinstance(node, Seq):
             return Seq([walk(v) for v in node], mark, [mark] * len(node))
@@ -588,7 +594,7 @@ def _relabel(body: Map, mark: Mark, children: Any) -> Map:
 
     out = Map(mark=mark)
     for k, v in body.items():
-        out.set(k, v if k in children else walk(v), mark, mark)
+        out.set(k, v if k in children else walk(v), at(body.value_mark(k)), at(body.key_mark(k)))
     return out
 
 

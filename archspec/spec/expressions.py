@@ -9,7 +9,8 @@ integer, as Python rounds) and `make_divisible(x, divisor)` (MobileNet's roundin
 
 Width scaling composes with expressions: `in.channels` is a channel count already scaled by the spec's
 `width`, so a plain number that meets it in `+ - min max` or a comparison is taken as a channel count at
-width 1 and scaled first; a result that comes from `in.channels` is not scaled again.
+width 1 and scaled first; a result that comes from `in.channels` is not scaled again. `make_divisible(x, d)` of
+a number written at width 1 scales `x` by the width before rounding it, once: its result is not scaled again.
 """
 from __future__ import annotations
 
@@ -239,8 +240,8 @@ class Evaluation:
     """Evaluates parsed expressions against `names` (`in` among them, as an `Incoming`); `scale` is the width
     multiplier's rounding for channel counts. `used` collects the names an expression read (for messages)."""
 
-    def __init__(self, names: Mapping[str, Any], scale: Callable[[int], int]):
-        self.names, self.scale = names, scale
+    def __init__(self, names: Mapping[str, Any], scale: Callable[[int], int], width: float = 1.0):
+        self.names, self.scale, self.width = names, scale, width
         self.used: dict[str, Any] = {}
 
     def __call__(self, node: Node) -> Any:
@@ -324,9 +325,11 @@ class Evaluation:
             if len(values) != 2 or type(values[1]) is not int or values[1] < 1:
                 raise ExpressionError("make_divisible(value, divisor) takes a value and a positive integer divisor")
             value, divisor = values
-            rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-            rounded += divisor if rounded < 0.9 * value else 0  # never round down by more than 10%
-            return _checked(rounded, is_channels(value))
+            if is_channels(value):
+                return _checked(make_divisible(value, divisor), True)
+            # a count written at width 1: scaled here, unrounded, and rounded once (MobileNet's
+            # make_divisible(c * width_mult, 8)); the result is a count at the spec's width, not scaled again
+            return Channels(make_divisible(value * self.width, divisor))
         channels = any(is_channels(v) for v in values)
         if function == "round":
             if len(values) != 1:
@@ -343,6 +346,13 @@ class Evaluation:
         if is_channels(b) and type(a) is int:
             return self.scale(a), b
         return a, b
+
+
+def make_divisible(value: float, divisor: int) -> int:
+    """MobileNet's rounding (`_make_divisible` of torchvision and GluonCV): the nearest multiple of `divisor`,
+    at least `divisor`, and never more than 10% below `value` (one `divisor` more if so)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
 
 
 def _is_number(value: Any) -> bool:

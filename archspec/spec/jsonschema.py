@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from .blocks import argument_type, library
+from .blocks import argument_type, is_required, library
 from .expand import MAX_REPEAT, Scaling
 from .located import plain
 from .kinds import REGISTRY
@@ -42,7 +42,7 @@ def spec_schema() -> dict:
     """JSON Schema (draft 2020-12) of a spec file."""
     defs: dict = {}
     kinds = _kind_schemas(defs)
-    repeat = {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_REPEAT}, ARGUMENT]}
+    repeat = {"anyOf": [{"type": "integer", "minimum": 0, "maximum": MAX_REPEAT}, ARGUMENT]}
     kinds.update(_library_schemas())
     entries = [{"type": "object", "properties": {kind: body, "repeat": repeat, "when": WHEN},
                 "required": [kind], "additionalProperties": False} for kind, body in kinds.items()]
@@ -69,8 +69,9 @@ def spec_schema() -> dict:
                        "additionalProperties": {
                            "type": "object", "additionalProperties": False, "required": ["layers"], "properties": {
                                "doc": {"type": "string", "description": "One line about the block."},
-                               "args": {"type": "object", "description": "Arguments and their defaults (null: "
-                                                                         "required); `$name` in the layers."},
+                               "args": {"type": "object", "description": "Arguments and their defaults (`required`: "
+                                                                         "a use must give it); `$name` in the "
+                                                                         "layers."},
                                "types": {"type": "object", "description": "Types of arguments, checked at each "
                                                                           "use: size, count, int, number, flag, "
                                                                           "text, activation, [type, ...], "
@@ -124,7 +125,7 @@ def _library_schemas() -> dict[str, Any]:
                             if arg in types else {}) for arg in args}
         schema = {"type": "object", "description": block.get("doc", ""), "properties": properties,
                   "additionalProperties": False}
-        required = [arg for arg, default in args.items() if default is None]
+        required = [arg for arg, default in args.items() if is_required(default)]
         if required:
             schema["required"] = required
         out[name] = schema if required else {"anyOf": [schema, {"type": "null"}], "description": schema["description"]}

@@ -179,17 +179,38 @@ def _need_image(kind: str, shape: Shape) -> tuple[int, int, int]:
     return shape[0], shape[1], shape[2]
 
 
-def _window(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil: bool = False) -> int:
-    """Output length of a sliding window, as MXNet's convolution and pooling compute it."""
+def _window(size: int, kernel: int, stride: int, padding: int, dilation: int = 1, ceil: bool = False,
+            after: Optional[int] = None) -> int:
+    """Output length of a sliding window, as MXNet's convolution and pooling compute it: `padding` on both sides,
+    or before and `after`."""
     span = dilation * (kernel - 1) + 1
-    if span > size + 2 * padding:
-        raise ShapeError(f"kernel {span} is larger than the padded input {size}+2x{padding}")
-    steps = (size + 2 * padding - span) / stride
+    padded = size + padding + (padding if after is None else after)
+    if span > padded:
+        pads = f"2x{padding}" if after is None else f"{padding}+{after}"
+        raise ShapeError(f"kernel {span} is larger than the padded input {size}+{pads}")
+    steps = (padded - span) / stride
     return (math.ceil(steps) if ceil else math.floor(steps)) + 1
 
 
 # ---------------------------------------------------------------------------------------------
 # Convolution
+
+
+class Sides(BaseModel):
+    """Zero padding of each side on its own (PyTorch's `F.pad`, TensorFlow's explicit padding)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    top: NonNegative = Field(0, description="Rows added above.")
+    bottom: NonNegative = Field(0, description="Rows added below.")
+    left: NonNegative = Field(0, description="Columns added on the left.")
+    right: NonNegative = Field(0, description="Columns added on the right.")
+
+
+def _same(size: int, kernel: int, stride: int, dilation: int) -> tuple[int, int]:
+    """Padding before and after that gives ceil(size / stride) outputs (TensorFlow's and PyTorch's `same`: the
+    odd one goes after)."""
+    total = max((-(-size // stride) - 1) * stride + dilation * (kernel - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
 
 
 class BatchNormOptions(BaseModel):
@@ -207,7 +228,9 @@ class Conv(Layer):
     channels: Size = Field(description="Output channels.")
     kernel: Pair = Field(description="Kernel size: an integer or [height, width].")
     stride: Pair = Field(1, description="Stride: an integer or [height, width].")
-    padding: PairOrZero = Field(0, description="Zero padding on each side: an integer or [height, width].")
+    padding: Union[PairOrZero, Literal["same"], Sides] = Field(
+        0, description="Zero padding on each side: an integer or [height, width]; `same` (ceil(size / stride) "
+                       "outputs, the odd row or column below and on the right); or {top, bottom, left, right}.")
     dilation: Pair = Field(1, description="Dilation: an integer or [height, width].")
     groups: Size = Field(1, description="Groups; set it to the input channels for a depthwise convolution.")
     activation: Activation | None = Field(None, description="Activation after the convolution (and batch norm).")
@@ -232,8 +255,19 @@ class Conv(Layer):
         c, h, w = _need_image(self.kind, shape)
         if c % self.groups:
             raise ShapeError(f"input channels ({c}) must be divisible by groups ({self.groups})")
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(pair, (self.kernel, self.stride, self.padding, self.dilation))
-        return (self.channels, _window(h, kh, sh, ph, dh), _window(w, kw, sw, pw, dw))
+        (kh, kw), (sh, sw), (dh, dw) = map(pair, (self.kernel, self.stride, self.dilation))
+        top, bottom, left, right = self.sides(shape)
+        return (self.channels, _window(h, kh, sh, top, dh, after=bottom), _window(w, kw, sw, left, dw, after=right))
+
+    def sides(self, shape: Shape) -> tuple[int, int, int, int]:
+        """The padding (top, bottom, left, right) on an input of `shape`."""
+        if isinstance(self.padding, Sides):
+            return self.padding.top, self.padding.bottom, self.padding.left, self.padding.right
+        if self.padding == "same":
+            (kh, kw), (sh, sw), (dh, dw) = map(pair, (self.kernel, self.stride, self.dilation))
+            return _same(shape[1], kh, sh, dh) + _same(shape[2], kw, sw, dw)
+        ph, pw = pair(self.padding)
+        return ph, ph, pw, pw
 
     def _weights(self, shape: Shape) -> int:
         kh, kw = pair(self.kernel)
@@ -247,6 +281,59 @@ class Conv(Layer):
 
     def macs(self, shape: Shape, out: Shape) -> int:
         return self._weights(shape) * out[1] * out[2]
+
+
+@register
+class ConvTranspose(Layer):
+    """Transposed 2-D convolution (`nn.Conv2DTranspose`, PyTorch's `ConvTranspose2d`), the U-Net paper's
+    up-convolution: each side grows to (size - 1) * stride - 2 * padding + dilation * (kernel - 1) +
+    output_padding + 1."""
+
+    kind: ClassVar[str] = "conv_transpose"
+    width_fields: ClassVar[tuple[str, ...]] = ("channels",)
+    channels: Size = Field(description="Output channels.")
+    kernel: Pair = Field(description="Kernel size: an integer or [height, width].")
+    stride: Pair = Field(1, description="Stride: an integer or [height, width].")
+    padding: PairOrZero = Field(0, description="Rows and columns taken off each side: an integer or "
+                                               "[height, width].")
+    output_padding: PairOrZero = Field(0, description="Added to one side of the output (below the stride or "
+                                                      "the dilation), to reach an odd size.")
+    dilation: Pair = Field(1, description="Dilation: an integer or [height, width].")
+    groups: Size = Field(1, description="Groups; input and output channels must both divide by it.")
+    bias: Flag = Field(True, description="Learn a bias.")
+
+    @model_validator(mode="after")
+    def _valid(self) -> ConvTranspose:
+        if self.channels % self.groups:
+            raise ValueError(f"channels ({self.channels}) must be divisible by groups ({self.groups})")
+        for o, s, d in zip(pair(self.output_padding), pair(self.stride), pair(self.dilation)):
+            if o >= max(s, d):
+                raise ValueError(f"output_padding {self.output_padding} must be smaller than the stride "
+                                 f"{self.stride} or the dilation {self.dilation}")
+        return self
+
+    def infer(self, shape: Shape) -> Shape:
+        c, h, w = _need_image(self.kind, shape)
+        if c % self.groups:
+            raise ShapeError(f"input channels ({c}) must be divisible by groups ({self.groups})")
+        sizes = []
+        for size, k, s, p, o, d in zip((h, w), *map(pair, (self.kernel, self.stride, self.padding,
+                                                          self.output_padding, self.dilation))):
+            out = (size - 1) * s - 2 * p + d * (k - 1) + o + 1
+            if out < 1:
+                raise ShapeError(f"padding {p} leaves no output of an input of {size}")
+            sizes.append(out)
+        return (self.channels, sizes[0], sizes[1])
+
+    def _weights(self, shape: Shape) -> int:
+        kh, kw = pair(self.kernel)
+        return shape[0] * (self.channels // self.groups) * kh * kw
+
+    def params(self, shape: Shape, out: Shape) -> int:
+        return self._weights(shape) + self.channels * self.bias
+
+    def macs(self, shape: Shape, out: Shape) -> int:
+        return self._weights(shape) * shape[1] * shape[2]  # every input value meets its kernel once
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,6 +458,24 @@ class Dropout(Layer):
 
 
 @register
+class DropPath(Layer):
+    """Stochastic depth (Huang et al., 2016; torchvision's `StochasticDepth(p, "row")`): while training, each
+    example's whole input is dropped with probability `rate` and kept ones are scaled by 1 / (1 - rate); the
+    identity at inference. Written at the end of a residual branch. Its draws come from MXNet's generator, which
+    training reseeds before every step, so a resumed run repeats them."""
+
+    kind: ClassVar[str] = "drop_path"
+    shorthand: ClassVar[str] = "rate"
+    rate: float = Field(ge=0, lt=1, description="Probability of dropping an example's input while training.")
+
+    def infer(self, shape: Shape) -> Shape:
+        return shape
+
+    def lint(self, shape: Shape) -> str | None:
+        return "drop_path with rate 0 does nothing" if self.rate == 0 else None
+
+
+@register
 class BatchNorm(Layer, BatchNormOptions):
     """Batch normalisation over the channel axis (`nn.BatchNorm`)."""
 
@@ -388,7 +493,10 @@ class BatchNorm(Layer, BatchNormOptions):
 
 @register
 class ActivationLayer(Layer):
-    """An activation on its own (`nn.Activation`, `nn.GELU`, `nn.Swish`)."""
+    """An activation on its own (`nn.Activation`, `nn.GELU`, `nn.Swish`). The functions, of x: relu max(x, 0);
+    sigmoid 1 / (1 + exp(-x)); tanh; softrelu log(1 + exp(x)); softsign x / (1 + |x|); gelu x * Phi(x), Phi the
+    normal distribution function (the exact erf form, as torch's nn.GELU()); swish x * sigmoid(x); relu6
+    min(max(x, 0), 6); hard_sigmoid relu6(x + 3) / 6 (MobileNetV3's); hard_swish x * relu6(x + 3) / 6."""
 
     kind: ClassVar[str] = "activation"
     shorthand: ClassVar[str] = "function"
@@ -396,6 +504,69 @@ class ActivationLayer(Layer):
 
     def infer(self, shape: Shape) -> Shape:
         return shape
+
+
+@register
+class Gelu(Layer):
+    """GELU on its own, x * Phi(x) with Phi the normal distribution function (the exact erf form, as torch's
+    `nn.GELU()`); the same as `activation: gelu`."""
+
+    kind: ClassVar[str] = "gelu"
+
+    def infer(self, shape: Shape) -> Shape:
+        return shape
+
+
+@register
+class Scale(Layer):
+    """Multiplies by a constant: Inception-ResNet's `x + 0.17 * branch` is a branch ending in `- scale: 0.17`."""
+
+    kind: ClassVar[str] = "scale"
+    shorthand: ClassVar[str] = "value"
+    value: float = Field(description="The constant factor.")
+
+    def infer(self, shape: Shape) -> Shape:
+        return shape
+
+    def macs(self, shape: Shape, out: Shape) -> int:
+        return math.prod(out)
+
+    def lint(self, shape: Shape) -> str | None:
+        return "scale by 1 does nothing" if self.value == 1 else None
+
+
+@register
+class LayerScale(Layer):
+    """A learnable factor per channel (CaiT, ConvNeXt's `gamma`), starting at `init`."""
+
+    kind: ClassVar[str] = "layer_scale"
+    shorthand: ClassVar[str] = "init"
+    init: float = Field(1e-6, description="The factors' initial value (ConvNeXt: 1e-6).")
+
+    def infer(self, shape: Shape) -> Shape:
+        return shape
+
+    def params(self, shape: Shape, out: Shape) -> int:
+        return shape[0]
+
+    def macs(self, shape: Shape, out: Shape) -> int:
+        return math.prod(out)
+
+
+@register
+class LayerNorm(Layer):
+    """Layer normalisation over the channel axis at each position (ConvNeXt's `LayerNorm2d`; on a vector, over
+    its features), with a learnt scale and shift per channel (`nn.LayerNorm(axis=1)`)."""
+
+    kind: ClassVar[str] = "layernorm"
+    epsilon: float = Field(1e-6, gt=0, description="Added to the variance (ConvNeXt: 1e-6; PyTorch's "
+                                                   "nn.LayerNorm: 1e-5).")
+
+    def infer(self, shape: Shape) -> Shape:
+        return shape
+
+    def params(self, shape: Shape, out: Shape) -> int:
+        return 2 * shape[0]
 
 
 @register

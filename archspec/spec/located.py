@@ -34,7 +34,8 @@ def mark_of(node: Any, loc: FieldPath, key: bool = False,
 _EXPECTED = {"int_type": "an integer", "int_parsing": "an integer", "float_type": "a number",
              "float_parsing": "a number", "bool_type": "true or false", "string_type": "a string",
              "tuple_type": "a list", "list_type": "a list", "dict_type": "a mapping",
-             "model_type": "a mapping", "model_attributes_type": "a mapping", "none_required": "null"}
+             "model_type": "a mapping", "model_attributes_type": "a mapping", "none_required": "null",
+             "missing_item": "a longer list"}
 
 
 Fields = Union[Iterable[str], Callable[[FieldPath], Iterable[str]], None]  # the fields there are (at a path)
@@ -48,6 +49,8 @@ def pydantic_problems(err: ValidationError, node: Any, prefix: FieldPath, fields
     grouped: dict[FieldPath, list[Any]] = {}
     for e in err.errors():
         _, found, rest = mark_of(node, tuple(e["loc"]))
+        if e["type"] == "missing" and len(rest) > 1:  # an item missing inside a value (a fixed-length tuple),
+            e = {**e, "type": "missing_item"}         # not a field: Pydantic's member name is no user's word
         path = found + rest[:1] if e["type"] in ("missing", "extra_forbidden") else found
         grouped.setdefault(path, []).append(e)
     # `kernal: 3` makes `kernel` missing too; the typo is the one problem worth reporting.
@@ -72,12 +75,25 @@ def _message(path: FieldPath, errors: list[Any], allowed: list[str]) -> str:
         return message + (f" (fields: {', '.join(allowed)})" if allowed else "")
     if e["type"] == "missing":
         return f"missing required field {path[-1]!r}"
+    if any(x["type"] == "missing_item" for x in errors):  # a pair written short: say what it may be
+        errors = [_too_short(x) for x in errors if x["type"] != "missing_item"]
+    if len(errors) > 1:  # a value of a union (`padding`): each member as what it expects
+        errors = [{**x, "type": "missing_item", "expected": x["ctx"]["expected"]} if x["type"] == "literal_error"
+                  else x for x in errors]
     specific = [x for x in errors if x["type"] not in _EXPECTED]
     if specific:
         message = "; ".join(dict.fromkeys(x["msg"].removeprefix("Value error, ") for x in specific))
     else:
-        message = "expected " + " or ".join(dict.fromkeys(_EXPECTED[x["type"]] for x in errors))
+        message = "expected " + " or ".join(dict.fromkeys(x.get("expected") or _EXPECTED[x["type"]]
+                                                          for x in errors))
     return message[0].lower() + message[1:] + f", got {short(e['input'])}"
+
+
+def _too_short(error: Any) -> Any:
+    """A list too short for a fixed-length value, as what was expected (`a list of 2 items`)."""
+    if error["type"] != "too_short":
+        return error
+    return {**error, "type": "missing_item", "expected": f"a list of {error['ctx']['min_length']} items"}
 
 
 def plain(value: Any) -> Any:

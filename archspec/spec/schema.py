@@ -84,6 +84,7 @@ class Analysis:
     def __init__(self) -> None:
         self.summary: Any = None
         self.stages: Any = None  # the stages it was made for
+        self.notices: tuple[Any, ...] = ()  # warnings of the expansion (a deprecated spelling), before the layers'
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Analysis)
@@ -197,7 +198,9 @@ def _expand_and_validate(raw: Map, max_layers: int, memo: Memo | None = None) ->
     made = expand(raw, max_layers, memo)
     if not made.complete:
         raise SpecError(made.problems)
-    tree, problems = made.tree, list(made.problems)
+    tree = made.tree
+    problems = [p for p in made.problems if p.severity == "error"]
+    notices = [p for p in made.problems if p.severity == "warning"]
     args: Any = raw.get("args") if isinstance(raw.get("args"), Map) else {}
     for key in tree:
         if key not in Spec.model_fields:
@@ -218,5 +221,6 @@ def _expand_and_validate(raw: Map, max_layers: int, memo: Memo | None = None) ->
         problems += pydantic_problems(err, tree, (), _fields_at)
     if problems:  # an entry repeated, or inside a block used twice, reports its problem once
         raise SpecError(sorted(dict.fromkeys(problems), key=lambda p: (p.file, p.line, p.col)))
+    spec._analysis.notices = tuple(dict.fromkeys(notices))
     summarize(spec, limits=None)  # every layer was measured as it was made: this lays out the rows
     return tree, spec

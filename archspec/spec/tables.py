@@ -44,9 +44,11 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str, tota
 
 def block_table(blocks: Mapping[str, Any], markdown: bool = False) -> str:
     """The library's blocks: name, arguments (`name` if required, `name=default` otherwise) and what each is."""
+    from .blocks import is_required  # blocks.py reads kinds.py, which formats shapes with this module
+
     rows = []
     for name, block in blocks.items():
-        args = ", ".join(arg if default is None else f"{arg}={_yaml_value(default)}"
+        args = ", ".join(arg if is_required(default) else f"{arg}={_yaml_value(default)}"
                          for arg, default in (block.get("args") or {}).items())
         rows.append([name, args, str(block.get("doc", ""))])
     if not markdown:

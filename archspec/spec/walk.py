@@ -146,7 +146,16 @@ def _measure(layer: Layer, shape: Shape) -> Measured:
                          "of activations: not integers of 0 or more")
     params, state, macs, memory = (n + sum(getattr(m, f) for m in inner)
                                    for n, f in zip(own, ("params", "state", "macs", "memory")))
-    return Measured(out, params, state, macs, memory, layer.lint(shape))
+    return Measured(out, params, state, macs, memory, layer.lint(shape) or _no_mac_rule(layer, own[0]))
+
+
+def _no_mac_rule(layer: Layer, params: int) -> Optional[str]:
+    """A user's kind with weights of its own and no `macs` of its own counts 0 MACs: say so rather than under-count
+    silently (archspec's kinds without a MAC rule, batch norm's, count none by design)."""
+    if params and type(layer).macs is Layer.macs and not type(layer).__module__.startswith("archspec."):
+        return (f"{layer.kind} has {params:,} parameters but no MAC rule, so its MACs count as 0 (define "
+                "`macs(shape, out)` on the kind)")
+    return None
 
 
 class Layout:
