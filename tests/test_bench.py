@@ -29,5 +29,8 @@ def test_benchmark_runs_on_a_tiny_batch(tmp_path):
     assert round(r["macs_per_image"] / 1e5) == 2761  # 276.1 M multiply-accumulates per image (issue 5)
     assert r["specs"]["mxnet_imported"] is False and r["specs"]["specs"] == len(list((ROOT / "specs").glob("*.yaml")))
     assert r["profile_forward_32"] and r["profile_forward_32"][0]["share"] > 0
-    assert {"float32", "bfloat16", "int8"} <= set(r["precision"])
+    from archspec.gluon.precision import supports_bfloat16
+
+    assert {"float32", "int8"} <= set(r["precision"])
+    assert ("bfloat16" in r["precision"]) == supports_bfloat16()  # measured only where oneDNN can run it
     assert "built/seed" in done.stdout
