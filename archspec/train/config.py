@@ -99,7 +99,28 @@ class Config(BaseModel):
         if need and (not epochs or min(epochs) < 1 or (schedule == "step" and len(epochs) != 1)
                      or list(epochs) != sorted(set(epochs))):
             raise ValueError(f"schedule {schedule} needs {need}")
+        if epochs and not need:  # else a forgotten `schedule: multistep` trains at a constant rate, silently
+            raise ValueError(f"applies to schedule step or multistep, not {schedule}")
         return epochs
+
+    @field_validator("final_lr", "warmup_lr")
+    @classmethod
+    def _below_lr(cls, value: float, info: ValidationInfo) -> float:
+        """Rates that must not exceed lr: a schedule decays to final_lr, a warm-up climbs from warmup_lr (MXNet's
+        lr_scheduler refuses the latter only when training starts)."""
+        lr = info.data.get("lr")
+        if lr is not None and value > lr:
+            raise ValueError(f"expected at most lr ({lr}), got {value}")
+        return value
+
+    @field_validator("warmup_epochs")
+    @classmethod
+    def _within_run(cls, value: float, info: ValidationInfo) -> float:
+        epochs = info.data.get("epochs")
+        if value and epochs is not None and value >= epochs:
+            raise ValueError(f"a warm-up of {value:g} epoch(s) takes the whole run of {epochs}; make it shorter "
+                             "than epochs (or 0)")
+        return value
 
     def optimizer_params(self) -> dict[str, float]:
         params = {"learning_rate": self.lr, "wd": self.weight_decay}

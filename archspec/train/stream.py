@@ -278,10 +278,18 @@ def sources(config: Config, shape: tuple[int, int, int]) -> tuple[Source, Source
     if image_folder and folder is not None:
         listed = [_list(folder, split, config.test_fraction) for split in ("train", "test")]
         decoded = len(listed[0][1]) * shape[0] * shape[1] * shape[2]
-        if config.loader == "stream" or (config.loader == "auto" and decoded > MEMORY_LIMIT):
+        # memory holds the images resized to the network's input: a recipe's crops and resizes are written for
+        # each image at its own size (resize 256, then crop 224), so a folder with transforms streams
+        transformed = bool(config.augment or config.evaluate)
+        if config.loader == "memory" and transformed:
+            raise InputError(f"{folder}: --loader memory holds images resized to the network's input, and the "
+                             "recipe's transforms (augment, evaluate) take each image at its own size; use --loader "
+                             "stream or auto")
+        if config.loader == "stream" or (config.loader == "auto" and (decoded > MEMORY_LIMIT or transformed)):
             train_f, test_f = (FolderSource(folder, items, classes, shape[0], f"{folder} ({split})")
                                for (classes, items), split in zip(listed, ("train", "test")))
-            why = "" if config.loader == "stream" else f" ({decoded / 2**30:.1f} GiB decoded would not fit in 1 GiB)"
+            why = ("" if config.loader == "stream" else " (the recipe's transforms take each image at its own size)"
+                   if transformed else f" ({decoded / 2**30:.1f} GiB decoded would not fit in 1 GiB)")
             return train_f, test_f, f"streamed from the image folder{why}"
         if config.loader == "auto":
             chosen = f"decoded into memory ({decoded / 2**20:,.0f} MiB at the network's input size)"

@@ -16,14 +16,15 @@ same pixels an uninterrupted one does. numpy and Pillow only (no MXNet): worker 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Optional, Union
+from typing import Annotated, Any, ClassVar, Optional, Union
 
 import numpy as onp
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from ..spec.diagnostics import InputError
 
-Size = Union[int, tuple[int, int]]  # one number: the shorter side (resize) or a square (crops); or [height, width]
+Side = Annotated[int, Field(ge=1, le=4096)]  # pixels, as the spec's input and --resize allow
+Size = Union[Side, tuple[Side, Side]]  # one number: the shorter side (resize) or a square (crops); or [height, width]
 
 # AlexNet's PCA lighting noise: the eigenvalues and eigenvectors of ImageNet's RGB covariance (on 0..255),
 # as GluonCV's `transforms.image.random_lighting` and torchvision's reference scripts use them.
@@ -55,7 +56,7 @@ def _pair(size: Size) -> tuple[int, int]:
 class Resize(_Transform):
     """Resize (bilinear): a number sets the shorter side (the aspect kept), [height, width] both."""
 
-    size: Union[int, tuple[int, int]] = Field(ge=1, le=4096, description="shorter side, or [height, width]")
+    size: Size = Field(description="shorter side, or [height, width]")
 
     def out(self, height: int, width: int) -> tuple[int, int]:
         if not isinstance(self.size, int):
