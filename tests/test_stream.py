@@ -481,3 +481,52 @@ def test_int8_calibration_reads_images_through_the_evaluation_transforms(digit_i
     for row, k in ((0, 0), (-1, len(files) - 1)):
         pixels = onp.asarray(Image.open(files[k]), onp.float32)[2:30, 2:30] / 255
         assert onp.allclose(batch[row, 0], (pixels - 0.5) / 0.25, atol=1e-6)
+
+
+def test_an_image_too_small_for_the_crop_mid_epoch_is_located_and_named(tmp_path, write_spec, capsys):
+    """The first image is tried before the run starts; a smaller one later is met by a worker process, and
+    refused at the crop's line in the recipe, naming the image."""
+    data = tmp_path / "data"
+    for name in ("a", "b"):
+        (data / name).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (32, 32) if i < 3 else (16, 16), 40 * i).save(data / name / f"{i}.png")
+    spec = write_spec(f"base: {LENET}\nargs: {{num_classes: 2}}\ntrain:\n  epochs: 1\n  batch_size: 4\n"
+                      "  workers: 2\n  augment:\n    - center_crop: {size: 24}\n", "small.yaml")
+    run = tmp_path / "run"
+    assert main(["train", str(spec), "--base-outside", "--data-dir", str(data), "--test-fraction", "0.3", "--out",
+                 str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"{spec}:8:20: train.augment.0.center_crop: a crop of 24x24 is larger than the image (16x16)" in err
+    assert str(data / "a" / "3.png") in err or str(data / "b" / "3.png") in err
+    assert f"{run} keeps its settings and no checkpoint" in err
+    assert not (run / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_decoding_workers_end_with_a_killed_training_process(digit_images, tmp_path):
+    """SIGKILL (by the test-only hook, after step 3) leaves no decoding worker behind: each ends with its parent."""
+    reads = tmp_path / "reads"
+    reads.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ARCHSPEC_TEST_KILL_AT_STEP": "3", "ARCHSPEC_TEST_READS": str(reads)}
+    proc = subprocess.run(ARCHSPEC + ["train", LENET, "--set", "input.height=32", "--set", "input.width=32",
+                                      "--data-dir", str(digit_images), "--loader", "stream", "--workers", "2",
+                                      "--batch-size", "16", "--out", str(tmp_path / "run")],
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    workers = {int(p.name.split("-")[0]) for p in reads.iterdir()}
+    assert workers  # the processes that decoded batches (the pool's, not the killed one: it never reads a batch)
+
+    def alive(pid):  # a zombie waiting for init to reap it has ended
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    import time
+    from pathlib import Path
+
+    deadline = time.monotonic() + 30  # the signal is delivered at the parent's exit; waits only for the exits
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in workers)

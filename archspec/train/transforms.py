@@ -36,12 +36,16 @@ _EIGVEC = onp.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0
 class TransformError(InputError):
     """A transform that cannot apply to an image (a crop larger than it); `index` is its place in the list."""
 
-    def __init__(self, index: int, name: str, message: str):
-        self.index, self.name, self.field = index, name, ""  # `field`: augment or evaluate, set by who ran it
+    def __init__(self, index: int, name: str, message: str, field: str = ""):
+        self.index, self.name, self.field = index, name, field  # `field`: augment or evaluate, set by who ran it
         super().__init__(message)
 
     def __reduce__(self) -> Any:  # raised in a worker process, re-raised in the parent
-        return (TransformError, (self.index, self.name, str(self)))
+        return (TransformError, (self.index, self.name, str(self), self.field))
+
+    def about(self, image: str, field: str) -> "TransformError":
+        """The same error naming the image it met and the list (augment, evaluate) it is in."""
+        return TransformError(self.index, self.name, f"{self}: {image}", field)
 
 
 class _Transform(BaseModel):
