@@ -322,6 +322,7 @@ def test_the_new_options_parse_from_the_command_line():
     ("  schedule: multistep\n  lr_epochs: [30, 20]\n", "4:14", "schedule multistep needs increasing epochs"),
     ("  schedule: poly\n  power: 0\n", "4:10", "train.power: input should be greater than 0"),
     ("  lr: 0\n", "3:7", "train.lr: input should be greater than 0"),
+    ("  augment: [" + ", ".join(["flip"] * 65) + "]\n", "3:12", "train.augment: tuple should have at most 64 items"),
 ])
 def test_recipe_values_out_of_reach_are_refused_at_their_line(recipe, where, message, write_spec, tmp_path, capsys):
     spec = write_spec(f"base: {LENET}\ntrain:\n{recipe}", "bad.yaml")
@@ -530,3 +531,19 @@ def test_decoding_workers_end_with_a_killed_training_process(digit_images, tmp_p
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not any(alive(pid) for pid in workers)
+
+
+@pytest.mark.slow
+def test_resuming_with_a_changed_recipe_is_refused_and_says_what_changed(digit_images, write_spec, tmp_path, capsys):
+    spec = write_spec(f"base: {LENET}\ninput: {{channels: 1, height: 32, width: 32}}\ntrain:\n  epochs: 1\n"
+                      "  batch_size: 50\n  workers: 1\n  augment: [flip]\n", "first.yaml")
+    run = tmp_path / "run"
+    command = ["train", str(spec), "--base-outside", "--data-dir", str(digit_images), "--out", str(run)]
+    assert main(command) == 0
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+    spec.write_text(spec.read_text().replace("[flip]", "[{flip: {probability: 1}}]"))
+    assert main([*command, "--epochs", "2", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert (f"{run}: --resume continues a run with the same settings and data; these differ (saved, now): augment: "
+            "([{'flip': {'probability': 0.5}}], [{'flip': {'probability': 1.0}}])") in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"} == files

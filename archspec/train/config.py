@@ -65,8 +65,11 @@ class Config(BaseModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing epsilon (Szegedy et al., 2016)")
     no_bias_decay: bool = Field(False, description="no weight decay on biases and batch norm's gamma and beta")
     # the recipe's data pipeline (`transforms.py`, `stream.py`)
-    augment: Transforms = Field((), description="transforms of training images, in order (a recipe's list)")
-    evaluate: Transforms = Field((), description="transforms of test images (evaluation, prediction)")
+    # at most 64 transforms: a recipe of thousands would pass validation and then crawl through every image
+    augment: Transforms = Field((), max_length=64, description="transforms of training images, in order (a "
+                                                                "recipe's list)")
+    evaluate: Transforms = Field((), max_length=64, description="transforms of test images (evaluation, "
+                                                                 "prediction)")
     loader: Literal["auto", "memory", "stream"] = Field("auto", description="memory: decode every image before "
                                                                            "training; stream: decode batches in "
                                                                            "worker processes; auto: memory for "
