@@ -13,7 +13,7 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as onp
 
@@ -67,11 +67,11 @@ def _test_kill_hook(key: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _check_output(folder: Path, out: Path) -> None:
+def _check_output(folder: Path, output: Union[str, Path]) -> Path:
     """Refuse an output `pack` cannot write as asked: no name, a hidden name (`-o .rec` would make a hidden
     folder), a file that is not a .rec where a folder is meant (an input image), or a folder where a .rec is."""
-    text = str(out)
-    if not text.strip() or text.strip() == ".":
+    text, out = str(output), Path(output)  # Path("") is ".": the empty name is seen before it becomes one
+    if not text.strip():
         raise InputError("-o: expected a .rec file or a folder, got an empty name")
     if out.name.startswith("."):
         raise InputError(f"-o {text}: a hidden name; name the file (data.rec) or the folder (data)")
@@ -81,10 +81,11 @@ def _check_output(folder: Path, out: Path) -> None:
         raise InputError(f"-o {text}: an existing file that is not a .rec; -o names a .rec file or a folder")
     if out.resolve() == folder.resolve():
         raise InputError(f"-o {text}: the folder being packed; write the RecordIO files elsewhere")
+    return out
 
 
-def pack(folder: Path, out: Path, test_fraction: Optional[float] = None) -> list[Path]:
-    """`archspec pack`: class folders of images as RecordIO. `out` ending in .rec: one file from FOLDER/CLASS/*;
+def pack(folder: Path, output: Union[str, Path], test_fraction: Optional[float] = None) -> list[Path]:
+    """`archspec pack`: class folders of images as RecordIO. `output` ending in .rec: one file from FOLDER/CLASS/*;
     else a folder of train.rec and test.rec (from FOLDER/train and FOLDER/test, or --test-fraction held out), the
     layout `--data-dir` reads. Every image is decoded once first: a bad one is refused by its path, with nothing
     written. Returns the .rec files written."""
@@ -93,7 +94,7 @@ def pack(folder: Path, out: Path, test_fraction: Optional[float] = None) -> list
 
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder of class folders")
-    _check_output(folder, out)
+    out = _check_output(folder, output)
     if out.suffix == ".rec":
         if test_fraction is not None:
             raise InputError("--test-fraction: pack into a folder (-o DIR) to write train.rec and test.rec")
