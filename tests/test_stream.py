@@ -484,6 +484,16 @@ def test_int8_calibration_reads_images_through_the_evaluation_transforms(digit_i
         assert onp.allclose(batch[row, 0], (pixels - 0.5) / 0.25, atol=1e-6)
 
 
+def test_a_normalize_for_other_channels_is_refused_at_its_line(digit_images, write_spec, tmp_path, capsys):
+    spec = write_spec(f"base: {LENET}\ninput: {{channels: 1, height: 32, width: 32}}\ntrain:\n  evaluate:\n"
+                      "    - normalize: {mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}\n", "rgb.yaml")
+    run = tmp_path / "run"
+    assert main(["train", str(spec), "--base-outside", "--data-dir", str(digit_images), "--out", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"{spec}:5:18: train.evaluate.0.normalize: 3 means and stds for images of 1 channel(s)" in err
+    assert not run.exists()
+
+
 def test_an_image_too_small_for_the_crop_mid_epoch_is_located_and_named(tmp_path, write_spec, capsys):
     """The first image is tried before the run starts; a smaller one later is met by a worker process, and
     refused at the crop's line in the recipe, naming the image."""

@@ -202,6 +202,9 @@ def apply(steps: Transforms, image: onp.ndarray, rng: onp.random.Generator, size
         t = step.transform
         if isinstance(t, Normalize):
             normalize = t  # applied last, on [0, 1] floats, as ToTensor + Normalize do
+            if len(t.mean) not in (1, image.shape[2]):  # ImageNet's three means on grayscale: not what was meant
+                raise TransformError(index, step.name, f"{len(t.mean)} means and stds for images of "
+                                                       f"{image.shape[2]} channel(s); give one, or one a channel")
             continue
         try:
             pixels = _one(t, pixels, rng)
