@@ -518,7 +518,7 @@ def cmd_pack(args: Args) -> int:
 
     from .train.recordio import pack
 
-    for path in pack(Path(args.folder), Path(args.output), getattr(args, "test_fraction", None)):
+    for path in pack(Path(args.folder), args.output, getattr(args, "test_fraction", None)):
         print(path)
     return 0
 

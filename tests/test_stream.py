@@ -307,3 +307,253 @@ def test_the_new_options_parse_from_the_command_line():
     assert (config.lr_epochs, config.no_bias_decay, config.label_smoothing, config.loader) == ((2, 5), True, 0.1,
                                                                                               "stream")
     assert from_options(vars(parser().parse_args(["train", LENET])), TRAIN_OPTIONS) == Config()  # defaults: once
+
+
+# A hostile and an ordinary user's mistakes (issue 24's review): each refused by place, nothing written.
+
+@pytest.mark.parametrize("recipe, where, message", [
+    ("  augment: [{center_crop: {size: 0}}]\n", "3:34", "train.augment.0.center_crop.size"),
+    ("  augment: [{resize: {size: [0, 5]}}]\n", "3:29", "input should be greater than or equal to 1"),
+    ("  augment: [{random_resized_crop: {size: 100000}}]\n", "3:42", "less than or equal to 4096"),
+    ("  epochs: 2\n  warmup_epochs: 3\n", "4:18", "a warm-up of 3 epoch(s) takes the whole run of 2"),
+    ("  lr: 0.1\n  warmup_lr: 0.5\n", "4:14", "train.warmup_lr: expected at most lr (0.1), got 0.5"),
+    ("  lr: 0.1\n  schedule: cosine\n  final_lr: 0.2\n", "5:13", "expected at most lr (0.1), got 0.2"),
+    ("  lr_epochs: [3]\n", "3:14", "train.lr_epochs: applies to schedule step or multistep, not constant"),
+    ("  schedule: multistep\n  lr_epochs: [30, 20]\n", "4:14", "schedule multistep needs increasing epochs"),
+    ("  schedule: poly\n  power: 0\n", "4:10", "train.power: input should be greater than 0"),
+    ("  lr: 0\n", "3:7", "train.lr: input should be greater than 0"),
+    ("  augment: [" + ", ".join(["flip"] * 65) + "]\n", "3:12", "train.augment: tuple should have at most 64 items"),
+])
+def test_recipe_values_out_of_reach_are_refused_at_their_line(recipe, where, message, write_spec, tmp_path, capsys):
+    spec = write_spec(f"base: {LENET}\ntrain:\n{recipe}", "bad.yaml")
+    assert main(["validate", "--base-outside", str(spec)]) == 1
+    out = capsys.readouterr().out
+    assert f"{spec}:{where}: " in out and message in out, out
+    assert main(["train", str(spec), "--base-outside", "--out", str(tmp_path / "run")]) == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_warmup_as_long_as_the_run_is_refused_on_the_command_line_too(capsys):
+    from archspec.cli import TRAIN_OPTIONS, parser
+    from archspec.train.config import from_options
+
+    args = parser().parse_args(["train", LENET, "--epochs", "2", "--warmup-epochs", "2"])
+    with pytest.raises(InputError, match="--warmup-epochs: a warm-up of 2 epoch"):
+        from_options(vars(args), TRAIN_OPTIONS)
+
+
+def test_an_alias_bomb_in_a_recipe_is_refused(write_spec, capsys):
+    spec = write_spec(f"base: {LENET}\nx: &a [flip, flip, flip, flip, flip, flip, flip, flip, flip]\n"
+                      "y: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nz: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+                      "train:\n  augment: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n", "bomb.yaml")
+    assert main(["validate", "--base-outside", str(spec)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"{spec}:") and "Traceback" not in out
+
+
+def _tree(folder):
+    return sorted((str(p.relative_to(folder)), p.stat().st_size) for p in folder.rglob("*"))
+
+
+@pytest.mark.parametrize("output, message", [
+    ("", "-o: expected a .rec file or a folder, got an empty name"),
+    (".rec", "-o .rec: a hidden name"),
+    ("IMAGE", "an existing file that is not a .rec"),
+    ("FOLDER", "the folder being packed"),
+])
+def test_pack_refuses_an_output_it_cannot_write_as_asked(output, message, digit_images, tmp_path, monkeypatch,
+                                                         capsys):
+    import shutil
+
+    folder = tmp_path / "images"
+    shutil.copytree(digit_images / "train", folder)
+    output = {"IMAGE": str(sorted(folder.glob("*/*.png"))[0]), "FOLDER": str(folder)}.get(output, output)
+    monkeypatch.chdir(tmp_path)
+    before = _tree(tmp_path)
+    assert main(["pack", str(folder), "-o", output, "--test-fraction", "0.2"]) == 1
+    err = capsys.readouterr().err
+    assert f"archspec: {message}" in err or message in err.splitlines()[-1], err
+    assert _tree(tmp_path) == before
+
+
+def test_pack_of_an_empty_folder_and_of_odd_class_names(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["pack", str(tmp_path / "empty"), "-o", str(tmp_path / "e.rec")]) == 1
+    assert "empty: no class folders" in capsys.readouterr().err and not (tmp_path / "e.rec").exists()
+    odd = tmp_path / "odd"
+    for name in ("a b", "ü,\"q\"", "x\ty"):
+        (odd / name).mkdir(parents=True)
+        Image.new("L", (8, 8), 9).save(odd / name / "1.png")
+    (odd / "a b" / "notes.txt").write_text("not an image")
+    (odd / "a b" / ".hidden.png").write_bytes(b"not an image either, and hidden")
+    assert main(["pack", str(odd), "-o", str(tmp_path / "odd.rec")]) == 0
+    packed = RecordFile(tmp_path / "odd.rec")
+    assert packed.classes == ("a b", "x\ty", "ü,\"q\"") and len(packed) == 3 and list(packed.labels) == [0, 1, 2]
+
+
+def test_a_pack_killed_midway_leaves_no_rec_and_stale_class_names_are_refused(digit_images, tmp_path):
+    out = tmp_path / "data.rec"
+    assert main(["pack", str(digit_images / "test"), "-o", str(out)]) == 0  # an earlier pack at the same place
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ARCHSPEC_TEST_KILL_AT_RECORD": "30"}
+    proc = subprocess.run(ARCHSPEC + ["pack", str(digit_images / "train"), "-o", str(out)], env=env,
+                          capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    # no .rec that could pass for finished: the earlier one is gone, the new one was never renamed into place
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.suffix == ".rec"]
+    with pytest.raises(InputError, match="data.rec: no such RecordIO file"):
+        RecordFile(out)
+    assert main(["pack", str(digit_images / "train"), "-o", str(out)]) == 0
+    assert len(RecordFile(out)) == 200
+    meta = json.loads(out.with_suffix(".json").read_text())
+    out.with_suffix(".json").write_text(json.dumps({**meta, "records": 60}))  # another pack's class names
+    with pytest.raises(InputError, match="data.json: does not match data.rec: it was written for 60 records"):
+        RecordFile(out)
+
+
+def test_a_record_with_a_label_array_is_refused_by_name(tmp_path):
+    import struct
+
+    from archspec.train.recordio import MAGIC
+
+    png = io_png()
+    body = struct.pack("<IfQQ", 2, 0.0, 0, 0) + struct.pack("<ff", 1.0, 3.0) + png  # flag 2: two labels
+    (tmp_path / "multi.rec").write_bytes(struct.pack("<II", MAGIC, len(body)) + body + b"\0" * (-len(body) % 4))
+    (tmp_path / "multi.idx").write_text("0\t0\n")
+    with pytest.raises(InputError, match="multi.rec: record 0 has a label array; archspec reads one class number"):
+        RecordFile(tmp_path / "multi.rec")
+
+
+def io_png():
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8), 100).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_a_corrupt_image_met_mid_epoch_names_its_path_and_what_is_left(digit_images, tmp_path, capsys):
+    import multiprocessing
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(digit_images, data)
+    bad = data / "train" / "digit-9" / "zzzz.png"  # not the first example, which is tried before the run starts
+    bad.write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    run = tmp_path / "run"
+    assert main(["train", LENET, "--set", "input.height=32", "--set", "input.width=32", "--data-dir", str(data),
+                 "--loader", "stream", "--workers", "2", "--epochs", "1", "--batch-size", "50", "--out",
+                 str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"archspec: {bad}: corrupt or truncated image" in err
+    assert f"{run} keeps its settings and no checkpoint" in err and "Traceback" not in err
+    assert not (run / "checkpoints").exists() and not (run / "final.params").exists()
+    assert not multiprocessing.active_children()  # the decoding workers ended with the run
+
+
+def test_transforms_on_a_small_image_folder_see_each_image_at_its_own_size(digit_images, tmp_path, capsys):
+    """The in-memory path holds images resized to the network's input; a recipe's `resize` + `center_crop` are
+    written for the original image, so a folder with transforms streams, and --loader memory is refused."""
+    from archspec.train.stream import sources
+
+    config = Config(data_dir=str(digit_images), evaluate=steps({"center_crop": {"size": 28}}))
+    train, test, chosen = sources(config, (1, 28, 28))
+    assert "streamed from the image folder (the recipe's transforms take each image" in chosen
+    assert train.image(0).shape == (32, 32, 1)
+    with pytest.raises(InputError, match="--loader memory holds images resized to the network's input"):
+        sources(config.model_copy(update={"loader": "memory"}), (1, 28, 28))
+
+
+def test_int8_calibration_reads_images_through_the_evaluation_transforms(digit_images, write_spec):
+    """INT8's calibration batch is evaluate's: each image centre-cropped from its own 32x32 and normalised, as
+    numpy computes it from the PNG here."""
+    import argparse
+
+    from archspec import build_model, load_spec
+    from archspec.cli import _calibration
+    from archspec.gluon.precision import CALIBRATION_BATCH
+
+    spec = write_spec(f"base: {LENET}\ninput: {{channels: 1, height: 28, width: 28}}\ntrain:\n  evaluate:\n"
+                      "    - center_crop: {size: 28}\n    - normalize: {mean: [0.5], std: [0.25]}\n", "int8.yaml")
+    args = argparse.Namespace(precision="int8", calibration_data=str(digit_images), calibration_batches=1,
+                              data_dir=None, test_fraction=None, spec=str(spec), overrides=None, base_outside=True)
+    batch = _calibration(args, build_model(load_spec(str(spec), base_outside=True))).asnumpy()
+    files = sorted((digit_images / "train").glob("*/*.png"))
+    assert batch.shape == (CALIBRATION_BATCH, 1, 28, 28)
+    for row, k in ((0, 0), (-1, len(files) - 1)):
+        pixels = onp.asarray(Image.open(files[k]), onp.float32)[2:30, 2:30] / 255
+        assert onp.allclose(batch[row, 0], (pixels - 0.5) / 0.25, atol=1e-6)
+
+
+def test_a_normalize_for_other_channels_is_refused_at_its_line(digit_images, write_spec, tmp_path, capsys):
+    spec = write_spec(f"base: {LENET}\ninput: {{channels: 1, height: 32, width: 32}}\ntrain:\n  evaluate:\n"
+                      "    - normalize: {mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}\n", "rgb.yaml")
+    run = tmp_path / "run"
+    assert main(["train", str(spec), "--base-outside", "--data-dir", str(digit_images), "--out", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"{spec}:5:18: train.evaluate.0.normalize: 3 means and stds for images of 1 channel(s)" in err
+    assert not run.exists()
+
+
+def test_an_image_too_small_for_the_crop_mid_epoch_is_located_and_named(tmp_path, write_spec, capsys):
+    """The first image is tried before the run starts; a smaller one later is met by a worker process, and
+    refused at the crop's line in the recipe, naming the image."""
+    data = tmp_path / "data"
+    for name in ("a", "b"):
+        (data / name).mkdir(parents=True)
+        for i in range(4):
+            Image.new("L", (32, 32) if i < 3 else (16, 16), 40 * i).save(data / name / f"{i}.png")
+    spec = write_spec(f"base: {LENET}\nargs: {{num_classes: 2}}\ntrain:\n  epochs: 1\n  batch_size: 4\n"
+                      "  workers: 2\n  augment:\n    - center_crop: {size: 24}\n", "small.yaml")
+    run = tmp_path / "run"
+    assert main(["train", str(spec), "--base-outside", "--data-dir", str(data), "--test-fraction", "0.3", "--out",
+                 str(run)]) == 1
+    err = capsys.readouterr().err
+    assert f"{spec}:8:20: train.augment.0.center_crop: a crop of 24x24 is larger than the image (16x16)" in err
+    assert str(data / "a" / "3.png") in err or str(data / "b" / "3.png") in err
+    assert f"{run} keeps its settings and no checkpoint" in err
+    assert not (run / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_decoding_workers_end_with_a_killed_training_process(digit_images, tmp_path):
+    """SIGKILL (by the test-only hook, after step 3) leaves no decoding worker behind: each ends with its parent."""
+    reads = tmp_path / "reads"
+    reads.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ARCHSPEC_TEST_KILL_AT_STEP": "3", "ARCHSPEC_TEST_READS": str(reads)}
+    proc = subprocess.run(ARCHSPEC + ["train", LENET, "--set", "input.height=32", "--set", "input.width=32",
+                                      "--data-dir", str(digit_images), "--loader", "stream", "--workers", "2",
+                                      "--batch-size", "16", "--out", str(tmp_path / "run")],
+                          env=env, capture_output=True, text=True)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    workers = {int(p.name.split("-")[0]) for p in reads.iterdir()}
+    assert workers  # the processes that decoded batches (the pool's, not the killed one: it never reads a batch)
+
+    def alive(pid):  # a zombie waiting for init to reap it has ended
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+
+    import time
+    from pathlib import Path
+
+    deadline = time.monotonic() + 30  # the signal is delivered at the parent's exit; waits only for the exits
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in workers)
+
+
+@pytest.mark.slow
+def test_resuming_with_a_changed_recipe_is_refused_and_says_what_changed(digit_images, write_spec, tmp_path, capsys):
+    spec = write_spec(f"base: {LENET}\ninput: {{channels: 1, height: 32, width: 32}}\ntrain:\n  epochs: 1\n"
+                      "  batch_size: 50\n  workers: 1\n  augment: [flip]\n", "first.yaml")
+    run = tmp_path / "run"
+    command = ["train", str(spec), "--base-outside", "--data-dir", str(digit_images), "--out", str(run)]
+    assert main(command) == 0
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+    spec.write_text(spec.read_text().replace("[flip]", "[{flip: {probability: 1}}]"))
+    assert main([*command, "--epochs", "2", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert (f"{run}: --resume continues a run with the same settings and data; these differ (saved, now): augment: "
+            "([{'flip': {'probability': 0.5}}], [{'flip': {'probability': 1.0}}])") in err
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != ".lock"} == files

@@ -70,8 +70,11 @@ class Config(BaseModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing epsilon (Szegedy et al., 2016)")
     no_bias_decay: bool = Field(False, description="no weight decay on biases and batch norm's gamma and beta")
     # the recipe's data pipeline (`transforms.py`, `stream.py`)
-    augment: Transforms = Field((), description="transforms of training images, in order (a recipe's list)")
-    evaluate: Transforms = Field((), description="transforms of test images (evaluation, prediction)")
+    # at most 64 transforms: a recipe of thousands would pass validation and then crawl through every image
+    augment: Transforms = Field((), max_length=64, description="transforms of training images, in order (a "
+                                                                "recipe's list)")
+    evaluate: Transforms = Field((), max_length=64, description="transforms of test images (evaluation, "
+                                                                 "prediction)")
     loader: Literal["auto", "memory", "stream"] = Field("auto", description="memory: decode every image before "
                                                                            "training; stream: decode batches in "
                                                                            "worker processes; auto: memory for "
@@ -123,7 +126,28 @@ class Config(BaseModel):
         if need and (not epochs or min(epochs) < 1 or (schedule == "step" and len(epochs) != 1)
                      or list(epochs) != sorted(set(epochs))):
             raise ValueError(f"schedule {schedule} needs {need}")
+        if epochs and not need:  # else a forgotten `schedule: multistep` trains at a constant rate, silently
+            raise ValueError(f"applies to schedule step or multistep, not {schedule}")
         return epochs
+
+    @field_validator("final_lr", "warmup_lr")
+    @classmethod
+    def _below_lr(cls, value: float, info: ValidationInfo) -> float:
+        """Rates that must not exceed lr: a schedule decays to final_lr, a warm-up climbs from warmup_lr (MXNet's
+        lr_scheduler refuses the latter only when training starts)."""
+        lr = info.data.get("lr")
+        if lr is not None and value > lr:
+            raise ValueError(f"expected at most lr ({lr}), got {value}")
+        return value
+
+    @field_validator("warmup_epochs")
+    @classmethod
+    def _within_run(cls, value: float, info: ValidationInfo) -> float:
+        epochs = info.data.get("epochs")
+        if value and epochs is not None and value >= epochs:
+            raise ValueError(f"a warm-up of {value:g} epoch(s) takes the whole run of {epochs}; make it shorter "
+                             "than epochs (or 0)")
+        return value
 
     def optimizer_params(self) -> dict[str, float]:
         params = {"learning_rate": self.lr, "wd": self.weight_decay}

@@ -39,6 +39,7 @@ from . import stream as streaming
 from .checkpoints import latest_checkpoint, restore, save_checkpoint
 from .config import Config
 from .folder import CLASSES_FILE, RunFolder, check_new, network_identity
+from .transforms import TransformError
 
 METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds", "lr",
            "step_share")
@@ -237,6 +238,19 @@ class _Run:
         return TrainingInterrupted(f"interrupted in epoch {self.epoch + 1} at step {self.step}; the last checkpoint "
                                    f"is at {where}. Continue with the same command and --resume")
 
+    def stopped_by(self, error: InputError) -> InputError:
+        """`error` (a corrupt image in streamed data, or one too small for a crop), with what the run left on
+        disk; a `TransformError` stays one, to be located in the recipe."""
+        last = latest_checkpoint(self.out / "checkpoints")
+        kept = f"its last checkpoint (epoch {last['epoch'] + 1}, step {last['step_in_epoch']})" if last else \
+            "its settings and no checkpoint"
+        message = (f"{error}\nthe run stopped in epoch {self.epoch + 1} at step {self.step}; {self.out} keeps {kept}. "
+                   "--resume checks that the data is unchanged: with the file restored it continues; after removing "
+                   "or replacing it, train again in a new run folder")
+        if isinstance(error, TransformError):
+            return TransformError(error.index, error.name, message, error.field)
+        return InputError(message)
+
     def finish(self) -> None:
         save_atomically(self.out / "final.params", self.net.save_parameters)
         _plot(self.out, self.history)
@@ -358,6 +372,8 @@ def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[s
         run.finish()
     except KeyboardInterrupt:
         raise run.interrupted() from None
+    except InputError as e:  # a bad image met mid-epoch: streamed data is decoded as it is read
+        raise run.stopped_by(e) from None
     finally:
         run.data.close()
         run.folder.release()  # finished or stopped by an exception: the folder goes at once, not when collected

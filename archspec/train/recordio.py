@@ -13,7 +13,7 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import numpy as onp
 
@@ -35,27 +35,57 @@ def encode(label: int, key: int, payload: bytes) -> bytes:
 
 
 def write(path: Path, items: Sequence[tuple[Path, int]], classes: Sequence[str], source: str) -> None:
-    """Write `path` (.rec) from (image file, label) pairs, the files' bytes as they are (no re-encoding), then its
-    .idx and its .json (the class names), each atomically: a reader never sees a half-written .rec."""
-    offsets: list[int] = []
+    """Write `path` (.rec) from (image file, label) pairs, the files' bytes as they are (no re-encoding), with its
+    .idx and its .json (the class names). The .rec appears last, renamed into place once its .idx and .json are
+    written (an earlier .rec at `path` is removed first): a process killed while packing leaves no .rec, never
+    one beside another file's index or class names."""
+    path.unlink(missing_ok=True)
 
     def save(tmp: str) -> None:
-        offset = 0
+        offsets, offset = [], 0
         with open(tmp, "wb") as f:
             for key, (image, label) in enumerate(items):
                 record = encode(label, key, image.read_bytes())
                 offsets.append(offset)
                 f.write(record)
                 offset += len(record)
+                _test_kill_hook(key)
+        write_atomically(path.with_suffix(".idx"), "".join(f"{k}\t{o}\n" for k, o in enumerate(offsets)).encode())
+        write_atomically(path.with_suffix(".json"), json.dumps({"classes": list(classes), "records": len(items),
+                                                                "source": source}, indent=1).encode())
 
     save_atomically(path, save)
-    write_atomically(path.with_suffix(".idx"), "".join(f"{k}\t{o}\n" for k, o in enumerate(offsets)).encode())
-    write_atomically(path.with_suffix(".json"), json.dumps({"classes": list(classes), "records": len(items),
-                                                            "source": source}, indent=1).encode())
 
 
-def pack(folder: Path, out: Path, test_fraction: Optional[float] = None) -> list[Path]:
-    """`archspec pack`: class folders of images as RecordIO. `out` ending in .rec: one file from FOLDER/CLASS/*;
+def _test_kill_hook(key: int) -> None:
+    """For tests of an interrupted pack: ARCHSPEC_TEST_KILL_AT_RECORD=N makes the process SIGKILL itself right
+    after writing record N, a deterministic point instead of a race with a timer."""
+    at = os.environ.get("ARCHSPEC_TEST_KILL_AT_RECORD")
+    if at and int(at) == key:
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _check_output(folder: Path, output: Union[str, Path]) -> Path:
+    """Refuse an output `pack` cannot write as asked: no name, a hidden name (`-o .rec` would make a hidden
+    folder), a file that is not a .rec where a folder is meant (an input image), or a folder where a .rec is."""
+    text, out = str(output), Path(output)  # Path("") is ".": the empty name is seen before it becomes one
+    if not text.strip():
+        raise InputError("-o: expected a .rec file or a folder, got an empty name")
+    if out.name.startswith("."):
+        raise InputError(f"-o {text}: a hidden name; name the file (data.rec) or the folder (data)")
+    if out.suffix == ".rec" and out.is_dir():
+        raise InputError(f"-o {text}: a folder; -o names a .rec file to write, or a folder without .rec")
+    if out.suffix != ".rec" and out.exists() and not out.is_dir():
+        raise InputError(f"-o {text}: an existing file that is not a .rec; -o names a .rec file or a folder")
+    if out.resolve() == folder.resolve():
+        raise InputError(f"-o {text}: the folder being packed; write the RecordIO files elsewhere")
+    return out
+
+
+def pack(folder: Path, output: Union[str, Path], test_fraction: Optional[float] = None) -> list[Path]:
+    """`archspec pack`: class folders of images as RecordIO. `output` ending in .rec: one file from FOLDER/CLASS/*;
     else a folder of train.rec and test.rec (from FOLDER/train and FOLDER/test, or --test-fraction held out), the
     layout `--data-dir` reads. Every image is decoded once first: a bad one is refused by its path, with nothing
     written. Returns the .rec files written."""
@@ -64,6 +94,7 @@ def pack(folder: Path, out: Path, test_fraction: Optional[float] = None) -> list
 
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder of class folders")
+    out = _check_output(folder, output)
     if out.suffix == ".rec":
         if test_fraction is not None:
             raise InputError("--test-fraction: pack into a folder (-o DIR) to write train.rec and test.rec")
@@ -110,18 +141,21 @@ class RecordFile:
         self.labels = onp.array([self._label(k) for k in range(len(self.offsets))], onp.int32)
         self.classes = self._read_classes(path.with_suffix(".json"))
 
-    @staticmethod
-    def _read_classes(meta: Path) -> tuple[str, ...]:
+    def _read_classes(self, meta: Path) -> tuple[str, ...]:
         """The class names `pack` kept beside the .rec (none for a file from `im2rec`)."""
         if not meta.is_file():
             return ()
         try:
-            names = json.loads(meta.read_text())["classes"]
+            kept = json.loads(meta.read_text())
+            names = kept["classes"]
             if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
                 raise TypeError
-            return tuple(names)
         except (OSError, ValueError, KeyError, TypeError):
             raise InputError(f"{meta}: not the class list archspec pack writes ({{\"classes\": [...]}})") from None
+        if kept.get("records", len(self)) != len(self):  # the class names of another pack
+            raise InputError(f"{meta}: does not match {self.path.name}: it was written for {kept['records']} "
+                             f"records, the index lists {len(self)}; pack the data again")
+        return tuple(names)
 
     def _read_index(self, index: Path) -> onp.ndarray:
         try:

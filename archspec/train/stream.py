@@ -56,6 +56,10 @@ class Source:
     def image(self, k: int) -> onp.ndarray:
         raise NotImplementedError
 
+    def where(self, k: int) -> str:
+        """Example `k` as an error names it: its file, or its record."""
+        return f"{self.source} example {k}"
+
     @property
     def names(self) -> tuple[str, ...]:
         """Each example's file, where it has one (for predictions)."""
@@ -99,6 +103,9 @@ class FolderSource(Source):
     def names(self) -> tuple[str, ...]:
         return tuple(str(p.relative_to(self.root)) for p in self.paths)
 
+    def where(self, k: int) -> str:
+        return str(self.paths[k])
+
     def fingerprint(self) -> dict[str, Any]:
         """The files' names, sizes and labels (hashing every image's bytes would read the whole dataset)."""
         digest = hashlib.sha256()
@@ -115,7 +122,10 @@ class RecordSource(Source):
         self.labels, self.classes = self.file.labels, self.file.classes
 
     def image(self, k: int) -> onp.ndarray:
-        return decode(self.file.payload(k), f"{self.source} record {k}", self.channels)
+        return decode(self.file.payload(k), self.where(k), self.channels)
+
+    def where(self, k: int) -> str:
+        return f"{self.source} record {k}"
 
     def fingerprint(self) -> dict[str, Any]:
         index = self.file.path.with_suffix(".idx").read_bytes()
@@ -155,11 +165,15 @@ class Pipeline:
     seed: int
     workers: int
     prefetch: int
+    field: str = "augment"  # which of the recipe's lists `steps` is (augment, evaluate), for errors
     _pool: Any = None
 
     def example(self, k: int, epoch: int) -> onp.ndarray:
         rng = onp.random.default_rng([self.seed, epoch, int(k)])
-        return transforms.apply(self.steps, self.source.image(int(k)), rng, self.size)
+        try:
+            return transforms.apply(self.steps, self.source.image(int(k)), rng, self.size)
+        except transforms.TransformError as e:  # a crop larger than this image: which image, which list
+            raise e.about(self.source.where(int(k)), self.field) from None
 
     def batch(self, indices: onp.ndarray, epoch: int) -> tuple[onp.ndarray, onp.ndarray]:
         _test_record_reads(self.source, indices, epoch)
@@ -278,10 +292,18 @@ def sources(config: Config, shape: tuple[int, int, int]) -> tuple[Source, Source
     if image_folder and folder is not None:
         listed = [_list(folder, split, config.test_fraction) for split in ("train", "test")]
         decoded = len(listed[0][1]) * shape[0] * shape[1] * shape[2]
-        if config.loader == "stream" or (config.loader == "auto" and decoded > MEMORY_LIMIT):
+        # memory holds the images resized to the network's input: a recipe's crops and resizes are written for
+        # each image at its own size (resize 256, then crop 224), so a folder with transforms streams
+        transformed = bool(config.augment or config.evaluate)
+        if config.loader == "memory" and transformed:
+            raise InputError(f"{folder}: --loader memory holds images resized to the network's input, and the "
+                             "recipe's transforms (augment, evaluate) take each image at its own size; use --loader "
+                             "stream or auto")
+        if config.loader == "stream" or (config.loader == "auto" and (decoded > MEMORY_LIMIT or transformed)):
             train_f, test_f = (FolderSource(folder, items, classes, shape[0], f"{folder} ({split})")
                                for (classes, items), split in zip(listed, ("train", "test")))
-            why = "" if config.loader == "stream" else f" ({decoded / 2**30:.1f} GiB decoded would not fit in 1 GiB)"
+            why = ("" if config.loader == "stream" else " (the recipe's transforms take each image at its own size)"
+                   if transformed else f" ({decoded / 2**30:.1f} GiB decoded would not fit in 1 GiB)")
             return train_f, test_f, f"streamed from the image folder{why}"
         if config.loader == "auto":
             chosen = f"decoded into memory ({decoded / 2**20:,.0f} MiB at the network's input size)"
@@ -341,7 +363,8 @@ def evaluation_data(config: Config, split: str, shape: Sequence[int]) -> tuple[A
     channels, height, width = shape
     train, test, _ = sources(config, (channels, height, width))
     source = test if split == "test" else train
-    return source, Pipeline(source, config.evaluate, (height, width), config.seed, worker_count(config), config.prefetch)
+    return source, Pipeline(source, config.evaluate, (height, width), config.seed, worker_count(config),
+                            config.prefetch, "evaluate")
 
 
 def prepare(config: Config, shape: tuple[int, int, int], size: tuple[int, int]) -> Data:
@@ -351,16 +374,12 @@ def prepare(config: Config, shape: tuple[int, int, int], size: tuple[int, int]) 
     streamed = not isinstance(train, MemorySource)
     workers = worker_count(config)
     pipelines: list[Optional[Pipeline]] = []
-    for source, steps in ((train, config.augment), (test, config.evaluate)):
+    for source, steps, field in ((train, config.augment, "augment"), (test, config.evaluate, "evaluate")):
         if not (streamed or steps) or not len(source):
             pipelines.append(None)
             continue
-        pipeline = Pipeline(source, steps, size, config.seed, workers, config.prefetch)
-        try:
-            pipeline.example(0, 0)
-        except transforms.TransformError as e:
-            e.field = "augment" if steps is config.augment else "evaluate"
-            raise
+        pipeline = Pipeline(source, steps, size, config.seed, workers, config.prefetch, field)
+        pipeline.example(0, 0)  # a crop larger than the images: refused before anything is written
         pipelines.append(pipeline)
     if config.augment or config.evaluate:
         chosen += f"; transforms in {workers} worker process(es)"

@@ -16,14 +16,15 @@ same pixels an uninterrupted one does. numpy and Pillow only (no MXNet): worker 
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar, Optional, Union
+from typing import Annotated, Any, ClassVar, Optional, Union
 
 import numpy as onp
 from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from ..spec.diagnostics import InputError
 
-Size = Union[int, tuple[int, int]]  # one number: the shorter side (resize) or a square (crops); or [height, width]
+Side = Annotated[int, Field(ge=1, le=4096)]  # pixels, as the spec's input and --resize allow
+Size = Union[Side, tuple[Side, Side]]  # one number: the shorter side (resize) or a square (crops); or [height, width]
 
 # AlexNet's PCA lighting noise: the eigenvalues and eigenvectors of ImageNet's RGB covariance (on 0..255),
 # as GluonCV's `transforms.image.random_lighting` and torchvision's reference scripts use them.
@@ -35,12 +36,16 @@ _EIGVEC = onp.array([[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0
 class TransformError(InputError):
     """A transform that cannot apply to an image (a crop larger than it); `index` is its place in the list."""
 
-    def __init__(self, index: int, name: str, message: str):
-        self.index, self.name, self.field = index, name, ""  # `field`: augment or evaluate, set by who ran it
+    def __init__(self, index: int, name: str, message: str, field: str = ""):
+        self.index, self.name, self.field = index, name, field  # `field`: augment or evaluate, set by who ran it
         super().__init__(message)
 
     def __reduce__(self) -> Any:  # raised in a worker process, re-raised in the parent
-        return (TransformError, (self.index, self.name, str(self)))
+        return (TransformError, (self.index, self.name, str(self), self.field))
+
+    def about(self, image: str, field: str) -> "TransformError":
+        """The same error naming the image it met and the list (augment, evaluate) it is in."""
+        return TransformError(self.index, self.name, f"{self}: {image}", field)
 
 
 class _Transform(BaseModel):
@@ -55,7 +60,7 @@ def _pair(size: Size) -> tuple[int, int]:
 class Resize(_Transform):
     """Resize (bilinear): a number sets the shorter side (the aspect kept), [height, width] both."""
 
-    size: Union[int, tuple[int, int]] = Field(ge=1, le=4096, description="shorter side, or [height, width]")
+    size: Size = Field(description="shorter side, or [height, width]")
 
     def out(self, height: int, width: int) -> tuple[int, int]:
         if not isinstance(self.size, int):
@@ -197,6 +202,9 @@ def apply(steps: Transforms, image: onp.ndarray, rng: onp.random.Generator, size
         t = step.transform
         if isinstance(t, Normalize):
             normalize = t  # applied last, on [0, 1] floats, as ToTensor + Normalize do
+            if len(t.mean) not in (1, image.shape[2]):  # ImageNet's three means on grayscale: not what was meant
+                raise TransformError(index, step.name, f"{len(t.mean)} means and stds for images of "
+                                                       f"{image.shape[2]} channel(s); give one, or one a channel")
             continue
         try:
             pixels = _one(t, pixels, rng)
