@@ -199,7 +199,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(source, digit_images, w
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     killed = tmp_path / "killed"
-    proc = subprocess.run(command(killed), env={**env, "ARCHSPEC_TEST_KILL_AT_STEP": "17"}, capture_output=True,
+    proc = subprocess.run(command(killed), env={**env, "ARCHSPEC_TEST_FAILPOINT": "step:17:1:KILL"}, capture_output=True,
                           text=True)
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert not (killed / "final.params").exists()
@@ -394,7 +394,7 @@ def test_pack_of_an_empty_folder_and_of_odd_class_names(tmp_path, capsys):
 def test_a_pack_killed_midway_leaves_no_rec_and_stale_class_names_are_refused(digit_images, tmp_path):
     out = tmp_path / "data.rec"
     assert main(["pack", str(digit_images / "test"), "-o", str(out)]) == 0  # an earlier pack at the same place
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ARCHSPEC_TEST_KILL_AT_RECORD": "30"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ARCHSPEC_TEST_FAILPOINT": "record:30:1:KILL"}
     proc = subprocess.run(ARCHSPEC + ["pack", str(digit_images / "train"), "-o", str(out)], env=env,
                           capture_output=True, text=True)
     assert proc.returncode == -9, proc.stderr[-2000:]
@@ -519,7 +519,7 @@ def test_decoding_workers_end_with_a_killed_training_process(digit_images, tmp_p
     """SIGKILL (by the test-only hook, after step 3) leaves no decoding worker behind: each ends with its parent."""
     reads = tmp_path / "reads"
     reads.mkdir()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ARCHSPEC_TEST_KILL_AT_STEP": "3", "ARCHSPEC_TEST_READS": str(reads)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ARCHSPEC_TEST_FAILPOINT": "step:3:1:KILL", "ARCHSPEC_TEST_READS": str(reads)}
     proc = subprocess.run(ARCHSPEC + ["train", LENET, "--set", "input.height=32", "--set", "input.width=32",
                                       "--data-dir", str(digit_images), "--loader", "stream", "--workers", "2",
                                       "--batch-size", "16", "--out", str(tmp_path / "run")],

@@ -11,7 +11,9 @@ import signal
 from collections import Counter
 
 VARIABLE = "ARCHSPEC_TEST_FAILPOINT"
-POINTS = ("checkpoint",)  # `checkpoint`: a checkpoint's files are complete (VALUE: its step)
+#: `checkpoint`: a checkpoint's files are complete (VALUE: its step); `step`: a training step and any checkpoint of it
+#: are done (VALUE: the global step); `record`: `pack` has written a record (VALUE: its number)
+POINTS = ("checkpoint", "step", "record")
 _passes: Counter[tuple[str, int]] = Counter()  # state: times each (point, value) was reached in this process
 
 

@@ -33,6 +33,7 @@ from ..spec import Overrides, load_spec, with_overrides
 from ..spec.analysis import summarize
 from ..spec.diagnostics import InputError
 from ..spec.resolve import annotated_yaml, load_resolved
+from . import failpoints
 from . import data as datasets
 from . import optimization
 from . import stream as streaming
@@ -216,7 +217,7 @@ class _Run:
             progress.update(self.step, self.tally)
             if config.checkpoint_every and self.global_step % config.checkpoint_every == 0 and self.step < self.steps:
                 self.checkpoint()
-            _test_kill_hook(self.global_step)
+            failpoints.reached("step", self.global_step)
             waiting = time.perf_counter()
         progress.update(self.step, self.tally, final=True)
         test_loss, test_acc = evaluate(self.net, self.data.test, max(config.batch_size, 256), self.contexts,
@@ -379,15 +380,6 @@ def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[s
         run.folder.release()  # finished or stopped by an exception: the folder goes at once, not when collected
     return run.history, run.out
 
-
-def _test_kill_hook(step: int) -> None:
-    """For tests of resuming: ARCHSPEC_TEST_KILL_AT_STEP=N makes the process SIGKILL itself right after global
-    step N (and any checkpoint of that step), a deterministic point instead of a race with a timer."""
-    at = os.environ.get("ARCHSPEC_TEST_KILL_AT_STEP")
-    if at and int(at) == step:
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:

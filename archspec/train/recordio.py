@@ -19,6 +19,7 @@ import numpy as onp
 
 from ..files import save_atomically, write_atomically
 from ..spec.diagnostics import InputError
+from . import failpoints
 
 MAGIC = 0xCED7230A
 _HEAD = struct.Struct("<II")
@@ -49,22 +50,13 @@ def write(path: Path, items: Sequence[tuple[Path, int]], classes: Sequence[str],
                 offsets.append(offset)
                 f.write(record)
                 offset += len(record)
-                _test_kill_hook(key)
+                failpoints.reached("record", key)
         write_atomically(path.with_suffix(".idx"), "".join(f"{k}\t{o}\n" for k, o in enumerate(offsets)).encode())
         write_atomically(path.with_suffix(".json"), json.dumps({"classes": list(classes), "records": len(items),
                                                                 "source": source}, indent=1).encode())
 
     save_atomically(path, save)
 
-
-def _test_kill_hook(key: int) -> None:
-    """For tests of an interrupted pack: ARCHSPEC_TEST_KILL_AT_RECORD=N makes the process SIGKILL itself right
-    after writing record N, a deterministic point instead of a race with a timer."""
-    at = os.environ.get("ARCHSPEC_TEST_KILL_AT_RECORD")
-    if at and int(at) == key:
-        import signal
-
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _check_output(folder: Path, output: Union[str, Path]) -> Path:
