@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Optional, Sequence, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -21,6 +22,26 @@ MAX_EPOCHS = 100_000  # a run that long is a typo (10^23 was accepted, and would
 # floats, and 1e308 failed in its parser
 MAX_RATE = 1e4
 KVStore = Literal["device", "local", "dist_sync", "dist_async", "dist_sync_device", "dist_device_sync"]
+
+
+@dataclass(frozen=True)
+class Devices:
+    """The devices a run uses (`--ctx`): one kind, and its device numbers (`cpu` alone is CPU 0)."""
+
+    kind: Literal["cpu", "gpu"]
+    ids: tuple[int, ...]
+
+
+def parse_devices(text: str) -> Devices:
+    """`cpu`, `cpu:0`, `gpu:0`, `gpu:0,1` or `gpu:0,gpu:1` (every device of one kind); a ValueError otherwise
+    (`cpu:0,gpu:1` mixes kinds: refused, not read as two CPUs)."""
+    if text == "cpu":
+        return Devices("cpu", (0,))
+    kind, _, rest = text.partition(":")
+    items = [item.removeprefix(f"{kind}:") for item in rest.split(",")]
+    if kind not in ("cpu", "gpu") or not all(re.fullmatch(r"\d+", item) for item in items):
+        raise ValueError("expected cpu, gpu:0 or gpu:0,1")
+    return Devices("gpu" if kind == "gpu" else "cpu", tuple(int(item) for item in items))
 
 
 class Config(BaseModel):
@@ -111,9 +132,13 @@ class Config(BaseModel):
     @field_validator("ctx")
     @classmethod
     def _known_devices(cls, value: str) -> str:
-        if not re.fullmatch(r"cpu|(cpu|gpu):\d+(,(gpu:)?\d+)*", value):
-            raise ValueError("expected cpu, gpu:0 or gpu:0,1")
+        parse_devices(value)  # the grammar's one parser: a ValueError says what it expects
         return value
+
+    @property
+    def devices(self) -> "Devices":
+        """`ctx` as a value: the kind of device and its numbers."""
+        return parse_devices(self.ctx)
 
     @field_validator("lr_epochs")
     @classmethod

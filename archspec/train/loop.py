@@ -37,7 +37,7 @@ from . import data as datasets
 from . import optimization
 from . import stream as streaming
 from .checkpoints import latest_checkpoint, restore, save_checkpoint
-from .config import Config
+from .config import Config, parse_devices
 from .folder import CLASSES_FILE, RunFolder, check_new, network_identity
 
 METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_per_s", "seconds", "lr",
@@ -63,16 +63,14 @@ class _Totals:
 
 
 def parse_contexts(text: Optional[str]) -> list[Any]:
-    """`cpu`, `gpu:0,1`, `gpu:0,gpu:1` -> a list of MXNet contexts."""
-    if not text or text == "cpu":
-        return [mx.cpu()]
-    kind, _, ids = text.partition(":")
-    if kind not in ("cpu", "gpu") or not all(i.strip().removeprefix("gpu:").isdigit() for i in ids.split(",")):
-        raise InputError(f"--ctx: expected cpu, gpu:0 or gpu:0,1, got {text!r}")
-    devices = [int(i.strip().removeprefix("gpu:")) for i in ids.split(",")]
-    if kind == "gpu" and max(devices) >= mx.context.num_gpus():
+    """`cpu`, `gpu:0,1`, `gpu:0,gpu:1` -> a list of MXNet contexts (the grammar is `config.parse_devices`)."""
+    try:
+        devices = parse_devices(text or "cpu")
+    except ValueError as e:
+        raise InputError(f"--ctx: {e}, got {text!r}") from None
+    if devices.kind == "gpu" and max(devices.ids) >= mx.context.num_gpus():
         raise InputError(f"--ctx {text}: this machine has {mx.context.num_gpus()} GPU(s)")
-    return [getattr(mx, kind)(i) for i in devices]
+    return [getattr(mx, devices.kind)(i) for i in devices.ids]
 
 
 class Progress:
