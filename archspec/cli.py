@@ -15,7 +15,7 @@ import re
 import sys
 from typing import Any, Iterable, Optional, Sequence, TextIO
 
-from .spec import Spec, load_spec
+from .spec import Spec, input_overrides, load_spec, with_overrides
 from .spec.analysis import Limits, Summary, format_table, summarize
 from .spec.diagnostics import InputError, Problem, SpecError
 from .spec.tables import format_shape, table
@@ -79,10 +79,9 @@ def _load(path: str, args: Args) -> tuple[Spec, Summary]:
 
     if str(spec_path(path)) != str(path):  # a name, not a file: say which spec it stands for
         print(f"{path}: the zoo's {spec_path(path)}", file=sys.stderr)
-    overrides, shape = list(args.overrides), args.input
+    overrides, shape = args.overrides, args.input
     if shape is not None and len(shape) == 3:  # the spec's own input, so expressions over `in` see it too
-        overrides += [f"input.{k}={v}" for k, v in zip(("channels", "height", "width"), shape)]
-        shape = None
+        overrides, shape = with_overrides(overrides, input_overrides(*shape)), None
     spec = load_spec(path, overrides, args.max_layers, args.base_outside)
     return spec, summarize(spec, shape, Limits(args.max_params, args.max_memory, args.max_layers))
 

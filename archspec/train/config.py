@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Literal, Optional, Sequence, TypeVar, Union, g
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from ..spec import input_overrides
 from ..spec.diagnostics import InputError, Mark
 from ..spec.loader import marked
 from ..spec.located import pydantic_problems
@@ -118,7 +119,7 @@ class Config(BaseModel):
 
     def input_overrides(self) -> dict[str, int]:
         """The spec's input as --resize sets it: {"input.height": N, "input.width": N}, or nothing."""
-        return {"input.height": self.resize, "input.width": self.resize} if self.resize else {}
+        return input_overrides(height=self.resize, width=self.resize)
 
     @field_validator("kvstore")
     @classmethod
