@@ -21,14 +21,17 @@ from .spec.diagnostics import InputError, Problem, SpecError
 from .spec.tables import format_shape, table
 
 Args = argparse.Namespace
-# The options each command generates from `train.config.Config` (names of its fields).
-TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "resize", "seed", "data",
-                 "data_dir", "test_fraction", "checkpoint_every", "keep", "ctx", "kvstore", "precision",
-                 "schedule", "lr_epochs", "lr_factor", "final_lr", "power", "warmup_epochs", "warmup_lr",
-                 "label_smoothing", "no_bias_decay", "loader", "workers", "prefetch",
-                 "init", "strict", "freeze", "lr_mult")
-DATA_OPTIONS = ("data", "data_dir", "test_fraction", "batch_size", "ctx")
 MAX_SAMPLES = 100_000  # networks `sample` draws at once (a minute or so; --out writes a file for each)
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """TRAIN_OPTIONS and DATA_OPTIONS: the options train (and search) and evaluate generate from `Config`'s fields
+    (`train.config.options`), made when asked for: importing `archspec.train` sets MXNet's thread count."""
+    from .train.config import options
+
+    if name in ("TRAIN_OPTIONS", "DATA_OPTIONS"):
+        return options("train" if name == "TRAIN_OPTIONS" else "evaluate")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -488,13 +491,13 @@ def _remove_sampled(out: str, name: str, written: int, created: Sequence[str]) -
 
 def cmd_train(args: Args) -> int:
     from .train import TrainingInterrupted, train
-    from .train.config import from_options
+    from .train.config import from_options, options
     from .train.recipe import load_recipe
     from .train.transforms import TransformError
 
     recipe = load_recipe(args.spec, args.overrides, args.base_outside, args.recipe)  # `train:` sections
-    config = from_options(vars(args), TRAIN_OPTIONS, recipe.values)
-    given = [name for name in TRAIN_OPTIONS if name in vars(args)]
+    config = from_options(vars(args), options("train"), recipe.values)
+    given = [name for name in options("train") if name in vars(args)]
     if args.out is not None:
         _writes(args, ("--out", args.out), folder=True)
     out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.spec))[0])
@@ -526,7 +529,7 @@ def cmd_search(args: Args) -> int:
     from pathlib import Path
 
     from .files import plain_name
-    from .train.config import from_options, model_from_options
+    from .train.config import from_options, model_from_options, options
     from .train.search import SEARCH_OPTIONS, Search
 
     search = model_from_options(Search, vars(args), SEARCH_OPTIONS)
@@ -556,7 +559,7 @@ def cmd_search(args: Args) -> int:
     from .train.recipe import load_recipe
 
     recipe = load_recipe(args.space, args.overrides, args.base_outside)  # the space's `train:`, under the options
-    settings = Settings(args.space, study, search, from_options(vars(args), TRAIN_OPTIONS, recipe.values),
+    settings = Settings(args.space, study, search, from_options(vars(args), options("search"), recipe.values),
                         args.overrides, args.base_outside)
     if search.jobs > 1:
         open_study(settings)  # created once, before the workers race to create it
@@ -594,13 +597,13 @@ def cmd_evaluate(args: Args) -> int:
     from .gluon.build import build_model, load_parameters
     from .gluon.precision import for_inference
     from .train import data, evaluate, parse_contexts
-    from .train.config import from_options
+    from .train.config import from_options, options
     from .train.predict import run_names
     from .train.recipe import load_recipe
     from .train.stream import evaluation_data
 
     recipe = load_recipe(args.spec, args.overrides, args.base_outside)  # its `evaluate:` transforms
-    config = from_options(vars(args), DATA_OPTIONS, recipe.values)
+    config = from_options(vars(args), options("evaluate"), recipe.values)
     if args.predictions is not None:
         _writes(args, ("--predictions", args.predictions))
     contexts = parse_contexts(config.ctx)
@@ -772,7 +775,7 @@ def _positive(text: str) -> int:
 
 def _backend_commands(sub: Any) -> None:
     """The commands that build networks with MXNet: export, train, evaluate, predict, launch."""
-    from .train.config import add_options  # pydantic only: no MXNet
+    from .train.config import add_options, options  # pydantic only: no MXNet
     from .train.search import SEARCH_OPTIONS, Search  # Optuna and MXNet only when a search runs
 
     e = sub.add_parser("export", help="write the network as MXNet symbol files or ONNX, with its weights")
@@ -807,7 +810,7 @@ def _backend_commands(sub: Any) -> None:
     t = sub.add_parser("train", help="train a spec (Fashion-MNIST, or IDX files or class folders of images with "
                                      "--data-dir); resumable")
     _spec_options(t)
-    add_options(t, TRAIN_OPTIONS)
+    add_options(t, options("train"))
     t.add_argument("--recipe", metavar="FILE.yaml", help="a training recipe: a file of a `train:` section, merged "
                                                          "over the spec's own (options given here win over both)")
     t.add_argument("--out", metavar="DIR", help="run folder (default runs/SPEC_NAME)")
@@ -827,14 +830,14 @@ def _backend_commands(sub: Any) -> None:
     se.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
                     help="override a field of the space's spec (repeatable)")
     se.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
-    add_options(se, TRAIN_OPTIONS)
+    add_options(se, options("search"))
     _base_option(se)
     _plugin_option(se)
     se.set_defaults(func=cmd_search)
 
     ev = sub.add_parser("evaluate", help="loss and accuracy of trained parameters on a dataset split")
     _spec_options(ev)
-    add_options(ev, DATA_OPTIONS)
+    add_options(ev, options("evaluate"))
     ev.add_argument("--params", required=True, metavar="FILE", help="parameters (final.params, a checkpoint's "
                                                                     ".params, or save_parameters output)")
     ev.add_argument("--split", choices=["train", "test"], default="test")

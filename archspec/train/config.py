@@ -6,7 +6,7 @@ import argparse
 import os
 import re
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Optional, Sequence, TypeVar, Union, get_args, get_origin
+from typing import Annotated, Any, ClassVar, Literal, Optional, Sequence, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
@@ -45,13 +45,25 @@ def parse_devices(text: str) -> Devices:
     return Devices("gpu" if kind == "gpu" else "cpu", tuple(int(item) for item in items))
 
 
+@dataclass(frozen=True)
+class Commands:
+    """A `Config` field's marker (`Annotated[X, Commands(...)]`, or `Field` metadata): the commands besides `train`
+    and `search` that take it as an option. `Commands()` alone: a recipe's setting, no option at all."""
+
+    names: tuple[str, ...] = ("train", "search")
+
+
+DATA = Commands(("train", "search", "evaluate"))  # the data read and how it is batched: evaluate's options too
+RECIPE_ONLY = Commands(())
+
+
 class Config(BaseModel):
     """A training run's settings. Resuming refuses a run folder whose settings differ (except `MAY_CHANGE`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="passes over the training data (at most 100,000)")
-    batch_size: int = Field(128, ge=1, description="examples per step (split across --ctx devices)")
+    batch_size: Annotated[int, DATA] = Field(128, ge=1, description="examples per step (split across --ctx devices)")
     lr: float = Field(0.1, gt=0, le=MAX_RATE, description="learning rate (D2L's for GoogLeNet)")
     optimizer: Optimizer = Field("sgd", description="the optimizer")
     momentum: float = Field(0.0, ge=0, lt=1, description="for sgd and nag (nag uses 0.9 when it is 0)")
@@ -60,18 +72,18 @@ class Config(BaseModel):
                                                                    "always resized to the spec's input, as "
                                                                    "D2L's resize=96)")
     seed: int = Field(0, ge=0, lt=2**32, description="data order, initial weights and dropout masks")
-    data: Literal["fashion-mnist"] = Field("fashion-mnist", description="dataset, loaded as D2L does")
-    data_dir: Optional[str] = Field(None, description="read the data from DIR instead of downloading: IDX files "
+    data: Annotated[Literal["fashion-mnist"], DATA] = Field("fashion-mnist", description="dataset, loaded as D2L does")
+    data_dir: Annotated[Optional[str], DATA] = Field(None, description="read the data from DIR instead of downloading: IDX files "
                                                       "(train-images-idx3-ubyte[.gz], ...), or class folders of "
                                                       "images (DIR/train/CLASS/*.png and DIR/test/CLASS/*.png, or "
                                                       "DIR/CLASS/*.png with --test-fraction)")
-    test_fraction: Optional[float] = Field(None, gt=0, lt=1, description="with --data-dir of class folders "
+    test_fraction: Annotated[Optional[float], DATA] = Field(None, gt=0, lt=1, description="with --data-dir of class folders "
                                                                          "(no train/ and test/): the fraction of "
                                                                          "each class held out for testing")
     checkpoint_every: int = Field(0, ge=0, description="also checkpoint every N steps (0: at the end of each "
                                                        "epoch only)")
     keep: int = Field(3, ge=1, description="checkpoints kept")
-    ctx: str = Field("cpu", description="cpu, gpu:0 or gpu:0,1 (batches split across them)")
+    ctx: Annotated[str, DATA] = Field("cpu", description="cpu, gpu:0 or gpu:0,1 (batches split across them)")
     kvstore: KVStore = Field("device", description="how gradients are combined; dist_* run under `archspec "
                                                    "launch`")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: mixed precision, convolutions and dense "
@@ -92,8 +104,8 @@ class Config(BaseModel):
     label_smoothing: float = Field(0.0, ge=0, lt=1, description="label smoothing epsilon (Szegedy et al., 2016)")
     no_bias_decay: bool = Field(False, description="no weight decay on biases and batch norm's gamma and beta")
     # the recipe's data pipeline (`transforms.py`, `stream.py`)
-    augment: Transforms = Field((), description="transforms of training images, in order (a recipe's list)")
-    evaluate: Transforms = Field((), description="transforms of test images (evaluation, prediction)")
+    augment: Annotated[Transforms, RECIPE_ONLY] = Field((), description="transforms of training images, in order (a recipe's list)")
+    evaluate: Annotated[Transforms, RECIPE_ONLY] = Field((), description="transforms of test images (evaluation, prediction)")
     loader: Literal["auto", "memory", "stream"] = Field("auto", description="memory: decode every image before "
                                                                            "training; stream: decode batches in "
                                                                            "worker processes; auto: memory for "
@@ -156,6 +168,15 @@ class Config(BaseModel):
         if self.optimizer in ("sgd", "nag") and (self.momentum or self.optimizer == "nag"):
             params["momentum"] = self.momentum or 0.9
         return params
+
+
+def options(command: str) -> tuple[str, ...]:
+    """The `Config` fields that `command` (train, search, evaluate) takes as options, in the model's order (its
+    fields' `Commands` markers): a new field is a new option of train and search by itself."""
+    def commands(info: Any) -> tuple[str, ...]:
+        return next((m.names for m in info.metadata if isinstance(m, Commands)), Commands().names)
+
+    return tuple(name for name, info in Config.model_fields.items() if command in commands(info))
 
 
 def add_options(parser: argparse.ArgumentParser, fields: Sequence[str], model: type[BaseModel] = Config) -> None:
