@@ -46,8 +46,7 @@ def _spec_options(p: argparse.ArgumentParser, many: bool = False) -> None:
     """SPEC (or SPEC...) and the options of every command that reads a spec."""
     p.add_argument("specs" if many else "spec", nargs="+" if many else None, metavar="SPEC",
                    help="YAML spec file" + ("s" if many else ""))
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                   help="override a field, e.g. stages.b3.0.c1=96 or input.height=224 (repeatable)")
+    _set_option(p, "override a field, e.g. stages.b3.0.c1=96 or input.height=224 (repeatable)")
     p.add_argument("--input", type=_shape, metavar="CxHxW", help="input shape instead of the spec's own")
     p.add_argument("--max-params", type=int, default=Limits.max_params, metavar="N",
                    help="refuse specs with more parameters (default %(default)s)")
@@ -58,6 +57,14 @@ def _spec_options(p: argparse.ArgumentParser, many: bool = False) -> None:
                         "%(default)s)")
     _base_option(p)
     _plugin_option(p)
+
+
+SPACE_SET = "override a field of the space's spec (repeatable)"
+
+
+def _set_option(p: argparse.ArgumentParser, help: Optional[str] = None) -> None:
+    """--set PATH=VALUE (repeatable): the overrides of every command that reads a spec or a space."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE", help=help)
 
 
 def _base_option(p: argparse.ArgumentParser) -> None:
@@ -144,7 +151,7 @@ def cmd_validate(args: Args) -> int:
             print_problems(e.problems, sys.stdout, args.format == "github")
             continue
         if not args.quiet:
-            print(f"{path}: ok ({summary.params + summary.state:,} parameters, output "
+            print(f"{path}: ok ({summary.weights:,} parameters, output "
                   f"{format_shape(summary.output)})", file=sys.stderr)
     return 1 if failed else 0
 
@@ -216,9 +223,9 @@ def _check_with_mxnet(spec: Spec, summary: Summary) -> tuple[str, bool]:
         lines.append(f"  {row.path:<8} output {tuple(x.shape)}  "
                      + ("ok" if ok else f"MISMATCH (analysis says {format_shape(row.output)})"))
     count = sum(p.data().size for p in net.collect_params().values())
-    agrees &= count == summary.params + summary.state
+    agrees &= count == summary.weights
     lines.append(f"  {count:,} parameters in collect_params() "
-                 + ("ok" if count == summary.params + summary.state else "MISMATCH"))
+                 + ("ok" if count == summary.weights else "MISMATCH"))
     return "\n".join(lines), agrees
 
 
@@ -231,7 +238,7 @@ def cmd_compare(args: Args) -> int:
             failed += 1
             print_problems(e.problems, sys.stderr)
             continue
-        rows.append({"spec": path, "name": s.name, "input": format_shape(s.input), "params": s.params + s.state,
+        rows.append({"spec": path, "name": s.name, "input": format_shape(s.input), "params": s.weights,
                      "macs": s.macs, "memory": s.memory, "output": format_shape(s.output)})
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -258,7 +265,7 @@ def cmd_zoo(args: Args) -> int:
     for name in zoo_names():
         spec = load_spec(zoo() / f"{name}.yaml")
         s = summarize(spec)
-        rows.append([name, format_shape(s.input), f"{s.params + s.state:,}", f"{s.macs / 1e6:,.1f} M",
+        rows.append([name, format_shape(s.input), f"{s.weights:,}", f"{s.macs / 1e6:,.1f} M",
                      spec.description])
     print(table(["name", "input", "params", "MACs", "what it is"], rows, "llrrl"))
     return 0
@@ -704,7 +711,7 @@ def _spec_commands(sub: Any) -> None:
     r = sub.add_parser("resolve", help="print the spec with its base and overrides applied, each value "
                                        "annotated with the file and line it came from")
     r.add_argument("spec", metavar="SPEC")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    _set_option(r)
     r.add_argument("--expand", action="store_true", help="print the spec expanded: every block, argument, "
                                                          "expression, default, `when` and `repeat` worked out")
     _base_option(r)
@@ -733,8 +740,7 @@ def _spec_commands(sub: Any) -> None:
     sa.add_argument("--out", metavar="DIR", help="write each network as a spec file (NAME-0000.yaml, ...) that "
                                                  "archspec train takes, into this new (or empty) folder")
     sa.add_argument("--json", action="store_true", help="machine-readable output")
-    sa.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                    help="override a field of the space's spec (repeatable)")
+    _set_option(sa, SPACE_SET)
     sa.add_argument("--max-layers", type=int, default=Limits.max_layers, metavar="N",
                     help="refuse networks that expand to more layers (default %(default)s)")
     _base_option(sa)
@@ -827,8 +833,7 @@ def _backend_commands(sub: Any) -> None:
     se.add_argument("--report", action="store_true", help="do not search: print the trials, write pareto.png, "
                                                          "ecdf.png and best.yaml")
     se.add_argument("--report-out", metavar="DIR", help="where --report writes its files (default: --out)")
-    se.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                    help="override a field of the space's spec (repeatable)")
+    _set_option(se, SPACE_SET)
     se.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     add_options(se, options("search"))
     _base_option(se)
