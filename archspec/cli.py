@@ -183,7 +183,9 @@ def cmd_summary(args: Args) -> int:
         if outputs:
             print("outputs: " + ", ".join(f"{name} {format_shape(tuple(shape))}" for name, shape in outputs.items()))
     if args.build:
-        report, agrees = _check_with_mxnet(spec, summary)
+        from .gluon.check import check_with_mxnet
+
+        report, agrees = check_with_mxnet(spec, summary)
         print(report)
         return 0 if agrees else 1
     return 0
@@ -197,36 +199,6 @@ def _outputs(text: str, summary: Summary) -> dict[str, list[int]]:
     if unknown:
         raise InputError(f"--outputs: no stage {', '.join(unknown)} (stages: {', '.join(stages)})")
     return {name: stages[name] for name in names}
-
-
-def _check_with_mxnet(spec: Spec, summary: Summary) -> tuple[str, bool]:
-    """Build the network, run one example through it stage by stage, and compare with the analysis."""
-    from mxnet import np
-    from mxnet.base import MXNetError
-
-    from .gluon.build import build_model
-
-    lines, agrees = ["built with MXNet:"], True
-    try:
-        net = build_model(spec, hybridize=False)
-    except SpecError as e:  # a kind of the user's whose block breaks its shape rule: refused as it is built
-        return "\n".join(lines + [f"  MISMATCH: {p}" for p in e.problems]), False
-    x = np.zeros((1,) + summary.input)
-    for stage, row in zip(net, summary.stages):
-        try:
-            x = stage(x)
-        except MXNetError as e:  # the analysis promised shapes that MXNet cannot run: a kind's rule is wrong
-            lines.append(f"  {row.path:<8} MISMATCH: MXNet cannot run it ({str(e).strip().splitlines()[0][:200]})")
-            return "\n".join(lines), False
-        ok = tuple(x.shape[1:]) == row.output
-        agrees &= ok
-        lines.append(f"  {row.path:<8} output {tuple(x.shape)}  "
-                     + ("ok" if ok else f"MISMATCH (analysis says {format_shape(row.output)})"))
-    count = sum(p.data().size for p in net.collect_params().values())
-    agrees &= count == summary.weights
-    lines.append(f"  {count:,} parameters in collect_params() "
-                 + ("ok" if count == summary.weights else "MISMATCH"))
-    return "\n".join(lines), agrees
 
 
 def cmd_compare(args: Args) -> int:
@@ -348,41 +320,22 @@ def cmd_convert(args: Args) -> int:
 
 
 def _calibration(args: Args, net: Any) -> Any:
-    """INT8's calibration images: the first `--calibration-batches` batches of the training split of
-    `--calibration-data` (IDX files, class folders of images or RecordIO; by default the data evaluated), as
-    `evaluate` reads them: resized to the network's input, or through the recipe's evaluation transforms."""
+    """INT8's calibration images (`train.calibration`): from `--calibration-data`, by default the data evaluated,
+    read with the recipe's evaluation transforms; None for another precision."""
     if args.precision != "int8":
         if args.calibration_data or args.calibration_batches is not None:
             raise InputError("--calibration-data and --calibration-batches apply to --precision int8")
         return None
-    import numpy as onp
-    from mxnet import np
-
-    from .gluon.precision import CALIBRATION_BATCH
-    from .train import data
+    from .train.calibration import calibration_images
     from .train.config import from_options
     from .train.recipe import load_recipe
-    from .train.stream import evaluation_data
 
     given = {"data_dir": args.calibration_data or getattr(args, "data_dir", None),
              "test_fraction": getattr(args, "test_fraction", None)}
     config = from_options({k: v for k, v in given.items() if v is not None}, list(given),
                           load_recipe(args.spec, args.overrides, args.base_outside).values)
-    split, pipeline = evaluation_data(config, "train", net.spec.input.shape)
-    count = min(CALIBRATION_BATCH * (args.calibration_batches or 8), len(split))
-    every = onp.linspace(0, len(split) - 1, count).round().astype(int)  # all classes: image folders are sorted
-    ctx = net.collect_params().list_ctx()[0]
-    if pipeline is not None:
-        try:
-            return np.array(pipeline.batch(every, 0)[0], ctx=ctx)
-        finally:
-            pipeline.close()
-    if split.images.shape[-1] != net.spec.input.channels:  # the images say so, not the labels (split.source)
-        where = given["data_dir"]
-        option = "--calibration-data" if args.calibration_data else "--data-dir" if where else "Fashion-MNIST"
-        raise InputError(f"{option} {where or ''}: the calibration images (its training images) have "
-                         f"{split.images.shape[-1]} channel(s); {net.spec.name} takes {net.spec.input.channels}")
-    return data.to_input(split.images[every], (net.spec.input.height, net.spec.input.width), ctx)
+    option = "--calibration-data" if args.calibration_data else "--data-dir" if given["data_dir"] else "Fashion-MNIST"
+    return calibration_images(net, config, args.calibration_batches or 8, f"{option} {given['data_dir'] or ''}")
 
 
 def cmd_draw(args: Args) -> int:
@@ -397,7 +350,7 @@ def cmd_draw(args: Args) -> int:
 def cmd_sample(args: Args) -> int:
     import time
 
-    from .files import named, plain_name, write_atomically
+    from .files import named, plain_name, remove_sampled, sample_folder, write_atomically
     from .spec.space import Tally, load_space, networks, spec_text
 
     if not 1 <= args.n <= MAX_SAMPLES:
@@ -407,7 +360,7 @@ def cmd_sample(args: Args) -> int:
     started = time.perf_counter()
     space = load_space(args.space, args.overrides, args.max_layers, args.base_outside)
     name = str(space.tree.get("name", "network"))
-    missing = _sample_folder(named(args.out, "--out", folder=True), name, args.n) if args.out is not None else []
+    missing = sample_folder(named(args.out, "--out", folder=True), name, args.n) if args.out is not None else []
     if args.out is not None:
         plain_name(name, "the spec's name")  # the start of each file's name
     rows: list[dict[str, Any]] = []  # what the output needs of each network: never the network itself
@@ -427,7 +380,7 @@ def cmd_sample(args: Args) -> int:
                          "memory": network.summary.memory, "file": path})
     except BaseException as e:  # a space that fails part-way (or a full disk, or ^C) leaves nothing behind
         if args.out is not None:
-            _remove_sampled(args.out, name, len(rows), missing)
+            remove_sampled(args.out, name, len(rows), missing)
         if isinstance(e, OSError):
             raise InputError(f"--out {args.out}: cannot write there ({e.strerror or e})") from None
         raise
@@ -445,55 +398,6 @@ def cmd_sample(args: Args) -> int:
               + (" none" if not tally.rejections.counts else "\n" + "\n".join(tally.rejections.lines())))
     print(f"sampled in {seconds:.2f} s", file=sys.stderr)
     return 0
-
-
-def _sample_folder(out: str, name: str, n: int) -> list[str]:
-    """The folders to create for `sample --out` (outermost first), once every file it will write is known to be
-    new: `out` must be a new folder or an empty one, so no file is overwritten (the space's own included) and none
-    is left from an earlier sample. Creates nothing."""
-    from .files import folders_to_make
-
-    longest = f"{name}-{n - 1:04d}.yaml"
-    if len(os.fsencode(longest)) > 255:
-        raise InputError(f"the spec's name is {len(name):,} characters long: its files ({name[:20]}...-0000.yaml) "
-                         "would have names longer than 255 bytes; shorten it with --set name=SHORT")
-    if os.path.islink(out) and not os.path.exists(out):
-        raise InputError(f"--out {out}: a symbolic link to nothing; name a new or empty folder")
-    if os.path.lexists(out):
-        if not os.path.isdir(out):
-            raise InputError(f"--out {out}: not a folder; name a new or empty folder")
-        try:
-            entries = os.listdir(out)
-        except OSError as e:
-            raise InputError(f"--out {out}: cannot read it ({e.strerror or e})") from None
-        if entries:
-            raise InputError(f"--out {out}: the folder is not empty ({len(entries):,} entries); sampled networks go "
-                             "to a new or empty folder, so that no file is overwritten or left from an earlier sample")
-        if not os.access(out, os.W_OK | os.X_OK):
-            raise InputError(f"--out {out}: cannot write there (permission denied)")
-        return []
-    missing = folders_to_make(out, "--out")
-    if len(os.fsencode(os.path.join(os.path.abspath(out), longest))) >= 4096:
-        raise InputError(f"--out {out}: the files' paths would be longer than 4,095 bytes")
-    return missing
-
-
-def _remove_sampled(out: str, name: str, written: int, created: Sequence[str]) -> None:
-    """Undo a `sample --out` that failed: its files (the one being written when it stopped included, and its
-    temporary file; the folder was new or empty, so they are all ours), then the folders it created (innermost
-    first)."""
-    from .files import remove_leftovers
-
-    for i in range(written + 1):
-        path = os.path.join(out, f"{name}-{i:04d}.yaml")
-        if os.path.isfile(path):
-            os.unlink(path)
-    remove_leftovers(out)
-    for folder in reversed(created):
-        try:
-            os.rmdir(folder)
-        except OSError:
-            pass
 
 
 def cmd_train(args: Args) -> int:
@@ -605,7 +509,7 @@ def cmd_evaluate(args: Args) -> int:
     from .gluon.precision import for_inference
     from .train import data, evaluate, parse_contexts
     from .train.config import from_options, options
-    from .train.predict import run_names
+    from .train.predict import run_names, write_predictions
     from .train.recipe import load_recipe
     from .train.stream import evaluation_data
 
@@ -633,25 +537,10 @@ def cmd_evaluate(args: Args) -> int:
                          f"{len(split)} examples "
                          "(corrupt, or a run that diverged)")
     if predicted is not None:
-        _write_predictions(args.predictions, split, predicted, _inputs(args))
+        write_predictions(args.predictions, split, predicted, _inputs(args))
     print(json.dumps({"spec": spec.name, "split": args.split, "precision": args.precision, "examples": len(split),
                       "loss": round(loss, 6), "accuracy": round(accuracy, 6)}))
     return 0
-
-
-def _write_predictions(path: str, split: Any, predicted: list[int], inputs: Sequence[str]) -> None:
-    """One CSV row an example: its number, its file (for image folders), its label and the predicted class."""
-    import csv
-    import io
-
-    from .files import write_atomically
-
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["example", "file", "label", "predicted"])
-    files = split.names or [""] * len(split)
-    writer.writerows([k, f, int(label), p] for k, (f, label, p) in enumerate(zip(files, split.labels, predicted)))
-    write_atomically(path, text.getvalue().encode(errors="surrogateescape"), inputs)  # names as they are on disk
 
 
 def cmd_predict(args: Args) -> int:
