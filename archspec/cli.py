@@ -15,20 +15,23 @@ import re
 import sys
 from typing import Any, Iterable, Optional, Sequence, TextIO
 
-from .spec import Spec, load_spec
+from .spec import Spec, input_overrides, load_spec, with_overrides
 from .spec.analysis import Limits, Summary, format_table, summarize
 from .spec.diagnostics import InputError, Problem, SpecError
 from .spec.tables import format_shape, table
 
 Args = argparse.Namespace
-# The options each command generates from `train.config.Config` (names of its fields).
-TRAIN_OPTIONS = ("epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "resize", "seed", "data",
-                 "data_dir", "test_fraction", "checkpoint_every", "keep", "ctx", "kvstore", "precision",
-                 "schedule", "lr_epochs", "lr_factor", "final_lr", "power", "warmup_epochs", "warmup_lr",
-                 "label_smoothing", "no_bias_decay", "loader", "workers", "prefetch",
-                 "init", "strict", "freeze", "lr_mult")
-DATA_OPTIONS = ("data", "data_dir", "test_fraction", "batch_size", "ctx")
 MAX_SAMPLES = 100_000  # networks `sample` draws at once (a minute or so; --out writes a file for each)
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """TRAIN_OPTIONS and DATA_OPTIONS: the options train (and search) and evaluate generate from `Config`'s fields
+    (`train.config.options`), made when asked for: importing `archspec.train` sets MXNet's thread count."""
+    from .train.config import options
+
+    if name in ("TRAIN_OPTIONS", "DATA_OPTIONS"):
+        return options("train" if name == "TRAIN_OPTIONS" else "evaluate")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -43,8 +46,7 @@ def _spec_options(p: argparse.ArgumentParser, many: bool = False) -> None:
     """SPEC (or SPEC...) and the options of every command that reads a spec."""
     p.add_argument("specs" if many else "spec", nargs="+" if many else None, metavar="SPEC",
                    help="YAML spec file" + ("s" if many else ""))
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                   help="override a field, e.g. stages.b3.0.c1=96 or input.height=224 (repeatable)")
+    _set_option(p, "override a field, e.g. stages.b3.0.c1=96 or input.height=224 (repeatable)")
     p.add_argument("--input", type=_shape, metavar="CxHxW", help="input shape instead of the spec's own")
     p.add_argument("--max-params", type=int, default=Limits.max_params, metavar="N",
                    help="refuse specs with more parameters (default %(default)s)")
@@ -55,6 +57,14 @@ def _spec_options(p: argparse.ArgumentParser, many: bool = False) -> None:
                         "%(default)s)")
     _base_option(p)
     _plugin_option(p)
+
+
+SPACE_SET = "override a field of the space's spec (repeatable)"
+
+
+def _set_option(p: argparse.ArgumentParser, help: Optional[str] = None) -> None:
+    """--set PATH=VALUE (repeatable): the overrides of every command that reads a spec or a space."""
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE", help=help)
 
 
 def _base_option(p: argparse.ArgumentParser) -> None:
@@ -79,10 +89,9 @@ def _load(path: str, args: Args) -> tuple[Spec, Summary]:
 
     if str(spec_path(path)) != str(path):  # a name, not a file: say which spec it stands for
         print(f"{path}: the zoo's {spec_path(path)}", file=sys.stderr)
-    overrides, shape = list(args.overrides), args.input
+    overrides, shape = args.overrides, args.input
     if shape is not None and len(shape) == 3:  # the spec's own input, so expressions over `in` see it too
-        overrides += [f"input.{k}={v}" for k, v in zip(("channels", "height", "width"), shape)]
-        shape = None
+        overrides, shape = with_overrides(overrides, input_overrides(*shape)), None
     spec = load_spec(path, overrides, args.max_layers, args.base_outside)
     return spec, summarize(spec, shape, Limits(args.max_params, args.max_memory, args.max_layers))
 
@@ -142,7 +151,7 @@ def cmd_validate(args: Args) -> int:
             print_problems(e.problems, sys.stdout, args.format == "github")
             continue
         if not args.quiet:
-            print(f"{path}: ok ({summary.params + summary.state:,} parameters, output "
+            print(f"{path}: ok ({summary.weights:,} parameters, output "
                   f"{format_shape(summary.output)})", file=sys.stderr)
     return 1 if failed else 0
 
@@ -174,7 +183,9 @@ def cmd_summary(args: Args) -> int:
         if outputs:
             print("outputs: " + ", ".join(f"{name} {format_shape(tuple(shape))}" for name, shape in outputs.items()))
     if args.build:
-        report, agrees = _check_with_mxnet(spec, summary)
+        from .gluon.check import check_with_mxnet
+
+        report, agrees = check_with_mxnet(spec, summary)
         print(report)
         return 0 if agrees else 1
     return 0
@@ -190,36 +201,6 @@ def _outputs(text: str, summary: Summary) -> dict[str, list[int]]:
     return {name: stages[name] for name in names}
 
 
-def _check_with_mxnet(spec: Spec, summary: Summary) -> tuple[str, bool]:
-    """Build the network, run one example through it stage by stage, and compare with the analysis."""
-    from mxnet import np
-    from mxnet.base import MXNetError
-
-    from .gluon.build import build_model
-
-    lines, agrees = ["built with MXNet:"], True
-    try:
-        net = build_model(spec, hybridize=False)
-    except SpecError as e:  # a kind of the user's whose block breaks its shape rule: refused as it is built
-        return "\n".join(lines + [f"  MISMATCH: {p}" for p in e.problems]), False
-    x = np.zeros((1,) + summary.input)
-    for stage, row in zip(net, summary.stages):
-        try:
-            x = stage(x)
-        except MXNetError as e:  # the analysis promised shapes that MXNet cannot run: a kind's rule is wrong
-            lines.append(f"  {row.path:<8} MISMATCH: MXNet cannot run it ({str(e).strip().splitlines()[0][:200]})")
-            return "\n".join(lines), False
-        ok = tuple(x.shape[1:]) == row.output
-        agrees &= ok
-        lines.append(f"  {row.path:<8} output {tuple(x.shape)}  "
-                     + ("ok" if ok else f"MISMATCH (analysis says {format_shape(row.output)})"))
-    count = sum(p.data().size for p in net.collect_params().values())
-    agrees &= count == summary.params + summary.state
-    lines.append(f"  {count:,} parameters in collect_params() "
-                 + ("ok" if count == summary.params + summary.state else "MISMATCH"))
-    return "\n".join(lines), agrees
-
-
 def cmd_compare(args: Args) -> int:
     rows, failed = [], 0
     for path in args.specs:
@@ -229,7 +210,7 @@ def cmd_compare(args: Args) -> int:
             failed += 1
             print_problems(e.problems, sys.stderr)
             continue
-        rows.append({"spec": path, "name": s.name, "input": format_shape(s.input), "params": s.params + s.state,
+        rows.append({"spec": path, "name": s.name, "input": format_shape(s.input), "params": s.weights,
                      "macs": s.macs, "memory": s.memory, "output": format_shape(s.output)})
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -256,7 +237,7 @@ def cmd_zoo(args: Args) -> int:
     for name in zoo_names():
         spec = load_spec(zoo() / f"{name}.yaml")
         s = summarize(spec)
-        rows.append([name, format_shape(s.input), f"{s.params + s.state:,}", f"{s.macs / 1e6:,.1f} M",
+        rows.append([name, format_shape(s.input), f"{s.weights:,}", f"{s.macs / 1e6:,.1f} M",
                      spec.description])
     print(table(["name", "input", "params", "MACs", "what it is"], rows, "llrrl"))
     return 0
@@ -339,41 +320,22 @@ def cmd_convert(args: Args) -> int:
 
 
 def _calibration(args: Args, net: Any) -> Any:
-    """INT8's calibration images: the first `--calibration-batches` batches of the training split of
-    `--calibration-data` (IDX files, class folders of images or RecordIO; by default the data evaluated), as
-    `evaluate` reads them: resized to the network's input, or through the recipe's evaluation transforms."""
+    """INT8's calibration images (`train.calibration`): from `--calibration-data`, by default the data evaluated,
+    read with the recipe's evaluation transforms; None for another precision."""
     if args.precision != "int8":
         if args.calibration_data or args.calibration_batches is not None:
             raise InputError("--calibration-data and --calibration-batches apply to --precision int8")
         return None
-    import numpy as onp
-    from mxnet import np
-
-    from .gluon.precision import CALIBRATION_BATCH
-    from .train import data
+    from .train.calibration import calibration_images
     from .train.config import from_options
     from .train.recipe import load_recipe
-    from .train.stream import evaluation_data
 
     given = {"data_dir": args.calibration_data or getattr(args, "data_dir", None),
              "test_fraction": getattr(args, "test_fraction", None)}
     config = from_options({k: v for k, v in given.items() if v is not None}, list(given),
                           load_recipe(args.spec, args.overrides, args.base_outside).values)
-    split, pipeline = evaluation_data(config, "train", net.spec.input.shape)
-    count = min(CALIBRATION_BATCH * (args.calibration_batches or 8), len(split))
-    every = onp.linspace(0, len(split) - 1, count).round().astype(int)  # all classes: image folders are sorted
-    ctx = net.collect_params().list_ctx()[0]
-    if pipeline is not None:
-        try:
-            return np.array(pipeline.batch(every, 0)[0], ctx=ctx)
-        finally:
-            pipeline.close()
-    if split.images.shape[-1] != net.spec.input.channels:  # the images say so, not the labels (split.source)
-        where = given["data_dir"]
-        option = "--calibration-data" if args.calibration_data else "--data-dir" if where else "Fashion-MNIST"
-        raise InputError(f"{option} {where or ''}: the calibration images (its training images) have "
-                         f"{split.images.shape[-1]} channel(s); {net.spec.name} takes {net.spec.input.channels}")
-    return data.to_input(split.images[every], (net.spec.input.height, net.spec.input.width), ctx)
+    option = "--calibration-data" if args.calibration_data else "--data-dir" if given["data_dir"] else "Fashion-MNIST"
+    return calibration_images(net, config, args.calibration_batches or 8, f"{option} {given['data_dir'] or ''}")
 
 
 def cmd_draw(args: Args) -> int:
@@ -388,7 +350,7 @@ def cmd_draw(args: Args) -> int:
 def cmd_sample(args: Args) -> int:
     import time
 
-    from .files import named, plain_name, write_atomically
+    from .files import named, plain_name, remove_sampled, sample_folder, write_atomically
     from .spec.space import Tally, load_space, networks, spec_text
 
     if not 1 <= args.n <= MAX_SAMPLES:
@@ -398,7 +360,7 @@ def cmd_sample(args: Args) -> int:
     started = time.perf_counter()
     space = load_space(args.space, args.overrides, args.max_layers, args.base_outside)
     name = str(space.tree.get("name", "network"))
-    missing = _sample_folder(named(args.out, "--out", folder=True), name, args.n) if args.out is not None else []
+    missing = sample_folder(named(args.out, "--out", folder=True), name, args.n) if args.out is not None else []
     if args.out is not None:
         plain_name(name, "the spec's name")  # the start of each file's name
     rows: list[dict[str, Any]] = []  # what the output needs of each network: never the network itself
@@ -418,7 +380,7 @@ def cmd_sample(args: Args) -> int:
                          "memory": network.summary.memory, "file": path})
     except BaseException as e:  # a space that fails part-way (or a full disk, or ^C) leaves nothing behind
         if args.out is not None:
-            _remove_sampled(args.out, name, len(rows), missing)
+            remove_sampled(args.out, name, len(rows), missing)
         if isinstance(e, OSError):
             raise InputError(f"--out {args.out}: cannot write there ({e.strerror or e})") from None
         raise
@@ -438,64 +400,15 @@ def cmd_sample(args: Args) -> int:
     return 0
 
 
-def _sample_folder(out: str, name: str, n: int) -> list[str]:
-    """The folders to create for `sample --out` (outermost first), once every file it will write is known to be
-    new: `out` must be a new folder or an empty one, so no file is overwritten (the space's own included) and none
-    is left from an earlier sample. Creates nothing."""
-    from .files import folders_to_make
-
-    longest = f"{name}-{n - 1:04d}.yaml"
-    if len(os.fsencode(longest)) > 255:
-        raise InputError(f"the spec's name is {len(name):,} characters long: its files ({name[:20]}...-0000.yaml) "
-                         "would have names longer than 255 bytes; shorten it with --set name=SHORT")
-    if os.path.islink(out) and not os.path.exists(out):
-        raise InputError(f"--out {out}: a symbolic link to nothing; name a new or empty folder")
-    if os.path.lexists(out):
-        if not os.path.isdir(out):
-            raise InputError(f"--out {out}: not a folder; name a new or empty folder")
-        try:
-            entries = os.listdir(out)
-        except OSError as e:
-            raise InputError(f"--out {out}: cannot read it ({e.strerror or e})") from None
-        if entries:
-            raise InputError(f"--out {out}: the folder is not empty ({len(entries):,} entries); sampled networks go "
-                             "to a new or empty folder, so that no file is overwritten or left from an earlier sample")
-        if not os.access(out, os.W_OK | os.X_OK):
-            raise InputError(f"--out {out}: cannot write there (permission denied)")
-        return []
-    missing = folders_to_make(out, "--out")
-    if len(os.fsencode(os.path.join(os.path.abspath(out), longest))) >= 4096:
-        raise InputError(f"--out {out}: the files' paths would be longer than 4,095 bytes")
-    return missing
-
-
-def _remove_sampled(out: str, name: str, written: int, created: Sequence[str]) -> None:
-    """Undo a `sample --out` that failed: its files (the one being written when it stopped included, and its
-    temporary file; the folder was new or empty, so they are all ours), then the folders it created (innermost
-    first)."""
-    from .files import remove_leftovers
-
-    for i in range(written + 1):
-        path = os.path.join(out, f"{name}-{i:04d}.yaml")
-        if os.path.isfile(path):
-            os.unlink(path)
-    remove_leftovers(out)
-    for folder in reversed(created):
-        try:
-            os.rmdir(folder)
-        except OSError:
-            pass
-
-
 def cmd_train(args: Args) -> int:
     from .train import TrainingInterrupted, train
-    from .train.config import from_options
+    from .train.config import from_options, options
     from .train.recipe import load_recipe
     from .train.transforms import TransformError
 
     recipe = load_recipe(args.spec, args.overrides, args.base_outside, args.recipe)  # `train:` sections
-    config = from_options(vars(args), TRAIN_OPTIONS, recipe.values)
-    given = [name for name in TRAIN_OPTIONS if name in vars(args)]
+    config = from_options(vars(args), options("train"), recipe.values)
+    given = [name for name in options("train") if name in vars(args)]
     if args.out is not None:
         _writes(args, ("--out", args.out), folder=True)
     out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.spec))[0])
@@ -527,7 +440,7 @@ def cmd_search(args: Args) -> int:
     from pathlib import Path
 
     from .files import plain_name
-    from .train.config import from_options, model_from_options
+    from .train.config import from_options, model_from_options, options
     from .train.search import SEARCH_OPTIONS, Search
 
     search = model_from_options(Search, vars(args), SEARCH_OPTIONS)
@@ -557,7 +470,7 @@ def cmd_search(args: Args) -> int:
     from .train.recipe import load_recipe
 
     recipe = load_recipe(args.space, args.overrides, args.base_outside)  # the space's `train:`, under the options
-    settings = Settings(args.space, study, search, from_options(vars(args), TRAIN_OPTIONS, recipe.values),
+    settings = Settings(args.space, study, search, from_options(vars(args), options("search"), recipe.values),
                         args.overrides, args.base_outside)
     if search.jobs > 1:
         open_study(settings)  # created once, before the workers race to create it
@@ -595,13 +508,13 @@ def cmd_evaluate(args: Args) -> int:
     from .gluon.build import build_model, load_parameters
     from .gluon.precision import for_inference
     from .train import data, evaluate, parse_contexts
-    from .train.config import from_options
-    from .train.predict import run_names
+    from .train.config import from_options, options
+    from .train.predict import run_names, write_predictions
     from .train.recipe import load_recipe
     from .train.stream import evaluation_data
 
     recipe = load_recipe(args.spec, args.overrides, args.base_outside)  # its `evaluate:` transforms
-    config = from_options(vars(args), DATA_OPTIONS, recipe.values)
+    config = from_options(vars(args), options("evaluate"), recipe.values)
     if args.predictions is not None:
         _writes(args, ("--predictions", args.predictions))
     contexts = parse_contexts(config.ctx)
@@ -624,25 +537,10 @@ def cmd_evaluate(args: Args) -> int:
                          f"{len(split)} examples "
                          "(corrupt, or a run that diverged)")
     if predicted is not None:
-        _write_predictions(args.predictions, split, predicted, _inputs(args))
+        write_predictions(args.predictions, split, predicted, _inputs(args))
     print(json.dumps({"spec": spec.name, "split": args.split, "precision": args.precision, "examples": len(split),
                       "loss": round(loss, 6), "accuracy": round(accuracy, 6)}))
     return 0
-
-
-def _write_predictions(path: str, split: Any, predicted: list[int], inputs: Sequence[str]) -> None:
-    """One CSV row an example: its number, its file (for image folders), its label and the predicted class."""
-    import csv
-    import io
-
-    from .files import write_atomically
-
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(["example", "file", "label", "predicted"])
-    files = split.names or [""] * len(split)
-    writer.writerows([k, f, int(label), p] for k, (f, label, p) in enumerate(zip(files, split.labels, predicted)))
-    write_atomically(path, text.getvalue().encode(errors="surrogateescape"), inputs)  # names as they are on disk
 
 
 def cmd_predict(args: Args) -> int:
@@ -702,7 +600,7 @@ def _spec_commands(sub: Any) -> None:
     r = sub.add_parser("resolve", help="print the spec with its base and overrides applied, each value "
                                        "annotated with the file and line it came from")
     r.add_argument("spec", metavar="SPEC")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE")
+    _set_option(r)
     r.add_argument("--expand", action="store_true", help="print the spec expanded: every block, argument, "
                                                          "expression, default, `when` and `repeat` worked out")
     _base_option(r)
@@ -731,8 +629,7 @@ def _spec_commands(sub: Any) -> None:
     sa.add_argument("--out", metavar="DIR", help="write each network as a spec file (NAME-0000.yaml, ...) that "
                                                  "archspec train takes, into this new (or empty) folder")
     sa.add_argument("--json", action="store_true", help="machine-readable output")
-    sa.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                    help="override a field of the space's spec (repeatable)")
+    _set_option(sa, SPACE_SET)
     sa.add_argument("--max-layers", type=int, default=Limits.max_layers, metavar="N",
                     help="refuse networks that expand to more layers (default %(default)s)")
     _base_option(sa)
@@ -773,7 +670,7 @@ def _positive(text: str) -> int:
 
 def _backend_commands(sub: Any) -> None:
     """The commands that build networks with MXNet: export, train, evaluate, predict, launch."""
-    from .train.config import add_options  # pydantic only: no MXNet
+    from .train.config import add_options, options  # pydantic only: no MXNet
     from .train.search import SEARCH_OPTIONS, Search  # Optuna and MXNet only when a search runs
 
     e = sub.add_parser("export", help="write the network as MXNet symbol files or ONNX, with its weights")
@@ -808,7 +705,7 @@ def _backend_commands(sub: Any) -> None:
     t = sub.add_parser("train", help="train a spec (Fashion-MNIST, or IDX files or class folders of images with "
                                      "--data-dir); resumable")
     _spec_options(t)
-    add_options(t, TRAIN_OPTIONS)
+    add_options(t, options("train"))
     t.add_argument("--recipe", metavar="FILE.yaml", help="a training recipe: a file of a `train:` section, merged "
                                                          "over the spec's own (options given here win over both)")
     t.add_argument("--out", metavar="DIR", help="run folder (default runs/SPEC_NAME)")
@@ -825,17 +722,16 @@ def _backend_commands(sub: Any) -> None:
     se.add_argument("--report", action="store_true", help="do not search: print the trials, write pareto.png, "
                                                          "ecdf.png and best.yaml")
     se.add_argument("--report-out", metavar="DIR", help="where --report writes its files (default: --out)")
-    se.add_argument("--set", dest="overrides", action="append", default=[], metavar="PATH=VALUE",
-                    help="override a field of the space's spec (repeatable)")
+    _set_option(se, SPACE_SET)
     se.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
-    add_options(se, TRAIN_OPTIONS)
+    add_options(se, options("search"))
     _base_option(se)
     _plugin_option(se)
     se.set_defaults(func=cmd_search)
 
     ev = sub.add_parser("evaluate", help="loss and accuracy of trained parameters on a dataset split")
     _spec_options(ev)
-    add_options(ev, DATA_OPTIONS)
+    add_options(ev, options("evaluate"))
     ev.add_argument("--params", required=True, metavar="FILE", help="parameters (final.params, a checkpoint's "
                                                                     ".params, or save_parameters output)")
     ev.add_argument("--split", choices=["train", "test"], default="test")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from .spec.diagnostics import InputError
 
@@ -139,3 +139,48 @@ def write_atomically(path: str | os.PathLike, data: bytes, inputs: Iterable[str 
             f.write(data)
 
     save_atomically(path, write, inputs)
+
+
+def sample_folder(out: str, name: str, n: int) -> list[str]:
+    """The folders to create for `archspec sample --out` (outermost first), once every file it will write is known to be
+    new: `out` must be a new folder or an empty one, so no file is overwritten (the space's own included) and none
+    is left from an earlier sample. Creates nothing."""
+    longest = f"{name}-{n - 1:04d}.yaml"
+    if len(os.fsencode(longest)) > 255:
+        raise InputError(f"the spec's name is {len(name):,} characters long: its files ({name[:20]}...-0000.yaml) "
+                         "would have names longer than 255 bytes; shorten it with --set name=SHORT")
+    if os.path.islink(out) and not os.path.exists(out):
+        raise InputError(f"--out {out}: a symbolic link to nothing; name a new or empty folder")
+    if os.path.lexists(out):
+        if not os.path.isdir(out):
+            raise InputError(f"--out {out}: not a folder; name a new or empty folder")
+        try:
+            entries = os.listdir(out)
+        except OSError as e:
+            raise InputError(f"--out {out}: cannot read it ({e.strerror or e})") from None
+        if entries:
+            raise InputError(f"--out {out}: the folder is not empty ({len(entries):,} entries); sampled networks go "
+                             "to a new or empty folder, so that no file is overwritten or left from an earlier sample")
+        if not os.access(out, os.W_OK | os.X_OK):
+            raise InputError(f"--out {out}: cannot write there (permission denied)")
+        return []
+    missing = folders_to_make(out, "--out")
+    if len(os.fsencode(os.path.join(os.path.abspath(out), longest))) >= 4096:
+        raise InputError(f"--out {out}: the files' paths would be longer than 4,095 bytes")
+    return missing
+
+
+def remove_sampled(out: str, name: str, written: int, created: Sequence[str]) -> None:
+    """Undo a `sample --out` that failed: its files (the one being written when it stopped included, and its
+    temporary file; the folder was new or empty, so they are all ours), then the folders it created (innermost
+    first)."""
+    for i in range(written + 1):
+        path = os.path.join(out, f"{name}-{i:04d}.yaml")
+        if os.path.isfile(path):
+            os.unlink(path)
+    remove_leftovers(out)
+    for folder in reversed(created):
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass

@@ -182,3 +182,20 @@ def test_resolve_expand_places_a_default_inside_a_library_block_at_its_defaults_
     lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
     assert "epsilon: 0.001  # spec.yaml:4" in lines and "dilation: 1  # spec.yaml:5" in lines
     assert "kernel: 3  # spec.yaml:8" in lines and "channels: 4  # spec.yaml:8" in lines
+
+
+def test_every_training_setting_is_an_option_of_train_and_search_and_the_data_ones_of_evaluate():
+    """The options are generated from `Config`'s fields: a new field is an option without a list to extend."""
+    from archspec.cli import parser
+    from archspec.train.config import Config
+
+    commands = parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    def flags(command):
+        return {flag for action in commands[command]._actions for flag in action.option_strings}
+
+    recipe_lists = {"augment", "evaluate"}  # transforms: a recipe's `train:` section only
+    for name in set(Config.model_fields) - recipe_lists:
+        assert "--" + name.replace("_", "-") in flags("train") & flags("search"), name
+    assert not {"--augment", "--evaluate"} & flags("train")
+    assert {"--batch-size", "--data", "--data-dir", "--test-fraction", "--ctx"} <= flags("evaluate")
+    assert not {"--epochs", "--lr", "--resize"} & flags("evaluate")

@@ -368,3 +368,18 @@ def test_a_locked_study_database_is_called_locked(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"--storage sqlite:///{path}: {path} is locked by another program that is writing to it" in err
     assert "not an SQLite database" not in err and path.read_bytes() == before and not (tmp_path / "report").exists()
+
+
+@pytest.mark.slow
+def test_a_search_applies_resize_once_to_the_space_not_again_to_each_trial(digits, tmp_path, monkeypatch):
+    import archspec.train.config as config
+
+    applied = []
+    original = config.input_overrides
+    monkeypatch.setattr(config, "input_overrides", lambda **sizes: applied.append(sizes) or original(**sizes))
+    (tmp_path / "space.yaml").write_text(SPACE)
+    assert main(search(tmp_path / "space.yaml", digits, tmp_path / "runs", f"sqlite:///{tmp_path / 's.db'}",
+                       "--resize", "24", trials=1, epochs=1)) == 0
+    assert applied == [{"height": 24, "width": 24}]
+    [trial] = glob.glob(str(tmp_path / "runs" / "small" / "trial-*" / "run" / "spec.yaml"))
+    assert load_spec(trial).input.shape == (1, 24, 24)

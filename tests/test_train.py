@@ -204,6 +204,30 @@ def test_bad_settings_are_refused_before_anything_is_written(digits, tmp_path, c
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("ctx", ["cpu:0,gpu:1", "gpu:0,cpu:1", "gpu:", "gpu:0,,1", "cpu,gpu:0"])
+def test_devices_of_two_kinds_are_refused_by_the_option_and_the_parser(ctx):
+    # `cpu:0,gpu:1` once passed --ctx's check and trained on two CPUs
+    from pydantic import ValidationError
+
+    from archspec.spec.diagnostics import InputError
+    from archspec.train import Config, parse_contexts
+
+    with pytest.raises(ValidationError, match="expected cpu, gpu:0 or gpu:0,1"):
+        Config(ctx=ctx)
+    with pytest.raises(InputError, match="--ctx: expected cpu, gpu:0 or gpu:0,1"):
+        parse_contexts(ctx)
+
+
+def test_devices_are_parsed_into_one_kind_and_numbers():
+    import mxnet as mx
+
+    from archspec.train import Config, parse_contexts
+
+    assert (Config(ctx="gpu:0,gpu:1").devices.kind, Config(ctx="gpu:0,gpu:1").devices.ids) == ("gpu", (0, 1))
+    assert Config(ctx="gpu:0,1").devices == Config(ctx="gpu:0,gpu:1").devices
+    assert parse_contexts("cpu") == [mx.cpu(0)] and parse_contexts("cpu:0,1") == [mx.cpu(0), mx.cpu(1)]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Nothing wrong is accepted, nothing is lost: data, one run per folder, resume identity.
 

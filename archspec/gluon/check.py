@@ -6,6 +6,7 @@ from __future__ import annotations
 from mxnet import np
 from mxnet.base import MXNetError
 
+from ..spec import Spec
 from ..spec.analysis import Summary
 from ..spec.diagnostics import SpecError, problem
 from ..spec.kinds import Layer, Layers
@@ -41,3 +42,30 @@ def agree(net: Network, summary: Summary) -> None:
 def _disagrees(layer: Layer, why: str) -> SpecError:
     return SpecError([problem(layer._mark, layer._source, f"{layer.kind}: {why}; the kind's shape rule (infer) "
                                                           "and its gluon constructor must agree")])
+
+
+def check_with_mxnet(spec: Spec, summary: Summary) -> tuple[str, bool]:
+    """`archspec summary --build`: build the network, run one example through it stage by stage, and compare with the analysis."""
+    from .build import build_model
+
+    lines, agrees = ["built with MXNet:"], True
+    try:
+        net = build_model(spec, hybridize=False)
+    except SpecError as e:  # a kind of the user's whose block breaks its shape rule: refused as it is built
+        return "\n".join(lines + [f"  MISMATCH: {p}" for p in e.problems]), False
+    x = np.zeros((1,) + summary.input)
+    for stage, row in zip(net, summary.stages):
+        try:
+            x = stage(x)
+        except MXNetError as e:  # the analysis promised shapes that MXNet cannot run: a kind's rule is wrong
+            lines.append(f"  {row.path:<8} MISMATCH: MXNet cannot run it ({str(e).strip().splitlines()[0][:200]})")
+            return "\n".join(lines), False
+        ok = tuple(x.shape[1:]) == row.output
+        agrees &= ok
+        lines.append(f"  {row.path:<8} output {tuple(x.shape)}  "
+                     + ("ok" if ok else f"MISMATCH (analysis says {format_shape(row.output)})"))
+    count = sum(p.data().size for p in net.collect_params().values())
+    agrees &= count == summary.weights
+    lines.append(f"  {count:,} parameters in collect_params() "
+                 + ("ok" if count == summary.weights else "MISMATCH"))
+    return "\n".join(lines), agrees

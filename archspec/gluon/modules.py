@@ -133,13 +133,17 @@ class Network(QuietUnusedParameters):
     hybridized, inference never pays for the heads and training traces them once.
     """
 
+    # instance attributes, declared on the class so that a stage cannot be named like them (spec/gluon_names.py)
+    spec: Any = None
+    transferred: Any = None  # what build_model(init=FILE) loaded (gluon.transfer.Transfer)
+
     def __init__(self, spec: Any):
         super().__init__()
         self.spec = spec
         self._stages: list[str] = []
         self._taps: dict[tuple[str, Optional[int]], list[str]] = {}  # (stage, layer or None) -> heads there
         self._aux: list[str] = []
-        self.transferred: Any = None  # what build_model(init=FILE) loaded (gluon.transfer.Transfer)
+        self.transferred = None
         self._outputs: list[str] = []  # stages whose outputs inference returns (give_outputs); [] the last
         object.__setattr__(self, "_training_graph", None)  # not a child: it shares this block's children
 

@@ -31,6 +31,14 @@ def with_overrides(overrides: Overrides, extra: Mapping[str, Any]) -> Overrides:
     return [*overrides, *(f"{k}={v}" for k, v in extra.items())]
 
 
+def input_overrides(channels: Optional[int] = None, height: Optional[int] = None,
+                    width: Optional[int] = None) -> dict[str, int]:
+    """The overrides that give a spec another input (`--input CxHxW`, `--resize N`): the sizes given, as
+    {"input.channels": C, "input.height": H, "input.width": W}, so that expressions over `in` see them too."""
+    sizes = {"channels": channels, "height": height, "width": width}
+    return {f"input.{name}": size for name, size in sizes.items() if size is not None}
+
+
 def load_spec(source: Union[str, os.PathLike[str], Mapping[str, Any]], overrides: Overrides = None,
               max_layers: int = MAX_LAYERS, base_outside: bool = False) -> Spec:
     """Load, resolve (`base:`, overrides), expand and validate a spec: the path of a YAML file, or the same

@@ -26,6 +26,13 @@ StageName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*$")
 _TAP = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\.[0-9]+)?")  # where an auxiliary head taps: `b4` or `b4.0`
 
 
+def parse_tap(after: str) -> tuple[str, int | None]:
+    """An auxiliary head's `after` (`b4` or `b4.0`, matching `_TAP`): (stage, index of the layer after which to tap,
+    or None for the stage's output)."""
+    stage, _, index = after.partition(".")
+    return stage, int(index) if index else None
+
+
 class Input(BaseModel):
     """Shape of one input example."""
 
@@ -62,7 +69,7 @@ class Aux(BaseModel):
     (GoogLeNet's two side heads). The built network returns `(main, *aux)` under `autograd.record()`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-    after: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_]*(\.[0-9]+)?$")] = Field(
+    after: Annotated[str, StringConstraints(pattern=f"^{_TAP.pattern}$")] = Field(
         description="Where the head taps the network: after a stage (`b4`) or after one of its layers (`b4.0`, "
                     "counted as in `archspec summary --depth 1`).")
     weight: float = Field(0.3, ge=0, description="Weight of this head's loss in the training loss (0.3 in the "
@@ -72,8 +79,7 @@ class Aux(BaseModel):
     @property
     def tap(self) -> tuple[str, int | None]:
         """(stage, index of the layer after which to tap, or None for the stage's output)."""
-        stage, _, index = self.after.partition(".")
-        return stage, int(index) if index else None
+        return parse_tap(self.after)
 
 
 class Analysis:
@@ -154,8 +160,7 @@ class _Heads:
         return heads
 
     def tap_ok(self, name: str, after: str, raw: Map, body: Map, stages: dict[str, tuple[Layer, ...] | None]) -> bool:
-        stage, _, layer = after.partition(".")
-        index = int(layer) if layer else None
+        stage, index = parse_tap(after)
         where, path = body.value_mark("after"), ("aux", name, "after")
         if name in stages:
             self.problems.append(problem(raw.key_mark(name), path[:2], f"auxiliary head {name!r} has the name of "

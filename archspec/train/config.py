@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from typing import Any, ClassVar, Literal, Optional, Sequence, TypeVar, Union, get_args, get_origin
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal, Optional, Sequence, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from ..spec import input_overrides
 from ..spec.diagnostics import InputError, Mark
 from ..spec.loader import marked
 from ..spec.located import pydantic_problems
@@ -23,13 +25,45 @@ MAX_RATE = 1e4
 KVStore = Literal["device", "local", "dist_sync", "dist_async", "dist_sync_device", "dist_device_sync"]
 
 
+@dataclass(frozen=True)
+class Devices:
+    """The devices a run uses (`--ctx`): one kind, and its device numbers (`cpu` alone is CPU 0)."""
+
+    kind: Literal["cpu", "gpu"]
+    ids: tuple[int, ...]
+
+
+def parse_devices(text: str) -> Devices:
+    """`cpu`, `cpu:0`, `gpu:0`, `gpu:0,1` or `gpu:0,gpu:1` (every device of one kind); a ValueError otherwise
+    (`cpu:0,gpu:1` mixes kinds: refused, not read as two CPUs)."""
+    if text == "cpu":
+        return Devices("cpu", (0,))
+    kind, _, rest = text.partition(":")
+    items = [item.removeprefix(f"{kind}:") for item in rest.split(",")]
+    if kind not in ("cpu", "gpu") or not all(re.fullmatch(r"\d+", item) for item in items):
+        raise ValueError("expected cpu, gpu:0 or gpu:0,1")
+    return Devices("gpu" if kind == "gpu" else "cpu", tuple(int(item) for item in items))
+
+
+@dataclass(frozen=True)
+class Commands:
+    """A `Config` field's marker (`Annotated[X, Commands(...)]`, or `Field` metadata): the commands besides `train`
+    and `search` that take it as an option. `Commands()` alone: a recipe's setting, no option at all."""
+
+    names: tuple[str, ...] = ("train", "search")
+
+
+DATA = Commands(("train", "search", "evaluate"))  # the data read and how it is batched: evaluate's options too
+RECIPE_ONLY = Commands(())
+
+
 class Config(BaseModel):
     """A training run's settings. Resuming refuses a run folder whose settings differ (except `MAY_CHANGE`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="passes over the training data (at most 100,000)")
-    batch_size: int = Field(128, ge=1, description="examples per step (split across --ctx devices)")
+    batch_size: Annotated[int, DATA] = Field(128, ge=1, description="examples per step (split across --ctx devices)")
     lr: float = Field(0.1, gt=0, le=MAX_RATE, description="learning rate (D2L's for GoogLeNet)")
     optimizer: Optimizer = Field("sgd", description="the optimizer")
     momentum: float = Field(0.0, ge=0, lt=1, description="for sgd and nag (nag uses 0.9 when it is 0)")
@@ -38,18 +72,18 @@ class Config(BaseModel):
                                                                    "always resized to the spec's input, as "
                                                                    "D2L's resize=96)")
     seed: int = Field(0, ge=0, lt=2**32, description="data order, initial weights and dropout masks")
-    data: Literal["fashion-mnist"] = Field("fashion-mnist", description="dataset, loaded as D2L does")
-    data_dir: Optional[str] = Field(None, description="read the data from DIR instead of downloading: IDX files "
+    data: Annotated[Literal["fashion-mnist"], DATA] = Field("fashion-mnist", description="dataset, loaded as D2L does")
+    data_dir: Annotated[Optional[str], DATA] = Field(None, description="read the data from DIR instead of downloading: IDX files "
                                                       "(train-images-idx3-ubyte[.gz], ...), or class folders of "
                                                       "images (DIR/train/CLASS/*.png and DIR/test/CLASS/*.png, or "
                                                       "DIR/CLASS/*.png with --test-fraction)")
-    test_fraction: Optional[float] = Field(None, gt=0, lt=1, description="with --data-dir of class folders "
+    test_fraction: Annotated[Optional[float], DATA] = Field(None, gt=0, lt=1, description="with --data-dir of class folders "
                                                                          "(no train/ and test/): the fraction of "
                                                                          "each class held out for testing")
     checkpoint_every: int = Field(0, ge=0, description="also checkpoint every N steps (0: at the end of each "
                                                        "epoch only)")
     keep: int = Field(3, ge=1, description="checkpoints kept")
-    ctx: str = Field("cpu", description="cpu, gpu:0 or gpu:0,1 (batches split across them)")
+    ctx: Annotated[str, DATA] = Field("cpu", description="cpu, gpu:0 or gpu:0,1 (batches split across them)")
     kvstore: KVStore = Field("device", description="how gradients are combined; dist_* run under `archspec "
                                                    "launch`")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: mixed precision, convolutions and dense "
@@ -71,10 +105,10 @@ class Config(BaseModel):
     no_bias_decay: bool = Field(False, description="no weight decay on biases and batch norm's gamma and beta")
     # the recipe's data pipeline (`transforms.py`, `stream.py`)
     # at most 64 transforms: a recipe of thousands would pass validation and then crawl through every image
-    augment: Transforms = Field((), max_length=64, description="transforms of training images, in order (a "
-                                                                "recipe's list)")
-    evaluate: Transforms = Field((), max_length=64, description="transforms of test images (evaluation, "
-                                                                 "prediction)")
+    augment: Annotated[Transforms, RECIPE_ONLY] = Field((), max_length=64, description="transforms of training "
+                                                        "images, in order (a recipe's list)")
+    evaluate: Annotated[Transforms, RECIPE_ONLY] = Field((), max_length=64, description="transforms of test images "
+                                                         "(evaluation, prediction)")
     loader: Literal["auto", "memory", "stream"] = Field("auto", description="memory: decode every image before "
                                                                            "training; stream: decode batches in "
                                                                            "worker processes; auto: memory for "
@@ -100,7 +134,7 @@ class Config(BaseModel):
 
     def input_overrides(self) -> dict[str, int]:
         """The spec's input as --resize sets it: {"input.height": N, "input.width": N}, or nothing."""
-        return {"input.height": self.resize, "input.width": self.resize} if self.resize else {}
+        return input_overrides(height=self.resize, width=self.resize)
 
     @field_validator("kvstore")
     @classmethod
@@ -114,9 +148,13 @@ class Config(BaseModel):
     @field_validator("ctx")
     @classmethod
     def _known_devices(cls, value: str) -> str:
-        if not re.fullmatch(r"cpu|(cpu|gpu):\d+(,(gpu:)?\d+)*", value):
-            raise ValueError("expected cpu, gpu:0 or gpu:0,1")
+        parse_devices(value)  # the grammar's one parser: a ValueError says what it expects
         return value
+
+    @property
+    def devices(self) -> "Devices":
+        """`ctx` as a value: the kind of device and its numbers."""
+        return parse_devices(self.ctx)
 
     @field_validator("lr_epochs")
     @classmethod
@@ -154,6 +192,15 @@ class Config(BaseModel):
         if self.optimizer in ("sgd", "nag") and (self.momentum or self.optimizer == "nag"):
             params["momentum"] = self.momentum or 0.9
         return params
+
+
+def options(command: str) -> tuple[str, ...]:
+    """The `Config` fields that `command` (train, search, evaluate) takes as options, in the model's order (its
+    fields' `Commands` markers): a new field is a new option of train and search by itself."""
+    def commands(info: Any) -> tuple[str, ...]:
+        return next((m.names for m in info.metadata if isinstance(m, Commands)), Commands().names)
+
+    return tuple(name for name, info in Config.model_fields.items() if command in commands(info))
 
 
 def add_options(parser: argparse.ArgumentParser, fields: Sequence[str], model: type[BaseModel] = Config) -> None:

@@ -29,7 +29,7 @@ from ..gluon.check import uses_own_kinds
 from ..gluon.modules import Network
 from ..gluon.precision import mixed_bfloat16, require_bfloat16
 from ..gluon.tuning import freeze, lr_mult
-from ..spec import Overrides, load_spec, with_overrides
+from ..spec import Overrides, validate, with_overrides
 from ..spec.analysis import summarize
 from ..spec.diagnostics import InputError
 from ..spec.resolve import annotated_yaml, load_resolved
@@ -38,7 +38,7 @@ from . import data as datasets
 from . import optimization
 from . import stream as streaming
 from .checkpoints import latest_checkpoint, restore, save_checkpoint
-from .config import Config
+from .config import Config, parse_devices
 from .folder import CLASSES_FILE, RunFolder, check_new, network_identity
 from .transforms import TransformError
 
@@ -65,16 +65,14 @@ class _Totals:
 
 
 def parse_contexts(text: Optional[str]) -> list[Any]:
-    """`cpu`, `gpu:0,1`, `gpu:0,gpu:1` -> a list of MXNet contexts."""
-    if not text or text == "cpu":
-        return [mx.cpu()]
-    kind, _, ids = text.partition(":")
-    if kind not in ("cpu", "gpu") or not all(i.strip().removeprefix("gpu:").isdigit() for i in ids.split(",")):
-        raise InputError(f"--ctx: expected cpu, gpu:0 or gpu:0,1, got {text!r}")
-    devices = [int(i.strip().removeprefix("gpu:")) for i in ids.split(",")]
-    if kind == "gpu" and max(devices) >= mx.context.num_gpus():
+    """`cpu`, `gpu:0,1`, `gpu:0,gpu:1` -> a list of MXNet contexts (the grammar is `config.parse_devices`)."""
+    try:
+        devices = parse_devices(text or "cpu")
+    except ValueError as e:
+        raise InputError(f"--ctx: {e}, got {text!r}") from None
+    if devices.kind == "gpu" and max(devices.ids) >= mx.context.num_gpus():
         raise InputError(f"--ctx {text}: this machine has {mx.context.num_gpus()} GPU(s)")
-    return [getattr(mx, kind)(i) for i in devices]
+    return [getattr(mx, devices.kind)(i) for i in devices.ids]
 
 
 class Progress:
@@ -280,16 +278,33 @@ def load_data(spec: Any, config: Config) -> streaming.Data:
     return data
 
 
-def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resume: bool, force: bool,
-           command: Optional[list[str]], stream: TextIO, base_outside: bool) -> _Run:
+@dataclass(frozen=True)
+class _Request:
+    """What `train` was asked to do, as `_setup` reads it."""
+
+    spec_path: Any
+    out: Path
+    config: Config
+    overrides: Overrides
+    resume: bool
+    force: bool
+    command: str  # as the run folder records it
+    stream: TextIO
+    base_outside: bool
+    sized: bool  # the spec already has the run's input (a search's trial): --resize is not applied again
+
+
+def _setup(request: _Request) -> _Run:
     """Everything checked before the run folder is touched, then the network, the trainer and the folder."""
+    config, out, resume, stream = request.config, request.out, request.resume, request.stream
     contexts = parse_contexts(config.ctx)
     if config.precision == "bf16":
         if any(c.device_type != "cpu" for c in contexts):
             raise InputError(f"--precision bf16 trains on the CPU (oneDNN's bfloat16 kernels), not --ctx {config.ctx}")
         require_bfloat16("--precision bf16")
-    overrides = with_overrides(overrides, config.input_overrides())
-    spec = load_spec(spec_path, overrides, base_outside=base_outside)
+    overrides = request.overrides if request.sized else with_overrides(request.overrides, config.input_overrides())
+    tree = load_resolved(request.spec_path, overrides, request.base_outside)  # resolved once: spec.yaml is its text
+    spec = validate(tree)
     if any(uses_own_kinds(layers) for _, layers in spec.layers()):
         build_model(spec, hybridize=False)  # a plugin's block that breaks its shape rule: refused before the folder
     distributed = config.kvstore.startswith("dist")
@@ -308,11 +323,11 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
                              f"{config.batch_size} each")
     else:
         steps = math.ceil(len(train_split) / config.batch_size)
-    folder = RunFolder(out, " ".join(command or sys.argv))  # locked from here on: no other run writes here
+    folder = RunFolder(out, request.command)  # locked from here on: no other run writes here
     identity = {"network": network_identity(spec),
                 "data": {"train": train_split.fingerprint(), "test": test_split.fingerprint()}}
     meta = latest_checkpoint(out / "checkpoints") if resume else None
-    folder.check(config, identity, resume, meta["epoch"] if meta else None, force)
+    folder.check(config, identity, resume, meta["epoch"] if meta else None, request.force)
 
     mx.random.seed(config.seed)
     # resuming: the checkpoint holds the weights, --init's file is not read again (it may be gone)
@@ -331,8 +346,8 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
                             {**config.optimizer_params(), **({"lr_scheduler": schedule} if schedule else {})}, kvstore=kv,
                             update_on_kvstore=True if distributed else None)
     model = mixed_bfloat16(net) if config.precision == "bf16" else net
-    run = _Run(config, out, net, model, trainer, contexts, data, steps, rank, workers, stream, folder,
-               loss_fn=optimization.loss(config))
+    run = _Run(config=config, out=out, net=net, model=model, trainer=trainer, contexts=contexts, data=data,
+               steps=steps, rank=rank, workers=workers, stream=stream, folder=folder, loss_fn=optimization.loss(config))
     if resume and not meta:
         print(f"{out}: no checkpoint to resume from; starting from the beginning", file=stream)
     if meta:
@@ -342,12 +357,12 @@ def _setup(spec_path: Any, out: Path, config: Config, overrides: Overrides, resu
     if meta:
         print(f"resuming {out} at epoch {run.epoch + 1}, step {run.step}/{steps}", file=stream)
     else:
-        (out / "spec.yaml").write_text(annotated_yaml(load_resolved(spec_path, overrides, base_outside)))
+        (out / "spec.yaml").write_text(annotated_yaml(tree))
         if train_split.classes:  # what `archspec predict` calls the network's outputs
             write_atomically(out / CLASSES_FILE, json.dumps(list(train_split.classes), indent=1).encode())
     folder.record(config, identity)
     with open(out / "command.txt", "a") as f:
-        f.write(" ".join(command or sys.argv) + "\n")
+        f.write(request.command + "\n")
     return run
 
 
@@ -355,14 +370,16 @@ def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[s
           overrides: Overrides = None, resume: bool = False, command: Optional[list[str]] = None,
           stream: Optional[TextIO] = None, force: bool = False, base_outside: bool = False,
           on_epoch: Optional[Callable[[list[dict[str, Any]]], None]] = None,
-          recipe: Optional[str] = None) -> tuple[list[dict[str, Any]], Path]:
+          recipe: Optional[str] = None, sized: bool = False) -> tuple[list[dict[str, Any]], Path]:
     """Train a spec; returns the per-epoch metrics and the run folder (`out`, or `out/worker-K` for worker K of
     a distributed run). See the module docstring and the README for what the folder holds. `force` trains a
     finished run again; `base_outside` follows a `base:` outside the spec's project. `on_epoch(history)` is called
     after each epoch's checkpoint (a search reports to its pruner there); an exception it raises stops the run,
     which stays resumable. `recipe`: the run's settings with their origins (`recipe.Recipe.describe`), kept in the
-    run folder as recipe.yaml."""
-    run = _setup(spec_path, Path(out), config, overrides, resume, force, command, stream or sys.stderr, base_outside)
+    run folder as recipe.yaml. `sized`: the spec already has the run's input (a search's trial, sampled with
+    `--resize` applied), which is not applied again."""
+    run = _setup(_Request(spec_path, Path(out), config, overrides, resume, force, " ".join(command or sys.argv),
+                          stream or sys.stderr, base_outside, sized))
     if recipe is not None:
         write_atomically(run.out / "recipe.yaml", recipe.encode())
     try:

@@ -177,3 +177,18 @@ def predict(spec: Any, params: Path, images: Sequence[Path], top: int = 3,
         results.append({"image": str(image), "top": [{"class": int(k), "name": names[k],
                                                        "probability": round(float(row[k]), 6)} for k in best]})
     return results
+
+
+def write_predictions(path: str, split: Any, predicted: list[int], inputs: Sequence[str]) -> None:
+    """One CSV row an example: its number, its file (for image folders), its label and the predicted class."""
+    import csv
+    import io
+
+    from ..files import write_atomically
+
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["example", "file", "label", "predicted"])
+    files = split.names or [""] * len(split)
+    writer.writerows([k, f, int(label), p] for k, (f, label, p) in enumerate(zip(files, split.labels, predicted)))
+    write_atomically(path, text.getvalue().encode(errors="surrogateescape"), inputs)  # names as they are on disk

@@ -415,7 +415,8 @@ class _Worker:
             try:
                 if history is None:
                     history, _ = train(spec, folder / "run", self.settings.config, resume=resume, stream=log,
-                                       command=["archspec", "search", "trial", str(trial.number)], on_epoch=report)
+                                       command=["archspec", "search", "trial", str(trial.number)], on_epoch=report,
+                                       sized=True)  # sampled from the space with --resize applied
                 report(history)
             except optuna.TrialPruned:
                 trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
