@@ -1,7 +1,9 @@
 """The zoo's modern CNN families against torchvision itself (issue 23): the same trainable parameters and
 batch-norm statistics as torchvision's own model, and the same outputs once its weights are converted in."""
-import numpy as onp
+import re
+
 import pytest
+import yaml
 from mxnet import np
 from test_convert import MEAN, SIZE, STD, _close, _images, _randomise_torch
 
@@ -23,6 +25,7 @@ def spec_counts(name):
     return summary.params, summary.state
 
 
+@pytest.mark.slow  # importing torch takes seconds
 def test_efficientnet_b0_counts_are_torchvisions():
     torchvision = pytest.importorskip("torchvision")
     model = torchvision.models.efficientnet_b0(weights=None)
@@ -62,3 +65,34 @@ def test_efficientnet_b0_outputs_are_torchvisions(tmp_path):
     model = torchvision.models.efficientnet_b0(weights=None, stochastic_depth_prob=0.0)
     torch_parity_float64(tmp_path, model, "efficientnet-b0.yaml",
                          ("features.2.0.block.3.1.running_var", "features.2.1.block.3.1.running_var"))
+
+
+def width_table():
+    """The rows (w, archspec, torchvision) of the README's width table, counts as (trainable, state)."""
+    text = (ROOT / "README.md").read_text().split("### Width variants", 1)[1].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| ([\d.]+) \| ([\d,]+) \+ ([\d,]+) \| ([\d,]+) \+ ([\d,]+) \|$", text, re.M)
+    number = lambda cell: int(cell.replace(",", ""))  # noqa: E731
+    return [(float(w), (number(a), number(b)), (number(c), number(d))) for w, a, b, c, d in rows]
+
+
+def test_the_readme_width_table_is_archspec():
+    rows = width_table()
+    assert [w for w, _, _ in rows] == [0.5, 0.75, 1.0, 1.25]
+    for w, mine, reference in rows:
+        summary = summarize(load_spec(ROOT / "specs" / "mobilenetv2.yaml", [f"width={w}"]))
+        assert (summary.params, summary.state) == mine == reference
+
+
+@pytest.mark.slow  # importing torch takes seconds
+def test_the_readme_width_table_is_torchvision():
+    torchvision = pytest.importorskip("torchvision")
+    for w, _, reference in width_table():
+        assert torch_counts(torchvision.models.mobilenet_v2(weights=None, width_mult=w)) == reference
+
+
+def test_unscaled_is_a_count_the_width_leaves():
+    spec = ("name: s\ninput: {channels: 3, height: 8, width: 8}\nwidth: 0.5\nwidth_divisor: 8\nstages:\n  s:\n"
+            "    - conv: {channels: '${max(unscaled(1280), make_divisible(1280, 8))}', kernel: 1}\n"
+            "    - conv: {channels: '${unscaled(24)}', kernel: 1}\n")
+    summary = summarize(load_spec(yaml.safe_load(spec)))
+    assert [summary.row(f"s.{i}").output[0] for i in range(2)] == [1280, 24]
