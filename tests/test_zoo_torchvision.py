@@ -32,17 +32,17 @@ def test_efficientnet_b0_counts_are_torchvisions():
     assert spec_counts("efficientnet-b0") == torch_counts(model) == (5_288_548, 42_016)
 
 
-def torch_parity_float64(tmp_path, model, spec, swap):
+def torch_parity_float64(tmp_path, model, spec, swap, size=SIZE):
     """As test_convert's parity, in float64 on both sides: the deep residual networks here, with random
     batch-norm statistics, amplify float32 rounding (and a float32 normalised input) past 1e-4."""
     torch = pytest.importorskip("torch")
-    model = _randomise_torch(model).double()
-    x = _images(2, 1)
+    model = _randomise_torch(model, size["input.height"]).double()
+    x = _images(2, 1, size["input.height"])
     with torch.no_grad():
         expected = model(torch.from_numpy((x - MEAN[:, None, None]) / STD[:, None, None])).numpy()
     state = model.state_dict()
     torch.save(state, tmp_path / "ref.pth")
-    net = build_model(ROOT / "specs" / spec, SIZE)
+    net = build_model(ROOT / "specs" / spec, size)
     apply(net, convert(net, "torch", tmp_path / "ref.pth"))
     net.cast("float64")
     assert _close(net(np.array(x, dtype="float64")).asnumpy(), expected)
@@ -50,7 +50,7 @@ def torch_parity_float64(tmp_path, model, spec, swap):
     a, b = swap  # the same file with two same-shaped arrays exchanged: a wrong mapping shows
     state[a], state[b] = state[b].clone(), state[a].clone()
     torch.save(state, tmp_path / "swapped.pth")
-    net = build_model(ROOT / "specs" / spec, SIZE)
+    net = build_model(ROOT / "specs" / spec, size)
     apply(net, convert(net, "torch", tmp_path / "swapped.pth"))
     net.cast("float64")
     assert not _close(net(np.array(x, dtype="float64")).asnumpy(), expected)
@@ -65,6 +65,24 @@ def test_efficientnet_b0_outputs_are_torchvisions(tmp_path):
     model = torchvision.models.efficientnet_b0(weights=None, stochastic_depth_prob=0.0)
     torch_parity_float64(tmp_path, model, "efficientnet-b0.yaml",
                          ("features.2.0.block.3.1.running_var", "features.2.1.block.3.1.running_var"))
+
+
+@pytest.mark.slow  # importing torch takes seconds
+def test_inception_v3_counts_are_torchvisions():
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
+    assert spec_counts("inception-v3") == torch_counts(model) == (27_161_264, 36_224)
+
+
+@pytest.mark.slow
+def test_inception_v3_outputs_are_torchvisions(tmp_path):
+    """At 301x301 (the auxiliary head needs 17x17 after Mixed_6e, the test images a multiple of 7); in eval
+    mode both skip the auxiliary head, whose weights are converted all the same (every layer of the file must find its partner)."""
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
+    torch_parity_float64(tmp_path, model, "inception-v3.yaml",
+                         ("Mixed_6c.branch7x7_1.bn.running_var", "Mixed_6d.branch7x7_1.bn.running_var"),
+                         size={"input.height": 301, "input.width": 301})
 
 
 def width_table():
