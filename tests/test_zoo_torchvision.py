@@ -77,7 +77,8 @@ def test_inception_v3_counts_are_torchvisions():
 @pytest.mark.slow
 def test_inception_v3_outputs_are_torchvisions(tmp_path):
     """At 301x301 (the auxiliary head needs 17x17 after Mixed_6e, the test images a multiple of 7); in eval
-    mode both skip the auxiliary head, whose weights are converted all the same (every layer of the file must find its partner)."""
+    mode both skip the auxiliary head, whose weights are converted all the same (every layer of the file must
+    find its partner)."""
     torchvision = pytest.importorskip("torchvision")
     model = torchvision.models.inception_v3(weights=None, aux_logits=True, init_weights=False)
     torch_parity_float64(tmp_path, model, "inception-v3.yaml",

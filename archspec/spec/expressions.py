@@ -6,7 +6,8 @@ integers, decimals, 'strings', true / false, names (block and spec arguments, an
 entry receives: `in.channels`, `in.height`, `in.width`), indexing (`c2[0]`), `+ - * // %`, comparisons
 (`== != < <= > >=`), `and or not`, parentheses and five functions: `min`, `max`, `round` (to the nearest
 integer, as Python rounds), `make_divisible(x, divisor)` (MobileNet's rounding) and `unscaled(x)` (a channel
-count the width leaves as written: torchvision's MobileNetV2 keeps its last 1280 channels below width 1). Expressions are bounded in length, nesting and size.
+count the width leaves as written: torchvision's MobileNetV2 keeps its last 1280 channels below width 1).
+Expressions are bounded in length, nesting and size.
 
 Width scaling composes with expressions: `in.channels` is a channel count already scaled by the spec's
 `width`, so a plain number that meets it in `+ - min max` or a comparison is taken as a channel count at
