@@ -131,7 +131,7 @@ def _close(actual, expected):
     return onp.abs(actual - expected).max() < 1e-4 * max(1, onp.abs(expected).max())
 
 
-def _randomise_torch(model):
+def _randomise_torch(model, size=112):
     """Random batch-norm scales and shifts, and running statistics measured on images then perturbed: random
     statistics alone would drown the signal (the features would not depend on the input)."""
     import torch
@@ -145,7 +145,7 @@ def _randomise_torch(model):
         module.momentum = None  # a plain average over the batches seen
     model.train()
     with torch.no_grad():
-        model(torch.from_numpy(_images(8, 10)))
+        model(torch.from_numpy(_images(8, 10, size)))
     for module in norms:
         module.running_mean += 0.1 * module.running_var.sqrt() * torch.randn_like(module.running_mean)
         module.running_var *= torch.empty_like(module.running_var).uniform_(0.8, 1.25)

@@ -88,9 +88,10 @@ def test_a_number_that_meets_in_channels_is_a_channel_count(write_spec):
     ("${make_divisible(10, 0)}", ["positive integer divisor"]),
     ("${'a' * 3}", ["* needs numbers"]),
     ("${true + 1}", ["+ needs numbers"]),
+    ("${unscaled(1280, 8)}", ["unscaled(count) takes one integer"]),
 ], ids=["deep", "long", "huge literal", "huge result", "division by zero", "unknown argument", "unknown name",
         "dunder", "attribute of a number", "import", "list literal", "python syntax", "chained", "empty call",
-        "zero divisor", "string arithmetic", "bool arithmetic"])
+        "zero divisor", "string arithmetic", "bool arithmetic", "unscaled of two"])
 def test_hostile_or_broken_expressions_are_refused_at_their_line(write_spec, capsys, value, fragments):
     path = spec(write_spec, f"    - conv: {{kernel: 1, channels: {json.dumps(value)}}}\n")
     started = time.perf_counter()

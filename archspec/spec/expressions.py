@@ -4,8 +4,10 @@ A string value that starts with `$` is an expression: `$` then the expression, o
 (`$$` starts a plain string that begins with `$`). The grammar is small and parsed here, never by Python:
 integers, decimals, 'strings', true / false, names (block and spec arguments, and `in`, the shape the
 entry receives: `in.channels`, `in.height`, `in.width`), indexing (`c2[0]`), `+ - * // %`, comparisons
-(`== != < <= > >=`), `and or not`, parentheses and four functions: `min`, `max`, `round` (to the nearest
-integer, as Python rounds) and `make_divisible(x, divisor)` (MobileNet's rounding). Expressions are bounded in length, nesting and size.
+(`== != < <= > >=`), `and or not`, parentheses and five functions: `min`, `max`, `round` (to the nearest
+integer, as Python rounds), `make_divisible(x, divisor)` (MobileNet's rounding) and `unscaled(x)` (a channel
+count the width leaves as written: torchvision's MobileNetV2 keeps its last 1280 channels below width 1).
+Expressions are bounded in length, nesting and size.
 
 Width scaling composes with expressions: `in.channels` is a channel count already scaled by the spec's
 `width`, so a plain number that meets it in `+ - min max` or a comparison is taken as a channel count at
@@ -23,7 +25,7 @@ from typing import Any, Callable, Mapping, Union
 MAX_LENGTH = 500
 MAX_DEPTH = 32
 MAX_MAGNITUDE = 1 << 62
-FUNCTIONS = ("min", "max", "round", "make_divisible")
+FUNCTIONS = ("min", "max", "round", "make_divisible", "unscaled")
 _TOKEN = re.compile(r"\s*(?:(\d+\.\d*|\.\d+|\d+)|([A-Za-z_][A-Za-z0-9_]*)|('[^'\n]*'|\"[^\"\n]*\")"
                     r"|(//|==|!=|<=|>=|[-+*%<>()\[\],.]))")
 _KEYWORDS = {"and", "or", "not", "true", "false"}
@@ -330,6 +332,10 @@ class Evaluation:
             # a count written at width 1: scaled here, unrounded, and rounded once (MobileNet's
             # make_divisible(c * width_mult, 8)); the result is a count at the spec's width, not scaled again
             return Channels(make_divisible(value * self.width, divisor))
+        if function == "unscaled":
+            if len(values) != 1 or type(values[0]) is not int:
+                raise ExpressionError("unscaled(count) takes one integer")
+            return _checked(values[0], True)  # a count already at the spec's width: never scaled
         channels = any(is_channels(v) for v in values)
         if function == "round":
             if len(values) != 1:
