@@ -58,6 +58,7 @@ def test_every_spec_scales_and_still_agrees_with_mxnet(path):
     assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
 
 
+@pytest.mark.slow  # 3-19 s: the fast run stays near a minute on a quick machine
 def test_analysis_does_not_import_mxnet():
     code = ("import sys, archspec, glob\n"
             "for p in glob.glob(%r):\n    archspec.summarize(archspec.load_spec(p))\n"

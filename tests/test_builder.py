@@ -159,6 +159,7 @@ def test_onednn_fusion_for_inference_keeps_the_outputs():
     assert onp.abs(net(x).asnumpy() - fused(x).asnumpy()).max() < 1e-5
 
 
+@pytest.mark.slow  # 3-19 s: the fast run stays near a minute on a quick machine
 def test_the_readmes_custom_kind_is_one_register_call(tmp_path):
     """The README's own example: a kind defined in user code validates, analyses and builds, and MXNet agrees."""
     readme = (ROOT / "README.md").read_text()

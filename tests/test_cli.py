@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import jsonschema
+import pytest
 import yaml
 
 from archspec.cli import main
@@ -66,6 +67,7 @@ def test_python_dash_m_is_the_script():
     assert proc.returncode == 0 and "5,977,530" in proc.stdout
 
 
+@pytest.mark.slow  # 3-19 s: the fast run stays near a minute on a quick machine
 def test_committed_json_schema_is_current_and_accepts_every_spec():
     committed = json.loads((ROOT / "archspec.schema.json").read_text())
     assert committed == spec_schema(), "run `archspec schema -o archspec.schema.json`"
@@ -86,6 +88,7 @@ def test_readme_field_reference_is_current():
     assert field_reference() in (ROOT / "README.md").read_text(), "regenerate with `archspec schema --markdown`"
 
 
+@pytest.mark.slow  # 3-19 s: the fast run stays near a minute on a quick machine
 def test_analysis_benchmark_runs():
     proc = subprocess.run([sys.executable, str(ROOT / "bench/analysis.py"), "--repeat", "1"], capture_output=True,
                           text=True)

@@ -87,6 +87,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow  # 3-19 s: the fast run stays near a minute on a quick machine
 def test_the_spec_core_runs_with_mxnet_unimportable():
     code = BLOCK_MXNET.format(forbidden=set(FORBIDDEN_IN_SPEC)) + EVERYTHING_IN_THE_SPEC_CORE.format(
         specs=[str(p) for p in SPECS])

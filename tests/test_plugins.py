@@ -85,6 +85,7 @@ def test_a_kind_that_raises_is_reported_at_its_line_and_the_other_files_still_ru
     assert f"{plugin / 'spec.yaml'}: ok" in proc.stderr and "internal error" not in proc.stderr
 
 
+@pytest.mark.slow  # 3-19 s: the fast run stays near a minute on a quick machine
 def test_summary_build_fails_when_mxnet_disagrees_with_the_static_counts(plugin):
     liar = plugin / "liar.yaml"
     liar.write_text(SPEC.replace("    - mish\n", "    - liar\n"))
