@@ -209,6 +209,18 @@ def reference(entry):
 
 
 def run_reference(spec):
+    try:
+        return _run_reference(spec)
+    except MXNetError as e:
+        if "delay_alloc" not in str(e):
+            raise
+        # MXNet 1.9.1's engine once failed this check on a plain Gluon reference of two dropouts, in one full run
+        # of four on a loaded machine, and not in 150 reruns of the same network: a fault of the reference's
+        # runtime, not of the analysis under test, so it is run again once
+        return _run_reference(spec)
+
+
+def _run_reference(spec):
     net = nn.HybridSequential()
     for entry in spec["stages"]["body"] + spec["stages"]["head"]:
         net.add(reference(entry))
