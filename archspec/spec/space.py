@@ -46,6 +46,7 @@ MAX_WORK = 20_000_000  # layers analysed in all by one sampling (about 10 minute
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Scalar = Union[None, bool, int, float, str]
+Branch = tuple[tuple[str, int], ...]  # the choices taken on the way to a tree: (choice's key, value's index), ...
 
 
 class _Distribution(BaseModel):
@@ -176,6 +177,9 @@ class Variable:
     distribution: Distribution
     mark: Mark  # where the key is written
     options: tuple[Any, ...] = ()  # a choice's values, marked (a chosen block reports problems at its line)
+    parent: Optional[str] = None  # the key of the choice it lives inside: drawn only when that choice is drawn
+    branches: frozenset[int] = frozenset()  # ... and one of these of its values is chosen
+    within: tuple[tuple[str, frozenset[int]], ...] = ()  # every choice around it, outermost first, and the values
 
     @property
     def labels(self) -> list[Scalar]:
@@ -213,6 +217,7 @@ class Constraint:
     node: Node
     mark: Mark
     path: FieldPath
+    reads: frozenset[str] = frozenset()  # the names it reads: it applies only where all of them are drawn
 
     def holds(self, names: dict[str, Any]) -> bool:
         try:
@@ -273,34 +278,36 @@ class Space:
     size: int = 1  # layers of the spec at its own values (what a network that turns out invalid may have cost)
 
     def draw(self, draw: Draw) -> dict[str, Any]:
-        return {v.key: v.draw(draw) for v in self.variables}
+        """A value for every variable whose choices (if it lives inside any) chose its branch, and for no other:
+        as Optuna's define-by-run asks a trial only for the parameters of the branch it took. The variables come
+        choice first, so a choice is drawn before the variables inside it."""
+        values: dict[str, Any] = {}
+        by_key = {v.key: v for v in self.variables}
+        for v in self.variables:
+            if v.parent is None or (v.parent in values and by_key[v.parent].index(values[v.parent]) in v.branches):
+                values[v.key] = v.draw(draw)
+        return values
 
     def names(self, values: dict[str, Any]) -> dict[str, Any]:
-        """The values by the names constraints use (a chosen block by its label, `0:resnext_block`)."""
+        """The values drawn by the names constraints use (a chosen block by its label, `0:resnext_block`)."""
         return {v.name: v.shown(values[v.key]) if isinstance(v.distribution, Choice) else values[v.key]
-                for v in self.variables}
+                for v in self.variables if v.key in values}
 
     def broken(self, values: dict[str, Any]) -> Optional[Constraint]:
-        """The first constraint `values` break, or None."""
+        """The first constraint `values` break, or None. A constraint that reads a variable not drawn (of a
+        branch not chosen) does not apply: it says nothing about a network without that variable."""
         names = self.names(values)
-        return next((c for c in self.constraints if not c.holds(names)), None)
+        return next((c for c in self.constraints if c.reads <= names.keys() and not c.holds(names)), None)
 
     def network(self, values: dict[str, Any]) -> SampledNetwork:
         """The network `values` make (whatever its cost); `SpecError` if they make no valid spec. Only the
         mappings and lists on the way to a value are copied: the rest of the tree is the space's own, which lets
         the memo recognise the entries no value reaches."""
-        tree, fresh = copied(self.tree), set()
-        for v in self.variables:
-            _, part, where = locate(tree, v.key, v.mark, "space.vary")
-            node = tree
-            for step in where:  # a copy of each container on the way, made once
-                child = node[step]
-                if id(child) not in fresh:
-                    child = copied(child)
-                    fresh.add(id(child))
-                    node[step] = child
-                node = child
-            assign(node, part, values[v.key], v.mark)
+        tree: Map = copied(self.tree)
+        fresh: set[int] = set()
+        for v in self.variables:  # a choice before the variables inside it, which go into the value chosen
+            if v.key in values:
+                _placed(tree, v, values[v.key], fresh)
         spec = validate(tree, self.max_layers, self.memo)
         return SampledNetwork(values, tree, spec, summarize(spec, limits=None))
 
@@ -332,8 +339,8 @@ class Space:
         return self.tree.mark, ("space",)
 
     def shown(self, values: dict[str, Any]) -> dict[str, Scalar]:
-        """The values as reports show them, by name."""
-        return {v.name: v.shown(values[v.key]) for v in self.variables}
+        """The values drawn as reports show them, by name (a variable of a branch not chosen has none)."""
+        return {v.name: v.shown(values[v.key]) for v in self.variables if v.key in values}
 
     def described(self, values: dict[str, Any]) -> str:
         """The values in one line: `name=value, ...`."""
@@ -429,6 +436,7 @@ def load_space(path: Any, overrides: Any = None, max_layers: int = MAX_LAYERS, b
     named = {body["name"] if isinstance(body, Map) and isinstance(body.get("name"), str) else key
              for key, body in vary.items()}  # a variable refused above is not also an unknown name here
     constraints = _constraints(node.get("constraints"), node.value_mark("constraints"), named, problems)
+    constraints = _drawn_together(constraints, variables, problems)
     budget, limits = Budget(), Map()
     if isinstance(node.get("budget"), Map):
         limits = node["budget"]
@@ -450,49 +458,148 @@ def load_space(path: Any, overrides: Any = None, max_layers: int = MAX_LAYERS, b
 
 
 def _variables(tree: Map, vary: Any, mark: Mark, problems: list[Problem]) -> list[Variable]:
+    """The variables of `vary`, a choice before the variables that live inside it (whose key starts with the
+    choice's: `stages.b3.0.inception.c1` inside `stages.b3.0`), each checked where it goes."""
     if not isinstance(vary, Map) or not vary:
         problems.append(problem(mark, ("space", "vary"), "expected a mapping of paths to distributions, such as "
                                                          "`vary: {w1: {int: [16, 256], step: 16}}`"))
         return []
-    variables: list[Variable] = []
-    places: dict[tuple[Any, ...], str] = {}  # where each variable's value goes -> its key
+    written: dict[str, Distribution] = {}
     for key, body in vary.items():
         path: FieldPath = ("space", "vary", key)
-        at = vary.key_mark(key)
         kinds = [k for k in DISTRIBUTIONS if isinstance(body, Map) and k in body]
         if len(kinds) != 1:
             problems.append(problem(vary.value_mark(key), path, "a distribution is {int: [low, high]}, "
                                     f"{{float: [low, high]}} or {{choice: [...]}}, got {short(_data(body))}"))
             continue
         distribution = check_model(DISTRIBUTIONS[kinds[0]], body, path, problems)
-        found = _path_problem(tree, key, at, path)
-        if found is not None:
-            problems.append(found)
-        if distribution is None or found is not None:
+        if distribution is not None:
+            written[key] = distribution  # type: ignore[assignment]
+    parents = _parents(written)
+    variables: list[Variable] = []
+    contexts: dict[str, list[tuple[Branch, Map]]] = {}  # key -> the trees it goes into, one per branch
+    placed: list[tuple[Branch, tuple[Any, ...], str]] = []  # where each variable's value goes -> its key
+    for key in sorted(written, key=lambda k: _depth(k, parents)):  # stable: the file's order among equals
+        distribution, at, path = written[key], vary.key_mark(key), ("space", "vary", key)
+        parent = parents[key]
+        if parent is not None and parent not in contexts:
+            continue  # its choice was refused, and said why
+        outer = next((v for v in variables if v.key == parent), None)
+        trees = [((), tree)] if outer is None else [  # the choice's every value, in every tree the choice goes into
+            ((*branch, (outer.key, i)), _placed(copied(inside), outer, option, set()))
+            for branch, inside in contexts[outer.key] for i, option in enumerate(outer.options)]
+        found = [(branch, there, _path_problem(there, key, at, path)) for branch, there in trees]
+        reached = [(branch, there) for branch, there, wrong in found if wrong is None]
+        if not reached:
+            problems.append(found[0][2] if parent is None else _in_no_branch(key, parent, variables, at, path))
             continue
         name = distribution.name or key
         if name in (v.name for v in variables):
             problems.append(problem(at, path, f"two variables are named {name!r}"))
             continue
-        place = _place(tree, key, at)
-        other = next((k for p, k in places.items() if p[:len(place)] == place or place[:len(p)] == p), None)
-        if other is not None:  # one value would overwrite the other: the network built is not the one reported
-            how = "the same path as" if places.get(place) == other else (
-                "a path inside" if len(place) > len(next(p for p, k in places.items() if k == other)) else
-                "a path that holds")
-            problems.append(problem(at, path, f"{how} the variable {other}; each path may vary "
-                                              "once (vary the outer path's choices instead)"))
+        clash = _clash(key, [(branch, _place(there, key, at)) for branch, there in reached], placed, parents)
+        if clash is not None:
+            problems.append(problem(at, path, clash))
             continue
-        places[place] = key
-        options = tuple(body["choice"]) if isinstance(distribution, Choice) else ()
-        variables.append(Variable(key, name, distribution, at, options))
+        placed += [(branch, _place(there, key, at), key) for branch, there in reached]
+        contexts[key] = reached
+        options = tuple(vary[key]["choice"]) if isinstance(distribution, Choice) else ()
+        branches = frozenset(branch[-1][1] for branch, _ in reached) if outer is not None else frozenset()
+        within = () if outer is None else (*outer.within, (outer.key, branches))
+        variables.append(Variable(key, name, distribution, at, options, parent, branches, within))
     return variables
+
+
+def _parents(written: dict[str, Distribution]) -> dict[str, Optional[str]]:
+    """Each variable's choice: the longest key of a choice that its own key starts with (`stages.b3.0` for
+    `stages.b3.0.inception.c1`), or None."""
+    choices = [k for k, d in written.items() if isinstance(d, Choice)]
+    return {key: max((c for c in choices if key.startswith(c + ".")), key=len, default=None) for key in written}
+
+
+def _depth(key: str, parents: dict[str, Optional[str]]) -> int:
+    """How many choices a variable lives inside."""
+    parent = parents[key]
+    return 0 if parent is None else 1 + _depth(parent, parents)
+
+
+def _in_no_branch(key: str, parent: str, variables: Sequence[Variable], at: Mark, path: FieldPath) -> Problem:
+    choice = next(v for v in variables if v.key == parent)
+    return problem(at, path, f"{key} lives inside the choice {parent} (its key starts with the choice's), but "
+                             f"none of its values has that path (values: {', '.join(map(str, choice.labels))}); "
+                             "a variable inside a choice is a path into one of its values")
+
+
+def _clash(key: str, places: list[tuple[Branch, tuple[Any, ...]]],
+           placed: list[tuple[Branch, tuple[Any, ...], str]], parents: dict[str, Optional[str]]) -> Optional[str]:
+    """Why a variable's value would overwrite another's, or None: the same path, a path inside another variable's
+    (not a choice it lives inside) or around it, in a network where both are drawn."""
+    ancestors = set()
+    parent = parents[key]
+    while parent is not None:
+        ancestors.add(parent)
+        parent = parents[parent]
+    for branch, place in places:
+        for other_branch, other_place, other in placed:
+            if other in ancestors or not _together(branch, other_branch):
+                continue
+            if other_place[:len(place)] == place or place[:len(other_place)] == other_place:
+                how = "the same path as" if other_place == place else (
+                    "a path inside" if len(place) > len(other_place) else "a path that holds")
+                return (f"{how} the variable {other}; each path may vary once (a variable inside a choice of "
+                        f"values starts with the choice's key: {other}.PATH)")
+    return None
+
+
+def _together(a: Branch, b: Branch) -> bool:
+    """Whether two trees can be one network's: they took the same value of every choice both took."""
+    taken = dict(a)
+    return all(taken.get(choice, index) == index for choice, index in b)
+
+
+def _placed(tree: Map, v: Variable, value: Any, fresh: set[int]) -> Map:
+    """`tree` with `value` at `v`'s path (in place): only the containers on the way are copied, each once (`fresh`
+    holds the copies' ids), so the rest stays the space's own, which the memo recognises."""
+    _, part, where = locate(tree, v.key, v.mark, "space.vary")
+    node: Any = tree
+    for step in where:
+        child = node[step]
+        if id(child) not in fresh:
+            child = copied(child)
+            fresh.add(id(child))
+            node[step] = child
+        node = child
+    assign(node, part, value, v.mark)
+    return tree
+
+
+def _drawn_together(constraints: list[Constraint], variables: Sequence[Variable],
+                    problems: list[Problem]) -> list[Constraint]:
+    """The constraints that can apply: one that reads variables of different values of one choice (never drawn
+    together) would never apply, which is a mistake, refused at its line."""
+    by_name = {v.name: v for v in variables}
+    out = []
+    for c in constraints:
+        needed: dict[str, frozenset[int]] = {}
+        for name in sorted(c.reads & by_name.keys()):
+            for choice, branches in by_name[name].within:
+                needed[choice] = needed.get(choice, branches) & branches
+        never = next((choice for choice, branches in needed.items() if not branches), None)
+        if never is not None:
+            apart = [n for n in sorted(c.reads & by_name.keys()) if never in dict(by_name[n].within)]
+            problems.append(problem(c.mark, c.path, f"{c.text}: reads {', '.join(apart)}, which live in different "
+                                                    f"values of the choice {never} and are never drawn together, so "
+                                                    "it would never apply (write one constraint per value)"))
+            continue
+        out.append(c)
+    return out
 
 
 def _overridden(tree: Map, overrides: Any, variables: Sequence[Variable]) -> list[Problem]:
     """An override of a value the space varies, which every network would replace: refused, not silently lost."""
     found = []
-    places = {v.key: _place(tree, v.key, v.mark) for v in variables}
+    places = {v.key: _place(tree, v.key, v.mark) for v in variables if v.parent is None}  # (its choice's covers
+    # a variable inside a choice)
     for key, _, at in parse_overrides(overrides):
         try:
             place = _place(tree, key, at)
@@ -567,7 +674,7 @@ def _constraints(raw: Any, mark: Mark, names: set[str], problems: list[Problem])
             problems.append(problem(at, path, f"a constraint is true or false (a comparison such as `w2 >= w1`, "
                                               f"joined by and, or, not); {text} is a value"))
             continue
-        out.append(Constraint(text, node, at, path))
+        out.append(Constraint(text, node, at, path, frozenset(_names_in(node))))
     return out
 
 

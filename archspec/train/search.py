@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..files import write_atomically
 from ..spec import with_overrides
 from ..spec.diagnostics import InputError
-from ..spec.space import ATTEMPTS_PER_NETWORK, SampledNetwork, Rejections, Space, load_space, sample, spec_text
+from ..spec.space import (ATTEMPTS_PER_NETWORK, SampledNetwork, Rejections, Space, Variable, load_space, sample,
+                          spec_text)
 from .config import Config
 from .folder import LOCK, RunFolder
 
@@ -168,8 +169,16 @@ def variables(space: Space) -> dict[str, Any]:
     """A space's variables as a study remembers them: each path's name and distribution (a choice by the labels
     Optuna sees), as JSON gives them back."""
     described = {v.key: {"name": v.name, **v.distribution.model_dump(by_alias=True, exclude={"name", "choice"}),
-                         **({"choice": v.labels} if v.options else {})} for v in space.variables}
+                         **({"choice": v.labels} if v.options else {}), **_inside(space, v)} for v in space.variables}
     return dict(json.loads(json.dumps(described)))
+
+
+def _inside(space: Space, v: Variable) -> dict[str, Any]:
+    """For a variable that lives inside a choice: the choice and the values of it under which it is drawn."""
+    if v.parent is None:
+        return {}
+    choice = next(c for c in space.variables if c.key == v.parent)
+    return {"inside": v.parent, "when": [choice.labels[i] for i in sorted(v.branches)]}
 
 
 def open_study(settings: Settings, worker: int = 0, store: Any = None, space: Optional[Space] = None) -> Any:

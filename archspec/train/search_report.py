@@ -61,6 +61,8 @@ def base_values(space_path: str) -> Optional[dict[str, Any]]:
         return None
     values = {}
     for v in space.variables:
+        if v.parent is not None:
+            continue  # inside a choice: a value of the chosen branch, which the space's own value may not be
         node, part, _ = locate(space.tree, v.key, v.mark)
         here = node.get(part) if isinstance(node, dict) else node[part]
         values[v.name] = v.shown(here)  # "-": a value that is none of a choice's
