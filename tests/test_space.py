@@ -196,13 +196,13 @@ def space_file(tmp_path, section, name="space.yaml"):
 @pytest.mark.parametrize("section, fragment, line", [
     ("  vary:\n    c1: {int: [1, 3]}\n    args.c1: {int: [10, 12], name: big}\n", "the same path as the variable c1",
      12),
-    ("  vary:\n    stages.body.1: {choice: [{conv: {channels: 3}}, {conv: {channels: 5}}]}\n"
-     "    stages.body.1.conv.channels: {int: [1, 3]}\n", "a path inside the variable stages.body.1", 12),
-    ("  vary:\n    stages.body.1.channels: {int: [1, 3]}\n"
-     "    stages.body.1: {choice: [{conv: {channels: 3}}, {conv: {channels: 5}}]}\n",
-     "a path that holds the variable stages.body.1.channels", 12),
+    ("  vary:\n    stages.body.1.conv: {int: [1, 3]}\n"
+     "    stages.body.1.conv.channels: {int: [1, 3]}\n", "a path inside the variable stages.body.1.conv", 12),
+    ("  vary:\n    stages.body.1.conv.channels: {int: [1, 3]}\n"
+     "    stages.body.1.conv: {int: [1, 3]}\n",
+     "a path that holds the variable stages.body.1.conv.channels", 12),
     ("  vary:\n    stages.body.-1.channels: {int: [1, 3]}\n", "a negative index is not taken here", 11),
-], ids=["same argument twice", "inside a choice of blocks", "around a varied field", "negative index"])
+], ids=["same argument twice", "inside a varied value", "around a varied field", "negative index"])
 def test_two_variables_on_one_path_are_refused_at_the_second(capsys, tmp_path, section, fragment, line):
     """Defect 1 of issue 15: the value reported was not the value of the network built."""
     path = space_file(tmp_path, section)
@@ -359,3 +359,110 @@ def test_sampling_looks_up_what_networks_share_in_time_that_does_not_grow_with_n
     assert sum(len(variants) for variants in loaded.memo.entries.values()) > kept  # new values were kept, and
     # found again by value: ten times the networks keep far fewer than ten times the variants
     assert sum(len(variants) for variants in loaded.memo.entries.values()) < 10 * kept
+
+
+CONDITIONAL = str(ROOT / "specs" / "inception-or-residual-space.yaml")
+INCEPTION = {"stages.body.0", "stages.body.0.inception.c1", "stages.body.0.inception.c2.1",
+             "stages.body.0.inception.c4"}  # the file's keys: a choice, and the variables of each of its values
+RESIDUAL = {"stages.body.0", "stages.body.0.residual.channels"}
+
+
+@pytest.mark.slow  # 1,000 networks analysed: 3-8 s
+def test_a_variable_inside_a_choice_is_drawn_and_constrained_only_when_its_branch_is_chosen():
+    """Defect 9 of issue 23: a variable of a branch not chosen was still drawn and constrained. In 1,000 networks
+    each has exactly the variables of the block it chose, they are in its spec, the other block's are nowhere in
+    it, and each branch's constraint holds for that branch and never rejects the other's."""
+    from archspec.spec.space import _data
+
+    result = sample(load_space(CONDITIONAL), 1000, seed=0)
+    chosen = {"inception": 0, "residual": 0}
+    for network in result.networks:
+        v, [entry] = network.values, [_data(network.tree["stages"]["body"][0])]
+        kind = next(iter(entry))
+        chosen[kind] += 1
+        if kind == "inception":
+            assert set(v) == INCEPTION and "residual" not in str(_data(network.tree["stages"]))
+            body = entry["inception"]
+            assert (body["c1"], body["c2"][1], body["c4"]) == (v["stages.body.0.inception.c1"],
+                                                               v["stages.body.0.inception.c2.1"],
+                                                               v["stages.body.0.inception.c4"])
+            assert body["c2"][1] >= body["c1"] and body["c3"] == [16, 32]  # the constraint; c3 is not varied
+        else:
+            assert set(v) == RESIDUAL and entry == {"residual": {"channels": v["stages.body.0.residual.channels"]}}
+            assert entry["residual"]["channels"] >= 32 and "inception" not in str(_data(network.tree["stages"]))
+    assert min(chosen.values()) > 400  # both branches, about half each
+    # each constraint rejected networks of its own branch, so it applied there; and it let the other through
+    assert result.rejections.counts["constraint c2 >= c1"] > 0 and result.rejections.counts["constraint channels >= 32"] > 0
+
+
+def test_a_conditional_network_is_the_spec_file_sample_writes(capsys, tmp_path):
+    code, out, _ = run(capsys, "sample", CONDITIONAL, "-n", 6, "--seed", 3, "--json", "--out", tmp_path / "s")
+    assert code == 0
+    networks = json.loads(out)["networks"]
+    assert {n["values"]["block"] for n in networks} == {"0:inception", "1:residual"}
+    for n in networks:
+        drawn = {"c1", "c2", "c4"} if n["values"]["block"] == "0:inception" else {"channels"}
+        assert set(n["values"]) == {"block"} | drawn  # the values of the branch taken, no placeholder for others
+        s = summarize(load_spec(n["file"]))
+        assert (s.params + s.state, s.macs) == (n["params"], n["macs"])
+    code, out, _ = run(capsys, "sample", CONDITIONAL, "-n", 4, "--seed", 3)
+    assert code == 0 and " - " in out  # the table shows a variable not drawn as -
+
+
+def test_spaces_that_varied_a_field_inside_a_chosen_block_are_now_conditional(tmp_path):
+    """Issue 15 refused these (one path varied twice); a variable inside a choice is now drawn in the value chosen:
+    here both blocks have `channels`, so it is drawn whichever is chosen, and the network built has it."""
+    for section in ("  vary:\n    stages.body.1: {choice: [{conv: {channels: 3, kernel: 3}}, {conv: {channels: 5, "
+                    "kernel: 1}}]}\n    stages.body.1.conv.channels: {int: [1, 3]}\n",
+                    "  vary:\n    stages.body.1.channels: {int: [1, 3]}\n"
+                    "    stages.body.1: {choice: [{conv: {channels: 3, kernel: 3}}, {conv: {channels: 5, kernel: 1}}]}\n"):
+        space = load_space(space_file(tmp_path, section))
+        assert [v.key for v in space.variables][0] == "stages.body.1"  # the choice is drawn first
+        for network in sample(space, 20, seed=0).networks:
+            [channels] = [value for key, value in network.values.items() if key.endswith("channels")]
+            assert network.spec.stages["body"][1].channels == channels
+
+
+CONDITIONAL_HEAD = HEAD.replace("    - conv: {channels: $c2, kernel: 3, stride: 2, activation: relu}",
+                                "    - residual: {channels: 8}")
+
+
+@pytest.mark.parametrize("section, fragment, line", [
+    ("  vary:\n    stages.body.1: {choice: [{residual: {channels: 8}}, {inception: {c1: 4, c2: [4, 4], c3: [4, 4], "
+     "c4: 4}}]}\n    stages.body.1.inception.c9: {int: [1, 3]}\n",
+     "stages.body.1.inception.c9 lives inside the choice stages.body.1 (its key starts with the choice's), but none "
+     "of its values has that path (values: 0:residual, 1:inception)", 12),
+    ("  vary:\n    stages.body.1: {choice: [{residual: {channels: 8}}, {inception: {c1: 4, c2: [4, 4], c3: [4, 4], "
+     "c4: 4}}]}\n    stages.body.1.residual.channels: {int: [4, 16], name: width}\n"
+     "    stages.body.1.inception.c1: {int: [1, 8], name: c1}\n  constraints: [width >= c1]\n",
+     "width >= c1: reads c1, width, which live in different values of the choice stages.body.1 and are never drawn "
+     "together, so it would never apply", 14),
+    ("  vary:\n    c2: {choice: [4, 8]}\n    c2.0: {int: [1, 3]}\n", "none of its values has that path", 12),
+], ids=["a path in no value of its choice", "a constraint across two values of one choice",
+        "inside a choice of numbers"])
+def test_a_malformed_conditional_space_is_refused_at_its_line(capsys, tmp_path, section, fragment, line):
+    path = tmp_path / "space.yaml"
+    path.write_text(CONDITIONAL_HEAD + "space:\n" + section)
+    code, out, _ = run(capsys, "validate", path)
+    assert code == 1 and fragment in out and f"{path}:{line}:" in out, out
+    code, _, err = run(capsys, "sample", path, "--out", tmp_path / "out")
+    assert code == 1 and fragment in err and not (tmp_path / "out").exists()
+
+
+def test_optuna_asks_a_trial_only_for_the_variables_of_the_branch_it_took():
+    """Define-by-run: each conditional variable is one Optuna parameter, named by its key (stable across trials,
+    distinct per branch), suggested only in the trials whose choice took its branch; TPE learns each from those."""
+    import optuna
+
+    from archspec.train.search import OptunaDraw
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    space = load_space(CONDITIONAL)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0, n_startup_trials=5))
+    for _ in range(30):
+        trial = study.ask()
+        values = space.draw(OptunaDraw(trial))
+        assert set(trial.params) == set(values) in (INCEPTION, RESIDUAL)
+        study.tell(trial, 1.0 if space.broken(values) is None else 0.0)
+    taken = {t.params["stages.body.0"] for t in study.trials}
+    assert taken == {"0:inception", "1:residual"}

@@ -474,7 +474,7 @@ def _variables(tree: Map, vary: Any, mark: Mark, problems: list[Problem]) -> lis
             continue
         distribution = check_model(DISTRIBUTIONS[kinds[0]], body, path, problems)
         if distribution is not None:
-            written[key] = distribution  # type: ignore[assignment]
+            written[key] = distribution
     parents = _parents(written)
     variables: list[Variable] = []
     contexts: dict[str, list[tuple[Branch, Map]]] = {}  # key -> the trees it goes into, one per branch
@@ -488,10 +488,13 @@ def _variables(tree: Map, vary: Any, mark: Mark, problems: list[Problem]) -> lis
         trees = [((), tree)] if outer is None else [  # the choice's every value, in every tree the choice goes into
             ((*branch, (outer.key, i)), _placed(copied(inside), outer, option, set()))
             for branch, inside in contexts[outer.key] for i, option in enumerate(outer.options)]
-        found = [(branch, there, _path_problem(there, key, at, path)) for branch, there in trees]
-        reached = [(branch, there) for branch, there, wrong in found if wrong is None]
+        wrong = [(branch, there, _path_problem(there, key, at, path)) for branch, there in trees]
+        reached = [(branch, there) for branch, there, found in wrong if found is None]
         if not reached:
-            problems.append(found[0][2] if parent is None else _in_no_branch(key, parent, variables, at, path))
+            if outer is not None:
+                problems.append(_in_no_branch(key, outer, at, path))
+            else:  # outside any choice: the one tree's problem
+                problems += [found for _, _, found in wrong if found is not None]
             continue
         name = distribution.name or key
         if name in (v.name for v in variables):
@@ -523,9 +526,8 @@ def _depth(key: str, parents: dict[str, Optional[str]]) -> int:
     return 0 if parent is None else 1 + _depth(parent, parents)
 
 
-def _in_no_branch(key: str, parent: str, variables: Sequence[Variable], at: Mark, path: FieldPath) -> Problem:
-    choice = next(v for v in variables if v.key == parent)
-    return problem(at, path, f"{key} lives inside the choice {parent} (its key starts with the choice's), but "
+def _in_no_branch(key: str, choice: Variable, at: Mark, path: FieldPath) -> Problem:
+    return problem(at, path, f"{key} lives inside the choice {choice.key} (its key starts with the choice's), but "
                              f"none of its values has that path (values: {', '.join(map(str, choice.labels))}); "
                              "a variable inside a choice is a path into one of its values")
 
