@@ -383,3 +383,27 @@ def test_a_search_applies_resize_once_to_the_space_not_again_to_each_trial(digit
     assert applied == [{"height": 24, "width": 24}]
     [trial] = glob.glob(str(tmp_path / "runs" / "small" / "trial-*" / "run" / "spec.yaml"))
     assert load_spec(trial).input.shape == (1, 24, 24)
+
+
+@pytest.mark.slow
+def test_search_runs_a_conditional_space_asking_each_trial_for_its_branch_variables_only(digits, tmp_path, capsys):
+    """The README's conditional space (an Inception block or a residual block, each with its own widths): each
+    trial's parameters are the choice and the variables of the block it took, and its spec has that block."""
+    space = Path(__file__).resolve().parent.parent / "specs" / "inception-or-residual-space.yaml"
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(search(space, digits, tmp_path / "runs", url, "--search-seed", "1", "--resize", "12", "--batch-size",
+                       "128", trials=4, epochs=1)) == 0  # 12x12 images, large batches: a few seconds a trial
+    branch = {"0:inception": {"stages.body.0", "stages.body.0.inception.c1", "stages.body.0.inception.c2.1",
+                              "stages.body.0.inception.c4"},
+              "1:residual": {"stages.body.0", "stages.body.0.residual.channels"}}
+    done = trained(url)
+    assert len(done) == 4
+    for t in trials(url):
+        assert set(t.params) == branch[t.params["stages.body.0"]]
+    assert {t.params["stages.body.0"] for t in done} == set(branch)  # both blocks trained
+    for t in done:
+        [spec] = glob.glob(str(tmp_path / "runs" / "small" / f"trial-{t.number:04d}" / "run" / "spec.yaml"))
+        import yaml
+
+        entry = yaml.safe_load(Path(spec).read_text())["stages"]["body"][0]
+        assert list(entry) == [t.params["stages.body.0"].split(":")[1]]  # the block the trial took, alone

@@ -438,8 +438,11 @@ CONDITIONAL_HEAD = HEAD.replace("    - conv: {channels: $c2, kernel: 3, stride: 
      "width >= c1: reads c1, width, which live in different values of the choice stages.body.1 and are never drawn "
      "together, so it would never apply", 14),
     ("  vary:\n    c2: {choice: [4, 8]}\n    c2.0: {int: [1, 3]}\n", "none of its values has that path", 12),
+    ("  vary:\n    stages.body.1: {choice: [{residual: {channels: 8}}, {inception: {c1: 4, c2: [4, 4], c3: [4, 4], "
+     "c4: 4}}]}\n    stages.body.1.inception.c1: {int: [1, 3]}\n    stages.body.1.c1: {int: [1, 3]}\n",
+     "the same path as the variable stages.body.1.inception.c1", 13),
 ], ids=["a path in no value of its choice", "a constraint across two values of one choice",
-        "inside a choice of numbers"])
+        "inside a choice of numbers", "one path twice in one value"])
 def test_a_malformed_conditional_space_is_refused_at_its_line(capsys, tmp_path, section, fragment, line):
     path = tmp_path / "space.yaml"
     path.write_text(CONDITIONAL_HEAD + "space:\n" + section)
@@ -466,3 +469,26 @@ def test_optuna_asks_a_trial_only_for_the_variables_of_the_branch_it_took():
         study.tell(trial, 1.0 if space.broken(values) is None else 0.0)
     taken = {t.params["stages.body.0"] for t in study.trials}
     assert taken == {"0:inception", "1:residual"}
+
+
+def test_choices_nest_and_a_variable_is_drawn_only_when_every_choice_around_it_took_its_branch(tmp_path):
+    section = ("  vary:\n    stages.body.1.inception.c2.1: {int: [8, 16], name: wide}\n"  # before its choices: fine
+               "    stages.body.1.inception.c2: {choice: [[4, 4], [2, 4]], name: c2}\n"
+               "    stages.body.1: {choice: [{residual: {channels: 8}}, {inception: {c1: 4, c2: [4, 4], c3: [4, 4], "
+               "c4: 4}}], name: block}\n")
+    path = tmp_path / "space.yaml"
+    path.write_text(CONDITIONAL_HEAD + "space:\n" + section)
+    space = load_space(path)
+    assert [v.name for v in space.variables] == ["block", "c2", "wide"]
+    taken = set()
+    for network in sample(space, 40, seed=0).networks:
+        shown = space.shown(network.values)
+        taken.add(shown["block"])
+        if shown["block"] == "0:residual":
+            assert set(shown) == {"block"}
+        else:
+            assert set(shown) == {"block", "c2", "wide"}
+            entry = network.tree["stages"]["body"][1]["inception"]
+            chosen = network.values["stages.body.1.inception.c2"]  # [4, 4] or [2, 4], its first width kept
+            assert list(entry["c2"]) == [chosen[0], shown["wide"]] and list(entry["c3"]) == [4, 4]
+    assert taken == {"0:residual", "1:inception"}
