@@ -492,3 +492,18 @@ def test_choices_nest_and_a_variable_is_drawn_only_when_every_choice_around_it_t
             chosen = network.values["stages.body.1.inception.c2"]  # [4, 4] or [2, 4], its first width kept
             assert list(entry["c2"]) == [chosen[0], shown["wide"]] and list(entry["c3"]) == [4, 4]
     assert taken == {"0:residual", "1:inception"}
+
+
+def test_nested_choices_are_bounded_where_a_variable_inside_them_is_written(tmp_path, monkeypatch):
+    """Each value of the choices around a variable is checked for its path: a hostile nesting is refused, not
+    walked for hours."""
+    import archspec.spec.space as space
+
+    monkeypatch.setattr(space, "MAX_BRANCHES", 3)
+    path = space_file(tmp_path, "  vary:\n    stages.body.1: {choice: [{conv: {channels: 1, kernel: 3}}, {conv: "
+                                "{channels: 2, kernel: 3}}, {conv: {channels: 3, kernel: 3}}, {conv: {channels: 4, "
+                                "kernel: 3}}]}\n    stages.body.1.conv.channels: {int: [1, 3]}\n")
+    with pytest.raises(space.SpecError) as e:
+        load_space(path)
+    assert str(e.value).startswith(f"{path}:12:5: space.vary.stages.body.1.conv.channels: inside 4 values of nested "
+                                   "choices; at most 3"), str(e.value)

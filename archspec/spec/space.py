@@ -7,12 +7,15 @@
         b1: {choice: [1, 0.5, 0.25]}            # one of these values
         width: {float: [0.5, 2.0], log: true}   # a number, log-uniform
         stages.body.0: {choice: [{resnext_block: {channels: 64}}, {residual: {channels: 64}}], name: block}
-      constraints:                              # expressions over the sampled values; a network satisfies all
+        stages.body.0.residual.channels: {int: [32, 128], step: 32, name: rw}   # inside that choice: drawn only
+      constraints:                              # when `residual` is chosen; a network satisfies all that apply
         - w2 >= w1
+        - rw >= w1
       budget: {max_params: 2_000_000, max_macs: 500_000_000, max_memory: 16_000_000}
 
-A network of the space is the spec with one value drawn for every path: valid, satisfying every constraint, and
-within the budget, all checked statically (constraints first, as they cost nothing; then the spec is expanded,
+A network of the space is the spec with one value drawn for every path (of a variable inside a choice, only when
+the value chosen has its path; a constraint applies only where every name it reads was drawn): valid, satisfying
+every constraint, and within the budget, all checked statically (constraints first, as they cost nothing; then the spec is expanded,
 validated and analysed). Values are drawn by a `Draw`: at random here (`RandomDraw`), by an Optuna trial in
 `archspec.train.search`, so both walk the same space.
 """
@@ -42,6 +45,7 @@ from .schema import SPEC_KEYS, Spec, validate
 MAX_VALUES = 1_000_000  # integers in one range: a larger one is a typo, or needs a step or log
 GIVE_UP_AFTER = 1_000  # attempts without one network in the space: it has none worth looking for
 ATTEMPTS_PER_NETWORK = 100  # and at most this many attempts per network asked for
+MAX_BRANCHES = 10_000  # values of the choices around one variable, each checked for its path: nesting is bounded
 MAX_WORK = 20_000_000  # layers analysed in all by one sampling (about 10 minutes): an untrusted space never hogs
 
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
@@ -485,6 +489,10 @@ def _variables(tree: Map, vary: Any, mark: Mark, problems: list[Problem]) -> lis
         if parent is not None and parent not in contexts:
             continue  # its choice was refused, and said why
         outer = next((v for v in variables if v.key == parent), None)
+        if outer is not None and len(contexts[outer.key]) * len(outer.options) > MAX_BRANCHES:
+            problems.append(problem(at, path, f"inside {len(contexts[outer.key]) * len(outer.options):,} values of "
+                                              f"nested choices; at most {MAX_BRANCHES:,}"))
+            continue
         trees = [((), tree)] if outer is None else [  # the choice's every value, in every tree the choice goes into
             ((*branch, (outer.key, i)), _placed(copied(inside), outer, option, set()))
             for branch, inside in contexts[outer.key] for i, option in enumerate(outer.options)]
