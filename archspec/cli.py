@@ -390,8 +390,9 @@ def cmd_sample(args: Args) -> int:
                           "rejected": dict(tally.rejections.counts.most_common()), "networks": rows}, indent=1))
     else:
         names = [v.name for v in space.variables]
-        lines = [[str(r["index"]), *(str(r["values"].get(n, "-")) for n in names), f"{r['params']:,}", f"{r['macs'] / 1e6:,.1f} M",
-                  f"{r['memory'] / 2**20:,.2f} MiB", *([str(r["file"])] if args.out else [])] for r in rows]
+        lines = [[str(r["index"]), *(str(r["values"].get(n, "-")) for n in names),  # -: not drawn (another branch)
+                  f"{r['params']:,}", f"{r['macs'] / 1e6:,.1f} M", f"{r['memory'] / 2**20:,.2f} MiB",
+                  *([str(r["file"])] if args.out else [])] for r in rows]
         print(table(["#", *names, "params", "MACs", "memory", *(["file"] if args.out else [])], lines,
                     "r" * (len(names) + 4) + "l"))
         print(f"{len(lines):,} networks in {tally.attempts:,} attempts; rejected:"

@@ -392,7 +392,8 @@ def test_a_variable_inside_a_choice_is_drawn_and_constrained_only_when_its_branc
             assert entry["residual"]["channels"] >= 32 and "inception" not in str(_data(network.tree["stages"]))
     assert min(chosen.values()) > 400  # both branches, about half each
     # each constraint rejected networks of its own branch, so it applied there; and it let the other through
-    assert result.rejections.counts["constraint c2 >= c1"] > 0 and result.rejections.counts["constraint channels >= 32"] > 0
+    rejected = result.rejections.counts
+    assert rejected["constraint c2 >= c1"] > 0 and rejected["constraint channels >= 32"] > 0
 
 
 def test_a_conditional_network_is_the_spec_file_sample_writes(capsys, tmp_path):
@@ -415,7 +416,8 @@ def test_spaces_that_varied_a_field_inside_a_chosen_block_are_now_conditional(tm
     for section in ("  vary:\n    stages.body.1: {choice: [{conv: {channels: 3, kernel: 3}}, {conv: {channels: 5, "
                     "kernel: 1}}]}\n    stages.body.1.conv.channels: {int: [1, 3]}\n",
                     "  vary:\n    stages.body.1.channels: {int: [1, 3]}\n"
-                    "    stages.body.1: {choice: [{conv: {channels: 3, kernel: 3}}, {conv: {channels: 5, kernel: 1}}]}\n"):
+                    "    stages.body.1: {choice: [{conv: {channels: 3, kernel: 3}}, {conv: {channels: 5, "
+                    "kernel: 1}}]}\n"):
         space = load_space(space_file(tmp_path, section))
         assert [v.key for v in space.variables][0] == "stages.body.1"  # the choice is drawn first
         for network in sample(space, 20, seed=0).networks:

@@ -15,9 +15,9 @@
 
 A network of the space is the spec with one value drawn for every path (of a variable inside a choice, only when
 the value chosen has its path; a constraint applies only where every name it reads was drawn): valid, satisfying
-every constraint, and within the budget, all checked statically (constraints first, as they cost nothing; then the spec is expanded,
-validated and analysed). Values are drawn by a `Draw`: at random here (`RandomDraw`), by an Optuna trial in
-`archspec.train.search`, so both walk the same space.
+every constraint, and within the budget, all checked statically (constraints first, as they cost nothing; then the
+spec is expanded, validated and analysed). Values are drawn by a `Draw`: at random here (`RandomDraw`), by an Optuna
+trial in `archspec.train.search`, so both walk the same space.
 """
 from __future__ import annotations
 
@@ -508,7 +508,7 @@ def _variables(tree: Map, vary: Any, mark: Mark, problems: list[Problem]) -> lis
         if name in (v.name for v in variables):
             problems.append(problem(at, path, f"two variables are named {name!r}"))
             continue
-        clash = _clash(key, [(branch, _place(there, key, at)) for branch, there in reached], placed, parents)
+        clash = _clash(key, [(branch, _place(there, key, at)) for branch, there in reached], placed, parents, written)
         if clash is not None:
             problems.append(problem(at, path, clash))
             continue
@@ -540,8 +540,8 @@ def _in_no_branch(key: str, choice: Variable, at: Mark, path: FieldPath) -> Prob
                              "a variable inside a choice is a path into one of its values")
 
 
-def _clash(key: str, places: list[tuple[Branch, tuple[Any, ...]]],
-           placed: list[tuple[Branch, tuple[Any, ...], str]], parents: dict[str, Optional[str]]) -> Optional[str]:
+def _clash(key: str, places: list[tuple[Branch, tuple[Any, ...]]], placed: list[tuple[Branch, tuple[Any, ...], str]],
+           parents: dict[str, Optional[str]], written: dict[str, Distribution]) -> Optional[str]:
     """Why a variable's value would overwrite another's, or None: the same path, a path inside another variable's
     (not a choice it lives inside) or around it, in a network where both are drawn."""
     ancestors = set()
@@ -556,8 +556,9 @@ def _clash(key: str, places: list[tuple[Branch, tuple[Any, ...]]],
             if other_place[:len(place)] == place or place[:len(other_place)] == other_place:
                 how = "the same path as" if other_place == place else (
                     "a path inside" if len(place) > len(other_place) else "a path that holds")
-                return (f"{how} the variable {other}; each path may vary once (a variable inside a choice of "
-                        f"values starts with the choice's key: {other}.PATH)")
+                inside = (f"a variable inside the choice {other} starts with its key, {other}.PATH" if other in parents
+                          and isinstance(written[other], Choice) else "vary the outer path's choices instead")
+                return f"{how} the variable {other}; each path may vary once ({inside})"
     return None
 
 
@@ -608,8 +609,8 @@ def _drawn_together(constraints: list[Constraint], variables: Sequence[Variable]
 def _overridden(tree: Map, overrides: Any, variables: Sequence[Variable]) -> list[Problem]:
     """An override of a value the space varies, which every network would replace: refused, not silently lost."""
     found = []
-    places = {v.key: _place(tree, v.key, v.mark) for v in variables if v.parent is None}  # (its choice's covers
-    # a variable inside a choice)
+    places = {v.key: _place(tree, v.key, v.mark) for v in variables if v.parent is None}  # a choice's place holds
+    # the places of the variables inside it
     for key, _, at in parse_overrides(overrides):
         try:
             place = _place(tree, key, at)
