@@ -279,3 +279,26 @@ def test_null_still_marks_a_required_argument_with_a_deprecation_warning(write_s
     assert [(w.line, w.severity, w.message) for w in s.warnings] == [
         (5, "warning", "`channels: null` as a required argument is deprecated (in a `base:` merge null deletes): "
                        "write `channels: required`")]
+
+
+def test_conv_bn_takes_a_factorised_kernel_and_pads_each_side_by_half_of_it(write_spec):
+    """Inception-v3's 1x7 and 7x1 convolutions through the library's conv_bn: `${kernel // 2}` halves each of
+    the pair, so the block keeps the size exactly as the plain convolution padded [0, 3] and [3, 0] does."""
+    blocked = spec(write_spec, "    - conv_bn: {channels: 4, kernel: [1, 7]}\n"
+                               "    - conv_bn: {channels: 5, kernel: [7, 1]}\n"
+                               "    - conv_bn: {channels: 6}\n")
+    conv = "    - conv: {channels: %d, kernel: %s, padding: %s, bias: false, batchnorm: true}\n"
+    plain = spec(write_spec, conv % (4, "[1, 7]", "[0, 3]") + conv % (5, "[7, 1]", "[3, 0]") + conv % (6, 3, 1))
+    a, b = summarize(load_spec(blocked)), summarize(load_spec(plain))
+    assert [r.output for r in a.rows if r.depth == 1] == [(4, 8, 8), (5, 8, 8), (6, 8, 8)]
+    assert [r.output for r in a.rows if r.depth == 1] == [r.output for r in b.rows if r.depth == 1]
+    # torch.nn.Conv2d(3, 4, (1, 7), bias=False) + BatchNorm2d(4), (4, 5, (7, 1)), (5, 6, 3): weights and affine
+    assert a.params == b.params == (3 * 4 * 7 + 2 * 4) + (4 * 5 * 7 + 2 * 5) + (5 * 6 * 9 + 2 * 6)
+
+
+@pytest.mark.parametrize("kernel, message", [("[1, 7, 3]", "kernel"), ("[0, 7]", "kernel"), ("'x'", "kernel")])
+def test_conv_bn_refuses_a_kernel_that_is_not_a_size_or_a_pair(write_spec, capsys, kernel, message):
+    path = spec(write_spec, f"    - conv_bn: {{channels: 4, kernel: {kernel}}}\n")
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}:5:") and message in out and "Traceback" not in out, out

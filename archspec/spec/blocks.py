@@ -16,7 +16,8 @@ from .located import check_model, plain
 #: the types a block argument may declare (`types: {c2: [size, size]}`), as Pydantic checks them
 ARGUMENT_TYPES: dict[str, Any] = {"size": Size, "count": NonNegative, "int": StrictInt,
                                   "number": Union[StrictInt, StrictFloat], "flag": Flag, "text": StrictStr,
-                                  "activation": Optional[Activation]}
+                                  "activation": Optional[Activation],
+                                  "window": Union[Size, Annotated[tuple[Size, Size], Field(min_length=2, max_length=2)]]}
 
 
 ArgumentName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]

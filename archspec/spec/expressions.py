@@ -4,7 +4,8 @@ A string value that starts with `$` is an expression: `$` then the expression, o
 (`$$` starts a plain string that begins with `$`). The grammar is small and parsed here, never by Python:
 integers, decimals, 'strings', true / false, names (block and spec arguments, and `in`, the shape the
 entry receives: `in.channels`, `in.height`, `in.width`), indexing (`c2[0]`), `+ - * // %`, comparisons
-(`== != < <= > >=`), `and or not`, parentheses and five functions: `min`, `max`, `round` (to the nearest
+(`== != < <= > >=`), `and or not`, parentheses, a list of numbers with a number (`kernel // 2` halves each of a
+pair: `[1, 7] // 2` is `[0, 3]`) and five functions: `min`, `max`, `round` (to the nearest
 integer, as Python rounds), `make_divisible(x, divisor)` (MobileNet's rounding) and `unscaled(x)` (a channel
 count the width leaves as written: torchvision's MobileNetV2 keeps its last 1280 channels below width 1).
 Expressions are bounded in length, nesting and size.
@@ -306,8 +307,13 @@ class Evaluation:
             raise ExpressionError(f"cannot compare {show(a)} {op} {show(b)}")
         return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
 
-    def _arith(self, op: str, left: Node, right: Node) -> Number:
+    def _arith(self, op: str, left: Node, right: Node) -> Union[Number, list[Number]]:
         a, b = self(left), self(right)
+        if isinstance(a, (list, tuple)) and _is_number(b) and a and all(_is_number(x) for x in a):
+            return [self._binary(op, x, b) for x in a]  # a kernel pair halved: `${kernel // 2}` at [1, 7]
+        return self._binary(op, a, b)
+
+    def _binary(self, op: str, a: Any, b: Any) -> Number:
         for x in (a, b):
             if not _is_number(x):
                 raise ExpressionError(f"{op} needs numbers, got {show(x)}")
