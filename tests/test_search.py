@@ -383,3 +383,25 @@ def test_a_search_applies_resize_once_to_the_space_not_again_to_each_trial(digit
     assert applied == [{"height": 24, "width": 24}]
     [trial] = glob.glob(str(tmp_path / "runs" / "small" / "trial-*" / "run" / "spec.yaml"))
     assert load_spec(trial).input.shape == (1, 24, 24)
+
+
+@pytest.mark.slow
+def test_a_diverged_trial_is_recorded_with_its_reason_and_the_search_goes_on(digits, tmp_path, capsys):
+    """A trial whose loss became NaN (here every one: sgd at lr 100 with weight decay 1) stopped the search with an
+    error, or, before divergence was caught, was scored as complete at chance accuracy: now it is a trial stopped
+    early (PRUNED, so it counts and the sampler learns from it) with a `diverged` reason, never the best."""
+    (tmp_path / "space.yaml").write_text(SPACE)
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(search(tmp_path / "space.yaml", digits, tmp_path / "runs", storage, "--optimizer", "sgd", "--lr",
+                       "100", "--wd", "1", trials=2, epochs=1)) == 0
+    err = capsys.readouterr().err
+    done = trials(storage)
+    assert [t.state.name for t in done] == ["PRUNED", "PRUNED"] and all(t.values is None for t in done)
+    assert all(t.user_attrs["diverged"].startswith("the training loss became nan in epoch 1 at step ") for t in done)
+    assert "trial 0: diverged: the training loss became nan in epoch 1 at step " in err
+    assert not list((tmp_path / "runs").glob("small/trial-*/run/final.params"))
+    assert main(["search", "--report", "--storage", storage, "--study", "small", "--report-out",
+                 str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    assert "diverged (the training loss became nan" in out and "2 trials: 2 diverged" in out
+    assert not (tmp_path / "report" / "best.yaml").exists()  # no trial to call best

@@ -386,7 +386,7 @@ class _Worker:
     def _train(self, trial: Any, network: SampledNetwork, folder: Path, resume: bool) -> None:
         import optuna
 
-        from .loop import train
+        from .loop import TrainingDiverged, train
 
         spec = folder / "spec.yaml"
         name = f"{self.space.tree.get('name', 'network')}-{trial.number:04d}"
@@ -418,11 +418,15 @@ class _Worker:
                                        command=["archspec", "search", "trial", str(trial.number)], on_epoch=report,
                                        sized=True)  # sampled from the space with --resize applied
                 report(history)
-            except optuna.TrialPruned:
+            except (optuna.TrialPruned, TrainingDiverged) as stopped:
                 trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+                why = f"pruned after epoch {len(trial_history(folder))}"
+                if isinstance(stopped, TrainingDiverged):  # a result of the settings, not a failure: it counts,
+                    trial.set_user_attr("diverged", stopped.reason)  # and no accuracy is scored for it
+                    print(str(stopped), file=log)
+                    why = f"diverged: {stopped.reason}"
                 self.study.tell(trial, state=_state("PRUNED"))
-                print(f"trial {trial.number}: pruned after epoch {len(trial_history(folder))} "
-                      f"({self.space.described(network.values)})", file=self.settings.log)
+                print(f"trial {trial.number}: {why} ({self.space.described(network.values)})", file=self.settings.log)
                 return
         accuracy = history[-1]["test_acc"]
         trial.set_user_attr("seconds", round(sum(h["seconds"] for h in history), 3))
