@@ -116,10 +116,16 @@ def check_sqlite(url: str, create: bool = False, optuna_only: bool = False) -> N
         return
     if not os.path.isfile(path):
         raise InputError(f"--storage {url}: {path} is not a file")
+    if not optuna_only and not (os.access(path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK)):
+        # a search records its trials there: Optuna's first commit would fail with an "internal error"
+        where = path if not os.access(path, os.W_OK) else f"its folder {folder} (SQLite writes a journal beside it)"
+        raise InputError(f"--storage {url}: {where} cannot be written (read-only); a search records its trials "
+                         "there: make it writable, or name another --storage (--report only reads it)")
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            found = _optuna_tables(db, tables)
         finally:
             db.close()
     except sqlite3.OperationalError as e:
@@ -129,9 +135,54 @@ def check_sqlite(url: str, create: bool = False, optuna_only: bool = False) -> N
                          f"{e}); run again when it is done") from None
     except sqlite3.Error as e:
         raise InputError(f"--storage {url}: {path} is not an SQLite database ({e})") from None
-    if "studies" not in tables and (tables or optuna_only):
-        raise InputError(f"--storage {url}: {path} is a database of something else than Optuna's studies "
-                         f"(tables: {', '.join(sorted(tables)) or 'none'}); archspec leaves it alone")
+    if found is None and (tables or optuna_only):
+        raise InputError(f"--storage {url}: {path} is not an Optuna study database: a database of something else "
+                         f"than Optuna's studies (tables: {', '.join(sorted(tables)) or 'none'}); archspec leaves it "
+                         "alone")
+    if found is not None:
+        _same_schema(url, path, *found)
+
+
+def _optuna_tables(db: Any, tables: set[str]) -> Optional[tuple[Optional[str], str]]:
+    """The schema revision (None before Optuna used Alembic) and the Optuna version that wrote the SQLite database
+    `db`, read without writing; None when its tables are not Optuna's. A table named `studies` is not enough: a
+    foreign one made Optuna add its own tables to the file, then fail."""
+    if not {"studies", "version_info"} <= tables:
+        return None
+    columns = {row[1] for row in db.execute("PRAGMA table_info(studies)")}
+    info = db.execute("SELECT library_version FROM version_info").fetchall() if "version_info" in tables else []
+    if not {"study_id", "study_name"} <= columns or len(info) != 1:
+        return None
+    revision = db.execute("SELECT version_num FROM alembic_version").fetchall() if "alembic_version" in tables else []
+    return (str(revision[0][0]) if len(revision) == 1 else None), str(info[0][0])
+
+
+def _same_schema(url: str, path: str, revision: Optional[str], written_by: str) -> None:
+    """Refuse an Optuna database of another schema before Optuna opens it (which writes, and then fails)."""
+    import optuna
+
+    head, known = optuna_schemas()
+    if revision == head:
+        return
+    if revision is None or revision in known:
+        raise InputError(f"--storage {url}: {path} is an Optuna study database of an older schema (revision "
+                         f"{revision or 'before v0.9.0.a'}, written by Optuna {written_by}), which Optuna "
+                         f"{optuna.__version__} does not read: back it up, then `optuna storage upgrade --storage "
+                         f"{url}`, or use the Optuna that wrote it")
+    raise InputError(f"--storage {url}: {path} is an Optuna study database of a newer schema (revision {revision}, "
+                     f"written by Optuna {written_by}) than Optuna {optuna.__version__} reads (up to {head}); "
+                     "upgrade Optuna (pip install -U optuna)")
+
+
+def optuna_schemas() -> tuple[str, list[str]]:
+    """This Optuna's schema revision, and every one it knows (older ones it can upgrade). Read from its Alembic
+    scripts (`optuna/storages/_rdb/alembic`, Optuna 5.1), as `RDBStorage.get_head_version` does, but without
+    opening a storage, which would write to the file."""
+    from alembic.script import ScriptDirectory
+    from optuna.storages._rdb import storage as rdb
+
+    scripts = ScriptDirectory(os.path.join(os.path.dirname(rdb.__file__), "alembic"))
+    return str(scripts.get_current_head()), [str(r.revision) for r in scripts.walk_revisions()]
 
 
 def storage(url: str, create: bool = False, optuna_only: bool = False) -> Any:
