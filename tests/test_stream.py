@@ -387,6 +387,22 @@ def test_pack_refuses_an_output_it_cannot_write_as_asked(output, message, digit_
     assert _tree(tmp_path) == before
 
 
+@pytest.mark.parametrize("fraction, message", [
+    ("1.5", "less than 1, got 1.5"), ("1", "less than 1, got 1.0"), ("0", "greater than 0, got 0.0"),
+    ("-1", "greater than 0, got -1.0"), ("nan", "a finite number, got nan"), ("inf", "a finite number, got inf")])
+def test_pack_refuses_a_test_fraction_out_of_its_bounds(fraction, message, digit_images, tmp_path, capsys):
+    """Bounded as training's --test-fraction (Config): 1.5 wrote an empty train.rec, nan was an internal error."""
+    import shutil
+
+    folder = tmp_path / "images"
+    shutil.copytree(digit_images / "train", folder)
+    before = _tree(tmp_path)
+    assert main(["pack", str(folder), "-o", str(tmp_path / "out"), "--test-fraction", fraction]) == 1
+    err = capsys.readouterr().err
+    assert f"archspec: --test-fraction: input should be {message}" in err and "internal error" not in err, err
+    assert _tree(tmp_path) == before
+
+
 def test_pack_never_writes_over_an_image_it_reads_through_a_link(tmp_path, capsys):
     """An image of the folder that links to a file elsewhere, named as the output: packing would replace it."""
     (tmp_path / "images" / "a").mkdir(parents=True)

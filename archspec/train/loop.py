@@ -38,7 +38,7 @@ from . import data as datasets
 from . import optimization
 from . import stream as streaming
 from .checkpoints import latest_checkpoint, restore, save_checkpoint
-from .config import Config, parse_devices
+from .config import Config, factors, parse_devices
 from .folder import CLASSES_FILE, RunFolder, check_new, network_identity
 from .transforms import TransformError
 
@@ -374,7 +374,7 @@ def _setup(request: _Request) -> _Run:
     if net.transferred is not None:
         print(net.transferred.report(), file=stream)
     freeze(net, config.freeze)  # before the trainer, which then leaves the frozen arrays alone
-    lr_mult(net, config.lr_mult)
+    lr_mult(net, factors(config.lr_mult))
     if config.no_bias_decay:
         optimization.no_decay_on_biases_and_norms(net)
     schedule = optimization.scheduler(config, steps)

@@ -37,6 +37,7 @@ from .folder import LOCK, RunFolder
 HEARTBEAT = 20  # seconds between a running trial's heartbeats
 CONNECT_TIMEOUT = 10  # seconds to wait for a database server to answer
 GRACE = 120  # a trial silent this long is FAILED by the next worker that looks
+MAX_TRIALS = 100_000  # a study that long is a typo (10^23 was accepted, and would never end)
 OBJECTIVES: dict[str, Any] = {"accuracy": "maximize", "macs": "minimize", "params": "minimize"}
 SEARCH_OPTIONS = ("trials", "storage", "jobs", "objectives", "pruner_startup", "search_seed", "out")
 
@@ -45,14 +46,14 @@ class Search(BaseModel):
     """A search's own settings, as the command line gives them (each trial trains with a `Config`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    trials: int = Field(20, ge=1, description="trained trials (complete, or stopped by the pruner) the study should "
-                                              "hold")
+    trials: int = Field(20, ge=1, le=MAX_TRIALS, description="trained trials (complete, or stopped by the pruner) "
+                                                             "the study should hold (at most 100,000)")
     storage: Optional[str] = Field(None, description="Optuna storage: sqlite:///FILE (default OUT/studies.db), or "
                                                      "postgresql://USER:PASSWORD@HOST:PORT/DB, which machines share")
     jobs: int = Field(1, ge=1, le=256, description="worker processes on this machine")
     objectives: Literal["accuracy", "accuracy,macs", "accuracy,params"] = Field(
         "accuracy", description="accuracy: TPE and the median pruner; two objectives: NSGA-II, not pruned")
-    pruner_startup: int = Field(3, ge=0, description="trials trained in full before the pruner stops any")
+    pruner_startup: int = Field(3, ge=0, le=MAX_TRIALS, description="trials trained in full before the pruner stops any")
     search_seed: Optional[int] = Field(None, ge=0, lt=2**22, description="the sampler's seed (each worker adds its "
                                                                         "index); default: random")
     out: str = Field(os.path.join("runs", "search"), description="trial folders go to OUT/STUDY/trial-NNNN")
