@@ -430,9 +430,11 @@ def cmd_train(args: Args) -> int:
 def cmd_pack(args: Args) -> int:
     from pathlib import Path
 
+    from .train.config import from_options
     from .train.recordio import pack
 
-    for path in pack(Path(args.folder), args.output, getattr(args, "test_fraction", None)):
+    fraction = from_options(vars(args), ["test_fraction"]).test_fraction  # its bounds are the run's
+    for path in pack(Path(args.folder), args.output, fraction):
         print(path)
     return 0
 

@@ -407,3 +407,118 @@ def test_search_runs_a_conditional_space_asking_each_trial_for_its_branch_variab
 
         entry = yaml.safe_load(Path(spec).read_text())["stages"]["body"][0]
         assert list(entry) == [t.params["stages.body.0"].split(":")[1]]  # the block the trial took, alone
+
+
+@pytest.mark.slow
+def test_a_diverged_trial_is_recorded_with_its_reason_and_the_search_goes_on(digits, tmp_path, capsys):
+    """A trial whose loss became NaN (here every one: sgd at lr 100 with weight decay 1) stopped the search with an
+    error, or, before divergence was caught, was scored as complete at chance accuracy: now it is a trial stopped
+    early (PRUNED, so it counts and the sampler learns from it) with a `diverged` reason, never the best."""
+    (tmp_path / "space.yaml").write_text(SPACE)
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    assert main(search(tmp_path / "space.yaml", digits, tmp_path / "runs", storage, "--optimizer", "sgd", "--lr",
+                       "100", "--wd", "1", trials=2, epochs=1)) == 0
+    err = capsys.readouterr().err
+    done = trials(storage)
+    assert [t.state.name for t in done] == ["PRUNED", "PRUNED"] and all(t.values is None for t in done)
+    assert all(t.user_attrs["diverged"].startswith("the training loss became nan in epoch 1 at step ") for t in done)
+    assert "trial 0: diverged: the training loss became nan in epoch 1 at step " in err
+    assert not list((tmp_path / "runs").glob("small/trial-*/run/final.params"))
+    assert main(["search", "--report", "--storage", storage, "--study", "small", "--report-out",
+                 str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    assert "diverged (the training loss became nan" in out and "2 trials: 2 diverged" in out
+    assert not (tmp_path / "report" / "best.yaml").exists()  # no trial to call best
+
+
+def _sha256(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _refused_by_search_and_report(tmp_path, digits, url, capsys):
+    """The messages of `search` and of `search --report` on `url`: both refused, nothing made."""
+    errors = []
+    for command in (search(tmp_path / "space.yaml", digits, tmp_path / "runs", url, trials=1, epochs=1),
+                    ["search", "--report", "--storage", url, "--study", "small", "--report-out",
+                     str(tmp_path / "report")]):
+        code = main(command)
+        err = capsys.readouterr().err
+        assert code == 1 and err.startswith("archspec: --storage ") and "internal error" not in err, err
+        errors.append(err)
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "report").exists()
+    return errors
+
+
+def test_a_foreign_database_with_a_studies_table_is_not_taken_for_optunas(tmp_path, digits, capsys):
+    """Another program's SQLite file with a table named `studies` ended in Optuna's StorageInternalError, after
+    Optuna had added its own tables to the file."""
+    import sqlite3
+
+    (tmp_path / "space.yaml").write_text(SPACE)
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE studies (id INTEGER, title TEXT)")
+        db.execute("INSERT INTO studies VALUES (1, 'mine')")
+    db.close()
+    before = _sha256(path)
+    for err in _refused_by_search_and_report(tmp_path, digits, f"sqlite:///{path}", capsys):
+        assert f"{path} is not an Optuna study database: a database of something else than Optuna's studies " \
+               "(tables: studies); archspec leaves it alone" in err
+    assert _sha256(path) == before
+
+
+@pytest.mark.parametrize("revision, message", [
+    ("v3.0.0.d", "is an Optuna study database of an older schema (revision v3.0.0.d, written by Optuna 3.1.0), "
+                 "which Optuna {version} does not read: back it up, then `optuna storage upgrade --storage {url}`"),
+    ("v9.9.9.a", "is an Optuna study database of a newer schema (revision v9.9.9.a, written by Optuna 3.1.0) than "
+                 "Optuna {version} reads (up to {head}); upgrade Optuna"),
+])
+def test_an_optuna_database_of_another_schema_is_refused_unchanged(tmp_path, digits, capsys, revision, message):
+    import sqlite3
+
+    from archspec.train.search import optuna_schemas
+
+    (tmp_path / "space.yaml").write_text(SPACE)
+    path = tmp_path / "old.db"
+    url = f"sqlite:///{path}"
+    optuna.create_study(study_name="small", storage=url)
+    with sqlite3.connect(path) as db:  # as an Optuna of that schema left it
+        db.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+        db.execute("UPDATE version_info SET library_version = '3.1.0'")
+    db.close()
+    before = _sha256(path)
+    expected = message.format(version=optuna.__version__, url=url, head=optuna_schemas()[0])
+    for err in _refused_by_search_and_report(tmp_path, digits, url, capsys):
+        assert f"archspec: --storage {url}: {path} {expected}" in err, err
+    assert _sha256(path) == before
+
+
+@pytest.mark.slow  # a study created, then a report drawn
+def test_a_read_only_study_database_is_reported_but_not_searched_into(tmp_path, digits, capsys):
+    """Root writes through file modes: the file is made immutable instead (chattr +i), where the system allows."""
+    from archspec.train.config import Config
+    from archspec.train.search import Search, Settings, open_study
+
+    (tmp_path / "space.yaml").write_text(SPACE)
+    path = tmp_path / "study.db"
+    url = f"sqlite:///{path}"
+    open_study(Settings(str(tmp_path / "space.yaml"), "small", Search(storage=url), Config()))
+    if os.geteuid() != 0:
+        path.chmod(0o444)
+    elif subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not allowed here")
+    try:
+        before = _sha256(path)
+        code = main(search(tmp_path / "space.yaml", digits, tmp_path / "runs", url, trials=1, epochs=1))
+        err = capsys.readouterr().err
+        assert code == 1 and f"--storage {url}: {path} cannot be written (read-only); a search records its trials " \
+                              "there" in err, err
+        assert not (tmp_path / "runs").exists()
+        assert main(["search", "--report", "--storage", url, "--study", "small", "--report-out",
+                     str(tmp_path / "report")]) == 0  # a report only reads
+        assert _sha256(path) == before
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)])

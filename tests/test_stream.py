@@ -356,10 +356,17 @@ def _tree(folder):
 
 
 @pytest.mark.parametrize("output, message", [
-    ("", "-o: expected a .rec file or a folder, got an empty name"),
+    ("", "-o: an empty path names nothing to write; name a folder"),  # files.named, the rule of every command
     (".rec", "-o .rec: a hidden name"),
     ("IMAGE", "an existing file that is not a .rec"),
     ("FOLDER", "the folder being packed"),
+    ("images/digit-0/new.rec", "the folder being packed, where the RecordIO files would be read as its data"),
+    ("images/digit-0", "the folder being packed"),
+    ("images/../images/sub", "the folder being packed"),
+    ("LINK.rec", "the folder being packed"),  # a link to an image of the folder
+    ("out.rec/", "ends in a folder, not a file name"),
+    ("made.rec", "made.rec: is a folder; name a file to write"),
+    ("idx/data.rec", "idx/data.idx: is a folder; name a file to write"),
 ])
 def test_pack_refuses_an_output_it_cannot_write_as_asked(output, message, digit_images, tmp_path, monkeypatch,
                                                          capsys):
@@ -367,13 +374,47 @@ def test_pack_refuses_an_output_it_cannot_write_as_asked(output, message, digit_
 
     folder = tmp_path / "images"
     shutil.copytree(digit_images / "train", folder)
-    output = {"IMAGE": str(sorted(folder.glob("*/*.png"))[0]), "FOLDER": str(folder)}.get(output, output)
+    (tmp_path / "made.rec").mkdir()
+    (tmp_path / "idx" / "data.idx").mkdir(parents=True)
+    (tmp_path / "link.rec").symlink_to(sorted(folder.glob("*/*.png"))[0])
+    output = {"IMAGE": str(sorted(folder.glob("*/*.png"))[0]), "FOLDER": str(folder),
+              "LINK.rec": "link.rec"}.get(output, output)
     monkeypatch.chdir(tmp_path)
     before = _tree(tmp_path)
     assert main(["pack", str(folder), "-o", output, "--test-fraction", "0.2"]) == 1
     err = capsys.readouterr().err
     assert f"archspec: {message}" in err or message in err.splitlines()[-1], err
     assert _tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("fraction, message", [
+    ("1.5", "less than 1, got 1.5"), ("1", "less than 1, got 1.0"), ("0", "greater than 0, got 0.0"),
+    ("-1", "greater than 0, got -1.0"), ("nan", "a finite number, got nan"), ("inf", "a finite number, got inf")])
+def test_pack_refuses_a_test_fraction_out_of_its_bounds(fraction, message, digit_images, tmp_path, capsys):
+    """Bounded as training's --test-fraction (Config): 1.5 wrote an empty train.rec, nan was an internal error."""
+    import shutil
+
+    folder = tmp_path / "images"
+    shutil.copytree(digit_images / "train", folder)
+    before = _tree(tmp_path)
+    assert main(["pack", str(folder), "-o", str(tmp_path / "out"), "--test-fraction", fraction]) == 1
+    err = capsys.readouterr().err
+    assert f"archspec: --test-fraction: input should be {message}" in err and "internal error" not in err, err
+    assert _tree(tmp_path) == before
+
+
+def test_pack_never_writes_over_an_image_it_reads_through_a_link(tmp_path, capsys):
+    """An image of the folder that links to a file elsewhere, named as the output: packing would replace it."""
+    (tmp_path / "images" / "a").mkdir(parents=True)
+    Image.new("L", (8, 8), 9).save(tmp_path / "images" / "a" / "1.png")
+    Image.new("L", (8, 8), 3).save(tmp_path / "data.rec", format="PNG")  # an image, whatever its name
+    (tmp_path / "images" / "a" / "2.png").symlink_to(tmp_path / "data.rec")
+    before = _tree(tmp_path)
+    assert main(["pack", str(tmp_path / "images"), "-o", str(tmp_path / "data.rec")]) == 1
+    err = capsys.readouterr().err
+    assert f"archspec: {tmp_path / 'data.rec'}: is {tmp_path / 'images' / 'a' / '2.png'}, which this command " \
+           "reads; writing would replace it" in err, err
+    assert _tree(tmp_path) == before and Image.open(tmp_path / "data.rec").getpixel((0, 0)) == 3
 
 
 def test_pack_of_an_empty_folder_and_of_odd_class_names(tmp_path, capsys):

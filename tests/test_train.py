@@ -359,3 +359,68 @@ def test_a_run_recorded_before_the_data_named_its_classes_still_resumes(tmp_path
     with pytest.raises(InputError, match="data.train.images"):
         changed = {"network": {"name": "n"}, "data": {"train": {**named, "images": "c"}, "test": named}}
         again.check(Config(), changed, True, 0, False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# A run whose loss or weights become infinite or NaN stops, says where and why, and writes none of them.
+
+def finite_params(path):
+    return all(onp.isfinite(a).all() for a in params(path).values())
+
+
+def diverge(digits, run, capsys):
+    # weight decay 1 at lr 100 multiplies every weight by -99 a step: float32 overflows in about 20 steps, whatever
+    # the gradients (this ended with NaN weights, NaN metrics and exit 0)
+    args = ["train", LENET, "--data-dir", str(digits), "--batch-size", "32", "--lr", "100", "--wd", "1", "--epochs",
+            "2", "--checkpoint-every", "5", "--out", str(run)]
+    assert main(args) == 1
+    return capsys.readouterr().err
+
+
+def test_a_diverging_run_stops_at_its_step_and_keeps_the_good_checkpoints(digits, tmp_path, capsys):
+    run = tmp_path / "run"
+    err = diverge(digits, run, capsys)
+    assert "archspec: training diverged: the training loss became nan in epoch 1 at step " in err, err
+    assert "(learning rate 100, weight decay 1). Lower --lr (e.g. 10) or --wd." in err and "Traceback" not in err
+    last = latest_checkpoint(run / "checkpoints")  # complete and checked against its checksums
+    assert f"--init {last['path']}.params, a lower --lr and a new --out" in err
+    step = int(err.split("in epoch 1 at step ")[1].split(" ")[0])
+    assert last["epoch"] == 0 and last["step"] == (step - 1) // 5 * 5  # the last checkpoint before it
+    assert all(finite_params(p) for p in (run / "checkpoints").glob("*.params"))  # none of NaN weights
+    assert not (run / "final.params").exists() and not (run / "metrics.csv").exists()  # no epoch finished
+    assert not [p for p in run.rglob(".archspec-*")]  # nothing half-written
+
+
+@pytest.mark.slow
+def test_the_last_good_checkpoint_of_a_diverged_run_starts_a_new_one_as_advised(digits, tmp_path, capsys):
+    diverge(digits, tmp_path / "run", capsys)
+    last = latest_checkpoint(tmp_path / "run" / "checkpoints")
+    assert main(["train", LENET, "--data-dir", str(digits), "--batch-size", "32", "--lr", "0.1", "--epochs", "1",
+                 "--init", f"{last['path']}.params", "--out", str(tmp_path / "again")]) == 0
+    assert finite_params(tmp_path / "again" / "final.params")
+
+
+def test_weights_that_became_nan_are_never_checkpointed(digits, tmp_path, monkeypatch, capsys):
+    """An update that overflows the weights while the step's loss (computed before it) was finite: the checkpoint
+    after it is refused, the ones before stay."""
+    import archspec.train.loop as loop
+
+    step, steps = loop._step, []
+
+    def overflowing(net, *rest):  # the third update overflows a weight
+        result = step(net, *rest)
+        steps.append(1)
+        if len(steps) == 3:
+            weight = net.collect_params()[next(iter(net.collect_params()))]
+            weight.set_data(weight.data() * float("inf"))
+        return result
+
+    monkeypatch.setattr(loop, "_step", overflowing)
+    run = tmp_path / "run"
+    assert main(train_args(digits, run, "--epochs", "1", "--checkpoint-every", "1")) == 1
+    err = capsys.readouterr().err
+    assert "training diverged: the weights became infinite or NaN in epoch 1 at step 3 (learning rate 0.005)" in err
+    assert sorted(p.name for p in (run / "checkpoints").glob("*.json")) == ["step-00000001.json",
+                                                                             "step-00000002.json"]
+    assert all(finite_params(p) for p in (run / "checkpoints").glob("*.params"))
+    assert not (run / "final.params").exists()

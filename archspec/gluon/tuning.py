@@ -3,7 +3,7 @@ multipliers (`--lr-mult head=10`). Both name stages or glob patterns over parame
 from __future__ import annotations
 
 import fnmatch
-from typing import Any, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 from mxnet.gluon import nn
 
@@ -46,19 +46,12 @@ def freeze(net: Network, patterns: Union[str, Sequence[str], None]) -> list[str]
     return frozen
 
 
-def lr_mult(net: Network, text: Union[str, Sequence[str], None]) -> dict[str, float]:
-    """`head=10,b5=2`: the learning rate of those arrays times the factor (Gluon's `Parameter.lr_mult`).
-    Returns the factor of each path changed."""
+def lr_mult(net: Network, factors: Mapping[str, float]) -> dict[str, float]:
+    """The learning rate of the arrays of each stage or glob times its factor (Gluon's `Parameter.lr_mult`), as
+    `train.config.factors` reads them from `head=10,b5=2`. Returns the factor of each path changed."""
     params, changed = params_by_path(net), {}
-    for item in _names(text):
-        pattern, sep, value = item.partition("=")
-        try:
-            factor = float(value)
-        except ValueError:
-            factor = -1.0
-        if not sep or factor < 0:
-            raise InputError(f"--lr-mult {item}: expected STAGE=FACTOR such as head=10")
-        for path in select(net, pattern.strip(), "--lr-mult"):
+    for pattern, factor in factors.items():
+        for path in select(net, pattern, "--lr-mult"):
             params[path].lr_mult = factor
             changed[path] = factor
     return changed

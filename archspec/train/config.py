@@ -22,6 +22,9 @@ MAX_EPOCHS = 100_000  # a run that long is a typo (10^23 was accepted, and would
 # lr and wd: far beyond any that trains (sgd, nag and adam diverge at once); MXNet's optimizers read them as 32-bit
 # floats, and 1e308 failed in its parser
 MAX_RATE = 1e4
+# below the smallest normal 32-bit float a rate is 0 (or a denormal) in MXNet's optimizers: nothing would train
+MIN_RATE = 1.1754944e-38
+MAX_BATCH = 1 << 16  # a streamed batch is decoded whole: 10^30 was accepted (Goyal et al. train ImageNet at 8,192)
 KVStore = Literal["device", "local", "dist_sync", "dist_async", "dist_sync_device", "dist_device_sync"]
 
 
@@ -63,7 +66,8 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     epochs: int = Field(10, ge=1, le=MAX_EPOCHS, description="passes over the training data (at most 100,000)")
-    batch_size: Annotated[int, DATA] = Field(128, ge=1, description="examples per step (split across --ctx devices)")
+    batch_size: Annotated[int, DATA] = Field(128, ge=1, le=MAX_BATCH, description="examples per step (split across "
+                                                                               "--ctx devices; at most 65,536)")
     lr: float = Field(0.1, gt=0, le=MAX_RATE, description="learning rate (D2L's for GoogLeNet)")
     optimizer: Optimizer = Field("sgd", description="the optimizer")
     momentum: float = Field(0.0, ge=0, lt=1, description="for sgd and nag (nag uses 0.9 when it is 0)")
@@ -136,6 +140,20 @@ class Config(BaseModel):
         """The spec's input as --resize sets it: {"input.height": N, "input.width": N}, or nothing."""
         return input_overrides(height=self.resize, width=self.resize)
 
+    @field_validator("lr")
+    @classmethod
+    def _a_32_bit_rate(cls, value: float) -> float:
+        if 0 < value < MIN_RATE:
+            raise ValueError(f"a rate that is 0 in the 32-bit floats of MXNet's optimizers (nothing would train); "
+                             f"expected at least {MIN_RATE:.2g}")
+        return value
+
+    @field_validator("lr_mult")
+    @classmethod
+    def _rate_factors(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        factors(value, info.data.get("lr"))  # the patterns are matched once the network is built
+        return value
+
     @field_validator("kvstore")
     @classmethod
     def _launched(cls, value: str) -> str:
@@ -192,6 +210,30 @@ class Config(BaseModel):
         if self.optimizer in ("sgd", "nag") and (self.momentum or self.optimizer == "nag"):
             params["momentum"] = self.momentum or 0.9
         return params
+
+
+def factors(text: Union[str, Sequence[str], None], lr: Optional[float] = None) -> dict[str, float]:
+    """`head=10,b5=2` (`--lr-mult`): the learning-rate factor of each stage or glob, a finite number, 0 or more,
+    whose rate (`lr` times it) stays within MAX_RATE (MXNet's parser failed on 1e307); an `InputError` naming
+    the item otherwise."""
+    items = text.split(",") if isinstance(text, str) else list(text or [])
+    chosen: dict[str, float] = {}
+    for item in (item.strip() for item in items if item.strip()):
+        pattern, sep, value = item.partition("=")
+        try:
+            factor = float(value)
+        except ValueError:
+            factor = -1.0
+        if not sep or not pattern.strip():
+            raise InputError(f"--lr-mult {item}: expected STAGE=FACTOR such as head=10")
+        if not 0 <= factor < float("inf"):  # nan too
+            raise InputError(f"--lr-mult {item}: expected STAGE=FACTOR such as head=10, FACTOR a finite number, 0 "
+                             "or more")
+        if lr is not None and lr * factor > MAX_RATE:
+            raise InputError(f"--lr-mult {item}: a rate of {lr:g} x {factor:g} = {lr * factor:g}, beyond "
+                             f"{MAX_RATE:g}")
+        chosen[pattern.strip()] = factor
+    return chosen
 
 
 def options(command: str) -> tuple[str, ...]:
@@ -252,4 +294,11 @@ def model_from_options(model: type[Model], values: dict[str, Any], fields: Seque
         return model(**chosen)
     except ValidationError as err:
         problems = pydantic_problems(err, marked(chosen, Mark("<options>", 1, 1)), ())
-        raise InputError("; ".join(f"--{str(p.path[0]).replace('_', '-')}: {p.message}" for p in problems)) from None
+        raise InputError("; ".join(_named(f"--{str(p.path[0]).replace('_', '-')}", p.message)
+                                   for p in problems)) from None
+
+
+def _named(flag: str, message: str) -> str:
+    """A problem of an option as `--flag: message`, unless the message names it already (`--lr-mult head=x: ...`,
+    the parser's own words where it is also called outside a model)."""
+    return message if message.startswith(flag + " ") else f"{flag}: {message}"

@@ -25,6 +25,7 @@ from mxnet import np
 from ..gluon.build import build_model
 from ..gluon.tuning import freeze as freeze_stages
 from ..gluon.tuning import lr_mult as set_lr_mult
+from .config import factors
 
 
 class Classifier(d2l.Classifier):
@@ -38,7 +39,7 @@ class Classifier(d2l.Classifier):
         self.lr = lr
         self.net = build_model(spec, overrides or None, init=init, strict=strict)
         freeze_stages(self.net, freeze)
-        set_lr_mult(self.net, lr_mult)
+        set_lr_mult(self.net, factors(lr_mult, lr))
 
     def layer_summary(self, X_shape: tuple[int, ...]) -> None:
         """The book's table, by stage name: `b1 output shape:	(1, 64, 24, 24)`."""

@@ -38,7 +38,7 @@ from . import data as datasets
 from . import optimization
 from . import stream as streaming
 from .checkpoints import latest_checkpoint, restore, save_checkpoint
-from .config import Config, parse_devices
+from .config import Config, factors, parse_devices
 from .folder import CLASSES_FILE, RunFolder, check_new, network_identity
 from .transforms import TransformError
 
@@ -48,6 +48,16 @@ METRICS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "images_
 
 class TrainingInterrupted(Exception):
     """Ctrl-C: the message says where the run stopped and how to resume it."""
+
+
+class TrainingDiverged(InputError):
+    """The loss or the weights became infinite or NaN: the run stopped before writing them (no checkpoint or
+    final.params of them), keeping the checkpoints from before. `reason` says what and where, in one line (a search
+    records it on the trial)."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass
@@ -146,6 +156,11 @@ def _batches(data: Any, pipeline: Optional[streaming.Pipeline], batch_size: int,
     return datasets.batches(split, batch_size, order, start)
 
 
+def _finite(net: Network) -> bool:
+    """Whether every parameter (and batch norm's running statistics) of `net` is finite."""
+    return all(bool(onp.isfinite(p.data().asnumpy()).all()) for p in net.collect_params().values())
+
+
 def _step(net: Network, model: Any, trainer: Any, loss_fn: Any, x: Any, labels: Any,
           contexts: list[Any]) -> tuple[float, int]:
     """One training step of `model` (`net`, or its mixed-precision graph) on a batch split across `contexts`;
@@ -185,6 +200,8 @@ class _Run:
     loss_fn: Any = field(default_factory=gluon.loss.SoftmaxCrossEntropyLoss)
 
     def checkpoint(self) -> None:
+        if not _finite(self.net):  # a checkpoint of NaN weights would be resumed from, or taken for a result
+            raise self.diverged("the weights became infinite or NaN")
         state = {"epoch": self.epoch, "step_in_epoch": self.step, "step": self.global_step,
                  "tally": asdict(self.tally), "history": self.history}
         save_checkpoint(self.out / "checkpoints", self.net, self.trainer, state, self.config.keep)
@@ -207,8 +224,11 @@ class _Run:
             mx.random.seed(config.seed * 1_000_003 + self.global_step)  # dropout masks do not depend on history
             x = (np.array(images, ctx=self.contexts[0]) if pipeline
                  else datasets.to_input(images, size, self.contexts[0]))
-            self.tally.add(*_step(self.net, self.model, self.trainer, self.loss_fn, x, labels, self.contexts),
-                           len(labels))
+            loss, correct = _step(self.net, self.model, self.trainer, self.loss_fn, x, labels, self.contexts)
+            if not math.isfinite(loss):  # the loss is read every step anyway: the check costs nothing
+                self.step += 1  # the step that gave it, as the progress bar counts
+                raise self.diverged(f"the training loss became {loss}")
+            self.tally.add(loss, correct, len(labels))
             self.tally.seconds += time.perf_counter() - started
             self.tally.wall += time.perf_counter() - waiting
             self.step, self.global_step = self.step + 1, self.global_step + 1
@@ -220,6 +240,8 @@ class _Run:
         progress.update(self.step, self.tally, final=True)
         test_loss, test_acc = evaluate(self.net, self.data.test, max(config.batch_size, 256), self.contexts,
                                        pipeline=self.data.test_pipeline)
+        if not math.isfinite(test_loss):  # finite weights too large for the network's outputs
+            raise self.diverged(f"the test loss became {test_loss}")
         t = self.tally
         self.history.append({"epoch": self.epoch + 1, "train_loss": t.loss / max(t.count, 1),
                              "train_acc": t.correct / max(t.count, 1), "test_loss": test_loss, "test_acc": test_acc,
@@ -236,6 +258,23 @@ class _Run:
         where = f"epoch {last['epoch'] + 1}, step {last['step_in_epoch']}" if last else "the start"
         return TrainingInterrupted(f"interrupted in epoch {self.epoch + 1} at step {self.step}; the last checkpoint "
                                    f"is at {where}. Continue with the same command and --resume")
+
+    def diverged(self, what: str) -> TrainingDiverged:
+        """The error that stops a run whose loss or weights became non-finite: where, at which rate, what the run
+        folder keeps, and what to do."""
+        config, last = self.config, latest_checkpoint(self.out / "checkpoints")
+        rate = float(self.trainer.learning_rate)
+        rates = f"learning rate {rate:g}" + (f", --lr {config.lr:g}" if rate != config.lr else "") + \
+            (f", weight decay {config.weight_decay:g}" if config.weight_decay else "")
+        reason = f"{what} in epoch {self.epoch + 1} at step {self.step} ({rates})"
+        advice = (f"{self.out} keeps its checkpoints from before (the last: epoch {last['epoch'] + 1}, step "
+                  f"{last['step_in_epoch']}) and no final.params: start from the last good weights with --init "
+                  f"{last['path']}.params, a lower --lr and a new --out (--resume with the same settings would "
+                  "repeat the same steps)" if last else
+                  f"{self.out} keeps no checkpoint (none was written before) and no final.params: train again with "
+                  "a lower --lr and a new --out")
+        return TrainingDiverged(f"training diverged: {reason}. Lower --lr (e.g. {config.lr / 10:g})"
+                                + (" or --wd" if config.weight_decay else "") + f". {advice}", reason)
 
     def stopped_by(self, error: InputError) -> InputError:
         """`error` (a corrupt image in streamed data, or one too small for a crop), with what the run left on
@@ -335,7 +374,7 @@ def _setup(request: _Request) -> _Run:
     if net.transferred is not None:
         print(net.transferred.report(), file=stream)
     freeze(net, config.freeze)  # before the trainer, which then leaves the frozen arrays alone
-    lr_mult(net, config.lr_mult)
+    lr_mult(net, factors(config.lr_mult))
     if config.no_bias_decay:
         optimization.no_decay_on_biases_and_norms(net)
     schedule = optimization.scheduler(config, steps)
@@ -390,6 +429,8 @@ def train(spec_path: Union[str, os.PathLike[str]], out: Union[str, os.PathLike[s
         run.finish()
     except KeyboardInterrupt:
         raise run.interrupted() from None
+    except TrainingDiverged:
+        raise
     except InputError as e:  # a bad image met mid-epoch: streamed data is decoded as it is read
         raise run.stopped_by(e) from None
     finally:

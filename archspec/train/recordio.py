@@ -17,7 +17,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as onp
 
-from ..files import save_atomically, write_atomically
+from ..files import named, save_atomically, target, write_atomically
 from ..spec.diagnostics import InputError
 from . import failpoints
 
@@ -58,22 +58,29 @@ def write(path: Path, items: Sequence[tuple[Path, int]], classes: Sequence[str],
     save_atomically(path, save)
 
 
+SUFFIXES = (".rec", ".idx", ".json")  # the files of one pack
 
-def _check_output(folder: Path, output: Union[str, Path]) -> Path:
-    """Refuse an output `pack` cannot write as asked: no name, a hidden name (`-o .rec` would make a hidden
-    folder), a file that is not a .rec where a folder is meant (an input image), or a folder where a .rec is."""
+
+def destinations(folder: Path, output: Union[str, Path]) -> list[Path]:
+    """The .rec files `pack` writes for `-o output` (OUT.rec, or OUT/train.rec and OUT/test.rec; each with its .idx
+    and .json), once `output` passes the output-path rule (`files.named`) and pack's own: not a hidden name (`-o
+    .rec` would make a hidden folder), not an existing file but a .rec, and nowhere inside the folder being packed,
+    where the next pack, or training, would read it as data. Creates nothing."""
     text, out = str(output), Path(output)  # Path("") is ".": the empty name is seen before it becomes one
-    if not text.strip():
-        raise InputError("-o: expected a .rec file or a folder, got an empty name")
+    named(text, "-o", folder=out.suffix != ".rec")  # and `-o data.rec/` is a file's name ending in a folder
     if out.name.startswith("."):
         raise InputError(f"-o {text}: a hidden name; name the file (data.rec) or the folder (data)")
-    if out.suffix == ".rec" and out.is_dir():
-        raise InputError(f"-o {text}: a folder; -o names a .rec file to write, or a folder without .rec")
     if out.suffix != ".rec" and out.exists() and not out.is_dir():
         raise InputError(f"-o {text}: an existing file that is not a .rec; -o names a .rec file or a folder")
-    if out.resolve() == folder.resolve():
-        raise InputError(f"-o {text}: the folder being packed; write the RecordIO files elsewhere")
-    return out
+    packed = os.path.realpath(folder)
+    if os.path.commonpath([os.path.realpath(out), packed]) == packed:
+        raise InputError(f"-o {text}: inside {folder}, the folder being packed, where the RecordIO files would be "
+                         "read as its data next time; write them elsewhere")
+    written = [out] if out.suffix == ".rec" else [out / "train.rec", out / "test.rec"]
+    for path in written:  # a folder or a device in the way, or a file of the folder (through a link too)
+        for suffix in SUFFIXES:
+            target(path.with_suffix(suffix), [folder])
+    return written
 
 
 def pack(folder: Path, output: Union[str, Path], test_fraction: Optional[float] = None) -> list[Path]:
@@ -86,16 +93,16 @@ def pack(folder: Path, output: Union[str, Path], test_fraction: Optional[float] 
 
     if not folder.is_dir():
         raise InputError(f"{folder}: no such folder of class folders")
-    out = _check_output(folder, output)
-    if out.suffix == ".rec":
+    written = destinations(folder, output)
+    if len(written) == 1:
         if test_fraction is not None:
             raise InputError("--test-fraction: pack into a folder (-o DIR) to write train.rec and test.rec")
         classes = _classes(folder)
-        splits = {out: [(p, label) for label, name in enumerate(classes) for p in _files(folder / name)]}
+        splits = {written[0]: [(p, label) for label, name in enumerate(classes) for p in _files(folder / name)]}
     else:
-        listed = {split: _list(folder, split, test_fraction) for split in ("train", "test")}
-        classes = listed["train"][0]
-        splits = {out / f"{split}.rec": items for split, (_, items) in listed.items()}
+        listed = [_list(folder, split, test_fraction) for split in ("train", "test")]
+        classes = listed[0][0]
+        splits = {path: items for path, (_, items) in zip(written, listed)}
     bad = []
     for items in splits.values():
         for image, _ in items:
@@ -108,6 +115,10 @@ def pack(folder: Path, output: Union[str, Path], test_fraction: Optional[float] 
         raise InputError(f"{len(bad)} images cannot be read; nothing written:\n  " + "\n  ".join(bad[:5]) + more)
     if not all(splits.values()):
         raise InputError(f"{folder}: no images to pack")
+    images = [image for items in splits.values() for image, _ in items]
+    for path in written:  # nor an image the folder links to from elsewhere
+        for suffix in SUFFIXES:
+            target(path.with_suffix(suffix), images)
     for path, items in splits.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         write(path, items, classes, str(folder))

@@ -38,6 +38,7 @@ from .folder import LOCK, RunFolder
 HEARTBEAT = 20  # seconds between a running trial's heartbeats
 CONNECT_TIMEOUT = 10  # seconds to wait for a database server to answer
 GRACE = 120  # a trial silent this long is FAILED by the next worker that looks
+MAX_TRIALS = 100_000  # a study that long is a typo (10^23 was accepted, and would never end)
 OBJECTIVES: dict[str, Any] = {"accuracy": "maximize", "macs": "minimize", "params": "minimize"}
 SEARCH_OPTIONS = ("trials", "storage", "jobs", "objectives", "pruner_startup", "search_seed", "out")
 
@@ -46,14 +47,14 @@ class Search(BaseModel):
     """A search's own settings, as the command line gives them (each trial trains with a `Config`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-    trials: int = Field(20, ge=1, description="trained trials (complete, or stopped by the pruner) the study should "
-                                              "hold")
+    trials: int = Field(20, ge=1, le=MAX_TRIALS, description="trained trials (complete, or stopped by the pruner) "
+                                                             "the study should hold (at most 100,000)")
     storage: Optional[str] = Field(None, description="Optuna storage: sqlite:///FILE (default OUT/studies.db), or "
                                                      "postgresql://USER:PASSWORD@HOST:PORT/DB, which machines share")
     jobs: int = Field(1, ge=1, le=256, description="worker processes on this machine")
     objectives: Literal["accuracy", "accuracy,macs", "accuracy,params"] = Field(
         "accuracy", description="accuracy: TPE and the median pruner; two objectives: NSGA-II, not pruned")
-    pruner_startup: int = Field(3, ge=0, description="trials trained in full before the pruner stops any")
+    pruner_startup: int = Field(3, ge=0, le=MAX_TRIALS, description="trials trained in full before the pruner stops any")
     search_seed: Optional[int] = Field(None, ge=0, lt=2**22, description="the sampler's seed (each worker adds its "
                                                                         "index); default: random")
     out: str = Field(os.path.join("runs", "search"), description="trial folders go to OUT/STUDY/trial-NNNN")
@@ -117,10 +118,16 @@ def check_sqlite(url: str, create: bool = False, optuna_only: bool = False) -> N
         return
     if not os.path.isfile(path):
         raise InputError(f"--storage {url}: {path} is not a file")
+    if not optuna_only and not (os.access(path, os.W_OK) and os.access(folder, os.W_OK | os.X_OK)):
+        # a search records its trials there: Optuna's first commit would fail with an "internal error"
+        where = path if not os.access(path, os.W_OK) else f"its folder {folder} (SQLite writes a journal beside it)"
+        raise InputError(f"--storage {url}: {where} cannot be written (read-only); a search records its trials "
+                         "there: make it writable, or name another --storage (--report only reads it)")
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            found = _optuna_tables(db, tables)
         finally:
             db.close()
     except sqlite3.OperationalError as e:
@@ -130,9 +137,54 @@ def check_sqlite(url: str, create: bool = False, optuna_only: bool = False) -> N
                          f"{e}); run again when it is done") from None
     except sqlite3.Error as e:
         raise InputError(f"--storage {url}: {path} is not an SQLite database ({e})") from None
-    if "studies" not in tables and (tables or optuna_only):
-        raise InputError(f"--storage {url}: {path} is a database of something else than Optuna's studies "
-                         f"(tables: {', '.join(sorted(tables)) or 'none'}); archspec leaves it alone")
+    if found is None and (tables or optuna_only):
+        raise InputError(f"--storage {url}: {path} is not an Optuna study database: a database of something else "
+                         f"than Optuna's studies (tables: {', '.join(sorted(tables)) or 'none'}); archspec leaves it "
+                         "alone")
+    if found is not None:
+        _same_schema(url, path, *found)
+
+
+def _optuna_tables(db: Any, tables: set[str]) -> Optional[tuple[Optional[str], str]]:
+    """The schema revision (None before Optuna used Alembic) and the Optuna version that wrote the SQLite database
+    `db`, read without writing; None when its tables are not Optuna's. A table named `studies` is not enough: a
+    foreign one made Optuna add its own tables to the file, then fail."""
+    if not {"studies", "version_info"} <= tables:
+        return None
+    columns = {row[1] for row in db.execute("PRAGMA table_info(studies)")}
+    info = db.execute("SELECT library_version FROM version_info").fetchall() if "version_info" in tables else []
+    if not {"study_id", "study_name"} <= columns or len(info) != 1:
+        return None
+    revision = db.execute("SELECT version_num FROM alembic_version").fetchall() if "alembic_version" in tables else []
+    return (str(revision[0][0]) if len(revision) == 1 else None), str(info[0][0])
+
+
+def _same_schema(url: str, path: str, revision: Optional[str], written_by: str) -> None:
+    """Refuse an Optuna database of another schema before Optuna opens it (which writes, and then fails)."""
+    import optuna
+
+    head, known = optuna_schemas()
+    if revision == head:
+        return
+    if revision is None or revision in known:
+        raise InputError(f"--storage {url}: {path} is an Optuna study database of an older schema (revision "
+                         f"{revision or 'before v0.9.0.a'}, written by Optuna {written_by}), which Optuna "
+                         f"{optuna.__version__} does not read: back it up, then `optuna storage upgrade --storage "
+                         f"{url}`, or use the Optuna that wrote it")
+    raise InputError(f"--storage {url}: {path} is an Optuna study database of a newer schema (revision {revision}, "
+                     f"written by Optuna {written_by}) than Optuna {optuna.__version__} reads (up to {head}); "
+                     "upgrade Optuna (pip install -U optuna)")
+
+
+def optuna_schemas() -> tuple[str, list[str]]:
+    """This Optuna's schema revision, and every one it knows (older ones it can upgrade). Read from its Alembic
+    scripts (`optuna/storages/_rdb/alembic`, Optuna 5.1), as `RDBStorage.get_head_version` does, but without
+    opening a storage, which would write to the file."""
+    from alembic.script import ScriptDirectory
+    from optuna.storages._rdb import storage as rdb
+
+    scripts = ScriptDirectory(os.path.join(os.path.dirname(rdb.__file__), "alembic"))
+    return str(scripts.get_current_head()), [str(r.revision) for r in scripts.walk_revisions()]
 
 
 def storage(url: str, create: bool = False, optuna_only: bool = False) -> Any:
@@ -395,7 +447,7 @@ class _Worker:
     def _train(self, trial: Any, network: SampledNetwork, folder: Path, resume: bool) -> None:
         import optuna
 
-        from .loop import train
+        from .loop import TrainingDiverged, train
 
         spec = folder / "spec.yaml"
         name = f"{self.space.tree.get('name', 'network')}-{trial.number:04d}"
@@ -427,11 +479,15 @@ class _Worker:
                                        command=["archspec", "search", "trial", str(trial.number)], on_epoch=report,
                                        sized=True)  # sampled from the space with --resize applied
                 report(history)
-            except optuna.TrialPruned:
+            except (optuna.TrialPruned, TrainingDiverged) as stopped:
                 trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+                why = f"pruned after epoch {len(trial_history(folder))}"
+                if isinstance(stopped, TrainingDiverged):  # a result of the settings, not a failure: it counts,
+                    trial.set_user_attr("diverged", stopped.reason)  # and no accuracy is scored for it
+                    print(str(stopped), file=log)
+                    why = f"diverged: {stopped.reason}"
                 self.study.tell(trial, state=_state("PRUNED"))
-                print(f"trial {trial.number}: pruned after epoch {len(trial_history(folder))} "
-                      f"({self.space.described(network.values)})", file=self.settings.log)
+                print(f"trial {trial.number}: {why} ({self.space.described(network.values)})", file=self.settings.log)
                 return
         accuracy = history[-1]["test_acc"]
         trial.set_user_attr("seconds", round(sum(h["seconds"] for h in history), 3))

@@ -17,14 +17,14 @@ from ..spec.tables import table
 class Trial:
     study: str
     number: int
-    state: str  # complete, pruned, rejected, failed, running
+    state: str  # complete, pruned, diverged, rejected, failed, running
     values: dict[str, Any]
     params: Optional[int]
     macs: Optional[int]
     accuracy: Optional[float]  # complete: the last epoch's; pruned: the last reported
     seconds: Optional[float]
     spec: Optional[str]
-    why: str = ""  # a rejected trial's constraint or budget limit
+    why: str = ""  # a rejected trial's constraint or budget limit; a diverged one's loss, epoch, step and rate
 
 
 def trials(storage: Any, study: str) -> list[Trial]:
@@ -38,14 +38,14 @@ def trials(storage: Any, study: str) -> list[Trial]:
     out = []
     for t in loaded.get_trials(deepcopy=False):
         a = t.user_attrs
-        state = "rejected" if "rejected" in a else {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed",
+        state = "rejected" if "rejected" in a else "diverged" if "diverged" in a else {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed",
                                                     "RUNNING": "running", "WAITING": "waiting"}[t.state.name]
         accuracy = t.values[0] if t.values else (t.intermediate_values[max(t.intermediate_values)]
                                                  if t.intermediate_values else None)
         network = a.get("network", {})
         out.append(Trial(study, t.number, state, dict(a.get("values", {})), network.get("params"),
                          network.get("macs"), accuracy if state in ("complete", "pruned") else None,
-                         a.get("seconds"), a.get("spec"), a.get("rejected", "")))
+                         a.get("seconds"), a.get("spec"), a.get("rejected", a.get("diverged", ""))))
     return out
 
 
@@ -179,6 +179,6 @@ def report(storage_url: str, studies: Sequence[str], out: Path) -> tuple[str, li
             write_atomically(path, top.spec.encode())
             written.append(path)
     counts = {state: sum(r.state == state for r in rows) for state in
-              ("complete", "pruned", "rejected", "failed", "running")}
+              ("complete", "pruned", "diverged", "rejected", "failed", "running")}
     summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n)
     return trial_table(rows, base) + f"\n{len(rows)} trials: {summary}", written
