@@ -77,18 +77,23 @@ def archspec_pass(data: Path, loader: str, workers: int, batches: int, size: int
     from archspec.train.stream import prepare
 
     augment = AUGMENT if size == 224 else [{"random_resized_crop": {"size": size}}, *AUGMENT[1:]]
+    if loader == "memory":  # it holds every image at the network's size, where transforms cannot take them
+        augment = []
     config = Config(data_dir=str(data), loader=loader, workers=workers, batch_size=64, augment=augment,  # type: ignore[arg-type]
                     prefetch=2 * workers)
     started = time.perf_counter()
     prepared = prepare(config, (3, size, size), (size, size))
     source = prepared.train
     pipeline = prepared.train_pipeline
-    assert pipeline is not None
     order = __import__("numpy").arange(len(source))[:batches * 64]
     ready = time.perf_counter()
     count = 0
-    for images, _ in pipeline.batches(order, 64):
-        count += len(images)
+    if pipeline is None:  # the in-memory path: every image decoded already, batches are slices
+        for start in range(0, len(order), 64):
+            count += len([source.image(k) for k in order[start:start + 64]])
+    else:
+        for images, _ in pipeline.batches(order, 64):
+            count += len(images)
     seconds = time.perf_counter() - ready
     prepared.close()
     return {"images": count, "images_per_s": count / seconds, "setup_s": ready - started, "peak_rss_mib": peak_rss_mib()}
@@ -161,6 +166,7 @@ def main() -> None:
     p.add_argument("--folder", default="/tmp/archspec-stream-bench")
     p.add_argument("--train-images", type=int, default=2000, help="images of the training measurement (0: none)")
     p.add_argument("--train-width", type=float, default=0.25, help="googlenet-imagenet's width multiplier there")
+    p.add_argument("--parts", default="pipeline,memory,training", help="which measurements to run (comma-separated)")
     p.add_argument("--out", help="write the results as JSON here")
     p.add_argument("--measure", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
@@ -178,25 +184,33 @@ def main() -> None:
         if not (packed / "train.rec").exists():
             subprocess.run([sys.executable, "-m", "archspec", "pack", str(folder), "-o", str(packed)], check=True)
         sets[n] = folder
-    small = sets[args.images]
-    results["pipeline"] = {"folder": run(args, "folder:stream", small, args.batches),
-                           "recordio": run(args, "recordio:stream", small, args.batches)}
-    try:
-        import torchvision  # noqa: F401
-
-        results["pipeline"]["torch"] = run(args, "torch", small, args.batches)  # type: ignore[index]
-    except ImportError:
-        results["pipeline"]["torch"] = "torchvision is not installed"  # type: ignore[index]
-    results["memory"] = {str(n): {"recordio_stream": run(args, "recordio:stream", folder, args.batches),
-                                  "folder_in_memory": run(args, "folder:memory", folder, args.batches,
-                                                          args.memory_size)}
-                         for n, folder in sets.items()}
-    if args.train_images:
+    small, parts = sets[args.images], args.parts.split(",")
+    if "pipeline" in parts:
+        results["pipeline"] = pipeline(args, small)
+    if "memory" in parts:
+        results["memory"] = {str(n): {"recordio_stream": run(args, "recordio:stream", folder, args.batches),
+                                      "folder_in_memory": run(args, "folder:memory", folder, args.batches,
+                                                              args.memory_size)}
+                             for n, folder in sets.items()}
+    if args.train_images and "training" in parts:
         results["training"] = train_share(args)
     text = json.dumps(results, indent=1)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
+
+
+def pipeline(args: argparse.Namespace, small: Path) -> dict[str, object]:
+    """Images/s of archspec's folder and RecordIO streams and of PyTorch's DataLoader, on the same images."""
+    results: dict[str, object] = {"folder": run(args, "folder:stream", small, args.batches),
+                                  "recordio": run(args, "recordio:stream", small, args.batches)}
+    try:
+        import torchvision  # noqa: F401
+
+        results["torch"] = run(args, "torch", small, args.batches)
+    except ImportError:
+        results["torch"] = "torchvision is not installed"
+    return results
 
 
 if __name__ == "__main__":
