@@ -265,12 +265,13 @@ def compiler() -> Optional[str]:
 def estimate(args: argparse.Namespace, bf16: bool) -> float:
     """Seconds the options would take, from each spec's MACs at ASSUMED_GFLOPS (a training step is 3 forwards'
     work): each measurement is a warm-up step and then at least --seconds and two steps; plus ~10 s of process
-    starts a spec and, with torch.compile, ~60 s of compiling a case (measured here for googlenet at batch 32)."""
+    starts a spec and, with torch.compile, ~60 s of compiling a case it runs (measured for googlenet at batch 32
+    on a quiet machine; on a loaded one it took over 10 minutes)."""
     total = 0.0
     for name in args.specs:
         p = plan(name, args, bf16)
         macs = summarize(load_spec(p.path, p.overrides or None)).macs
-        total += 10 + (60 * len(p.cases) if args.compile else 0)
+        total += 10 + 60 * sum("torch_compile" in who for who in p.who.values())
         for case, (kind, batch, _) in p.cases.items():
             step = batch * macs * 2 * (3 if kind == "train" else 1) / (ASSUMED_GFLOPS * 1e9)
             total += args.repeats * len(p.who[case]) * (step + max(args.seconds, 2 * step))
