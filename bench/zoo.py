@@ -65,11 +65,11 @@ class Worker:
     threads spinning (libgomp spins for ~30 billion iterations), which slowed every other engine 3-20x on 2 cores
     (a first --quick run). Only the process being measured runs."""
 
-    def __init__(self, engine: str, spec: Path, options: list[str], env: dict[str, str]):
+    def __init__(self, engine: str, spec: Path, options: list[str], env: dict[str, Optional[str]]):
         self.name = f"{engine} worker for {spec.stem}"
         self.process = subprocess.Popen([sys.executable, str(ROOT / "bench" / "zoo_worker.py"), engine, str(spec),
                                          *options], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        env={**os.environ, **env})
+                                        env={k: v for k, v in {**os.environ, **env}.items() if v is not None})
         self.info = self.receive()
         self.process.send_signal(signal.SIGSTOP)
 
@@ -161,11 +161,12 @@ def start(p: Plan, workdir: Path, threads: int) -> tuple[dict[str, Worker], dict
     calibration = workdir / f"{p.name}-calibration.npy"  # the same images calibrate both INT8 engines
     onp.save(calibration, onp.random.default_rng(1).uniform(size=(32,) + spec_input).astype("float32"))
     options.append(f"--calibration={calibration}")
-    common = {"OMP_NUM_THREADS": str(threads)}
+    common: dict[str, Optional[str]] = {"OMP_NUM_THREADS": str(threads)}
+    peer: dict[str, Optional[str]] = {"OMP_WAIT_POLICY": None}  # peers wait as their OpenMP does by default
     workers: dict[str, Worker] = {}
     failed: dict[str, str] = {}
 
-    def launch(key: str, engine: str, more: list[str], env: dict[str, str]) -> None:
+    def launch(key: str, engine: str, more: list[str], env: dict[str, Optional[str]]) -> None:
         try:
             worker = Worker(engine, p.path, options + more, {**common, **env})
         except WorkerExited as e:
@@ -183,14 +184,14 @@ def start(p: Plan, workdir: Path, threads: int) -> tuple[dict[str, Worker], dict
     if "mxnet_active" in names:
         launch("mxnet_active", "mxnet", [], {"OMP_WAIT_POLICY": "ACTIVE"})
     if names & {"torch_nchw", "torch_cl", "torch_compile"}:
-        launch("torch", "torch", [], {})
+        launch("torch", "torch", [], peer)
     if names & {"ort_fp32", "ort_int8"}:
         onnx_file = workdir / f"{p.name}.onnx"
         done = workers["mxnet_passive"].ask({"export": str(onnx_file)})
         if "error" in done:
             failed["ort"] = done["error"]
         else:
-            launch("ort", "ort", [f"--onnx={onnx_file}"], {})
+            launch("ort", "ort", [f"--onnx={onnx_file}"], peer)
     return workers, failed
 
 
