@@ -516,6 +516,9 @@ def cmd_evaluate(args: Args) -> int:
     from .train.recipe import load_recipe
     from .train.stream import evaluation_data
 
+    if args.engine == "onnxruntime" and args.precision != "fp32":
+        raise InputError(f"--engine onnxruntime runs fp32; --precision {args.precision} runs on MXNet")
+
     recipe = load_recipe(args.spec, args.overrides, args.base_outside)  # its `evaluate:` transforms
     config = from_options(vars(args), options("evaluate"), recipe.values)
     if args.predictions is not None:
@@ -530,6 +533,8 @@ def cmd_evaluate(args: Args) -> int:
     load_parameters(net, args.params, ctx=contexts)
     predicted: Optional[list[int]] = [] if args.predictions is not None else None
     model = for_inference(net, args.precision, _calibration(args, net))
+    if args.engine == "onnxruntime":
+        model = _on_onnxruntime(net)
     try:
         loss, accuracy = evaluate(net, split, config.batch_size, contexts, predicted, model, pipeline)
     finally:
@@ -546,6 +551,16 @@ def cmd_evaluate(args: Args) -> int:
     return 0
 
 
+def _on_onnxruntime(net: Any) -> Any:
+    """`net` run by ONNX Runtime, taking and giving MXNet arrays as the network does (`evaluate --engine`)."""
+    from mxnet import np
+
+    from .train.predict import on_onnxruntime
+
+    scores = on_onnxruntime(net)
+    return lambda x: np.array(scores(x.asnumpy()), ctx=x.ctx)
+
+
 def cmd_predict(args: Args) -> int:
     from pathlib import Path
 
@@ -559,7 +574,7 @@ def cmd_predict(args: Args) -> int:
     spec, _ = _load(args.spec, args)
     steps = from_options({}, [], load_recipe(args.spec, args.overrides, args.base_outside).values).evaluate
     results = predict(spec, Path(args.params), [Path(p) for p in args.images], args.top,
-                      Path(args.classes) if args.classes else None, steps)
+                      Path(args.classes) if args.classes else None, steps, args.engine)
     if args.json:
         print(json.dumps(results, indent=1))
     for r in [] if args.json else results:
@@ -659,6 +674,12 @@ def _precision_options(p: argparse.ArgumentParser) -> None:
                    help="int8: batches of 32 images to calibrate on (default 8)")
 
 
+def _engine_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", choices=["mxnet", "onnxruntime"], help="what runs trained parameters: MXNet (the "
+                   "default), or ONNX Runtime on the network's ONNX export (fp32; needs the export extra). An "
+                   "export runs on its own engine")
+
+
 def _depth(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected 0 (stages), 1 (their layers) or more, got {text!r}")
@@ -741,6 +762,7 @@ def _backend_commands(sub: Any) -> None:
     ev.add_argument("--predictions", metavar="FILE.csv", help="also write each example's predicted class (and "
                                                                 "its file, for image folders)")
     _precision_options(ev)
+    _engine_option(ev)
     ev.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="the most probable classes of image files (PNG, JPEG), from trained "
@@ -755,6 +777,7 @@ def _backend_commands(sub: Any) -> None:
                                                            "folder's classes.json, else Fashion-MNIST's names for "
                                                            "ten classes, else class numbers)")
     pr.add_argument("--json", action="store_true")
+    _engine_option(pr)
     pr.set_defaults(func=cmd_predict)
 
     la = sub.add_parser("launch", help="MXNet's distributed launcher (tools/launch.py), fixed for Python 3.9+: "

@@ -24,7 +24,6 @@ import importlib.util
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -40,7 +39,7 @@ from mxnet import autograd, gluon, np, npx  # noqa: E402
 from archspec import build_model, load_spec, summarize  # noqa: E402
 from archspec.gluon.precision import mixed_bfloat16, supports_bfloat16  # noqa: E402
 from googlenet_reference import googlenet  # noqa: E402
-from timing import images_per_second, operator_times, profiler_file  # noqa: E402
+from timing import cpu, images_per_second, operator_times, profiler_file, summary  # noqa: E402
 
 SPEC = ROOT / "specs" / "googlenet.yaml"
 CASES = [("forward", 1), ("forward", 32), ("forward", 128), ("train", 64)]
@@ -85,10 +84,6 @@ def rate(net, kind: str, batch: int, seconds: float, trainer=None) -> float:
             npx.waitall()
 
     return images_per_second(step, batch, seconds)
-
-
-def summary(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
 
 
 class TorchPeer:
@@ -151,19 +146,9 @@ def ratios(raw: dict) -> dict:
 
 
 def machine() -> dict:
-    info = {"python": platform.python_version(), "mxnet": mx.__version__, "platform": platform.platform(),
-            "cores": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-            "mkldnn": mx.runtime.Features().is_enabled("MKLDNN")}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        info["cpu"] = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
-        info["mhz"] = float(next(line.split(":", 1)[1] for line in text.splitlines() if line.startswith("cpu MHz")))
-        flags = next(line for line in text.splitlines() if line.startswith("flags"))
-        info["avx512"] = " avx512f" in flags
-        info["avx512_bf16"], info["avx512_vnni"] = " avx512_bf16" in flags, " avx512_vnni" in flags
-    except (OSError, StopIteration):
-        pass
-    return info
+    return {"python": platform.python_version(), "mxnet": mx.__version__, "platform": platform.platform(),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "mkldnn": mx.runtime.Features().is_enabled("MKLDNN"),
+            **cpu()}
 
 
 def matmul_gflops(seconds: float = 1.0) -> float:

@@ -4,8 +4,10 @@ import atexit
 import json
 import os
 import shutil
+import statistics
 import tempfile
 import time
+from pathlib import Path
 
 
 def profiler_file() -> str:
@@ -37,3 +39,24 @@ def images_per_second(step, batch: int, seconds: float) -> float:
         elapsed = time.perf_counter() - start
         if elapsed >= seconds and n >= 2:
             return n * batch / elapsed
+
+
+def summary(values: list[float]) -> dict:
+    """The median of repeated measurements, with their spread."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def cpu() -> dict:
+    """The CPU's model, clock and the instruction sets the engines' kernels choose between (Linux)."""
+    info: dict = {"cores": os.cpu_count()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        info["cpu"] = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
+        info["mhz"] = float(next(line.split(":", 1)[1] for line in text.splitlines() if line.startswith("cpu MHz")))
+        flags = next(line for line in text.splitlines() if line.startswith("flags"))
+        info["avx512"] = " avx512f" in flags
+        info["avx512_bf16"], info["avx512_vnni"] = " avx512_bf16" in flags, " avx512_vnni" in flags
+        info["amx"] = " amx_tile" in flags
+    except (OSError, StopIteration):
+        pass
+    return info

@@ -34,3 +34,44 @@ def test_benchmark_runs_on_a_tiny_batch(tmp_path):
     assert {"float32", "int8"} <= set(r["precision"])
     assert ("bfloat16" in r["precision"]) == supports_bfloat16()  # measured only where oneDNN can run it
     assert "built/seed" in done.stdout
+
+
+@pytest.mark.slow
+def test_zoo_benchmark_quick_run_fills_every_table(tmp_path):
+    """bench/zoo.py --quick (googlenet at 32x32, batch 2): every engine and case measured, the tables shaped as
+    the README's, the machine, threads and versions named. Structure only: the figures are not compared."""
+    out = tmp_path / "zoo"
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "zoo.py"), "--quick", "--threads",
+                           "1", "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    r = json.loads(out.with_suffix(".json").read_text())
+    assert r["machine"]["threads"] == 1 and r["machine"]["cores"] and r["versions"]["mxnet"] == "1.9.1"
+    assert list(r["specs"]) == ["googlenet"]
+    s = r["specs"]["googlenet"]
+    assert s["input"] == [1, 32, 32]
+    assert set(s["images_per_s"]) == {"forward@1", "forward@2", "train@2", "train@2+neighbour"}
+    for case in ("forward@1", "forward@2", "train@2"):  # archspec (both wait policies) against each eager peer
+        assert {"mxnet_passive", "mxnet_active", "torch_nchw", "torch_cl"} <= set(s["images_per_s"][case])
+        assert {f"{m}/{t}" for m in ("mxnet_passive", "mxnet_active") for t in ("torch_nchw", "torch_cl")} \
+            <= set(s["ratios"][case])
+        assert "torch_compile" not in s["images_per_s"][case]
+    for case in ("forward@1", "forward@2"):  # the deployment peers on archspec's own ONNX export
+        assert {"mxnet_int8", "ort_fp32", "ort_int8"} <= set(s["images_per_s"][case])
+        assert {"mxnet_passive/ort_fp32", "mxnet_int8/ort_int8"} <= set(s["ratios"][case])
+    assert {"mxnet_passive kept", "mxnet_active kept", "torch_cl kept"} <= set(s["ratios"]["train@2+neighbour"])
+    assert all(v["median"] > 0 for by in s["images_per_s"].values() for v in by.values())
+    assert s["errors"] == {}
+    from archspec.gluon.precision import supports_bfloat16
+
+    assert ("mxnet_bf16" in s["images_per_s"]["forward@2"]) == supports_bfloat16()
+    assert any("bf16 not measured" in n for n in r["notes"]) != supports_bfloat16()
+
+    table = out.with_suffix(".md").read_text()
+    assert table in done.stdout
+    rows = [line for line in table.splitlines() if line.startswith("| googlenet")]
+    assert [row.split(" | ")[1] for row in rows] == ["forward@1", "forward@2", "train@2",  # main table
+                                                     "train@2+neighbour", "forward@1", "forward@2"]
+    header = [line for line in table.splitlines() if line.startswith("| network")]
+    assert all(line.count("|") == header_line.count("|") for line, header_line in
+               zip(rows, [header[0]] * 3 + [header[1]] + [header[2]] * 2))
+    assert "1 threads per engine" in table and "mxnet 1.9.1" in table and "torch " in table

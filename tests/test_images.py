@@ -193,6 +193,52 @@ def test_predict_names_classes_and_refuses_what_it_cannot_read(tmp_path, capsys)
     assert "Traceback" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_engine_onnxruntime_predicts_and_evaluates_as_mxnet_does(digit_images, tmp_path, monkeypatch, capsys):
+    """Issue 25: `--engine onnxruntime` runs trained parameters through the network's ONNX export; the same
+    probabilities, loss and accuracy as MXNet computes (float32 both)."""
+    from archspec import build_model
+
+    build_model(LENET).save_parameters(str(tmp_path / "final.params"))
+    images = [str(f) for f in sorted((digit_images / "test" / "three").iterdir())[:5]]
+    found = {}
+    for engine in ("mxnet", "onnxruntime"):
+        assert main(["predict", LENET, "--params", str(tmp_path / "final.params"), *images, "--top", "10", "--json",
+                     "--engine", engine]) == 0
+        probabilities = [{t["class"]: t["probability"] for t in r["top"]} for r in json.loads(capsys.readouterr().out)]
+        assert main(["evaluate", LENET, "--params", str(tmp_path / "final.params"), "--data-dir", str(digit_images),
+                     "--engine", engine]) == 0
+        found[engine] = probabilities, json.loads(capsys.readouterr().out.splitlines()[-1])
+    (mx_p, mx_e), (ort_p, ort_e) = found["mxnet"], found["onnxruntime"]
+    assert all(abs(a[k] - b[k]) < 1e-5 for a, b in zip(mx_p, ort_p) for k in range(10))
+    assert ort_e["examples"] == mx_e["examples"] == 360 and ort_e["accuracy"] == mx_e["accuracy"]
+    assert abs(ort_e["loss"] - mx_e["loss"]) < 1e-5
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # so that it ran through ONNX Runtime
+    assert main(["evaluate", LENET, "--params", str(tmp_path / "final.params"), "--data-dir", str(digit_images),
+                 "--engine", "onnxruntime"]) == 1
+    assert "needs ONNX Runtime: pip install 'archspec[export]'" in capsys.readouterr().err
+
+
+def test_engine_onnxruntime_refusals_name_the_fix(tmp_path, monkeypatch, capsys):
+    from archspec import build_model
+
+    build_model(LENET).save_parameters(str(tmp_path / "final.params"))
+    image = tmp_path / "x.png"
+    Image.fromarray(onp.zeros((28, 28), onp.uint8)).save(image)
+    assert main(["evaluate", LENET, "--params", str(tmp_path / "final.params"), "--engine", "onnxruntime",
+                 "--precision", "int8"]) == 1
+    assert "--engine onnxruntime runs fp32; --precision int8 runs on MXNet" in capsys.readouterr().err
+    (tmp_path / "model.onnx").write_bytes(b"not read: refused by its engine first")
+    assert main(["predict", LENET, "--params", str(tmp_path / "model.onnx"), str(image), "--engine", "mxnet"]) == 1
+    assert "model.onnx: an ONNX export runs on onnxruntime, not --engine mxnet" in capsys.readouterr().err
+    monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # what `import` meets without the extra
+    assert main(["predict", LENET, "--params", str(tmp_path / "final.params"), str(image), "--engine",
+                 "onnxruntime"]) == 1
+    err = capsys.readouterr().err
+    assert "--engine onnxruntime needs ONNX Runtime: pip install 'archspec[export]'" in err and "Traceback" not in err
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["final.params", "model.onnx", "x.png"]
+
+
 def test_file_names_that_are_not_utf8_and_outputs_that_are_not_files(tmp_path, capsys):
     from archspec import build_model
 

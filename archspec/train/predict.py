@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -32,17 +33,24 @@ def _decoded(path: Path, channels: int) -> onp.ndarray:
 
 Scores = Callable[[onp.ndarray], onp.ndarray]
 MAX_NAMES_BYTES = 1 << 20
+ENGINES = ("mxnet", "onnxruntime")  # --engine: what runs the network (default: the file's own engine)
 
 
-def model(spec: Any, path: Path) -> tuple[Scores, Optional[list[str]]]:
+def model(spec: Any, path: Path, engine: Optional[str] = None) -> tuple[Scores, Optional[list[str]]]:
     """A function from float32 N x C x H x W inputs to N x classes scores, and the class names kept with the
     model, for `path`: Gluon parameters of `spec` (`.params`, names in its run folder's classes.json), an MXNet
     export (`NAME-symbol.json` beside `NAME-0000.params` and `NAME-classes.json`) or an ONNX file (names in its
-    metadata)."""
+    metadata). `engine`: Gluon parameters run on MXNet, or on ONNX Runtime through an ONNX export of the built
+    network; an export runs on the engine it was written for."""
     if not path.is_file():
         raise InputError(f"{path}: no such file")
     export = re.fullmatch(r"(.*)-(symbol\.json|\d{4}\.params)", path.name)  # its graph, or its weights beside it
-    if export and path.with_name(f"{export[1]}-symbol.json").is_file():
+    exported = export and path.with_name(f"{export[1]}-symbol.json").is_file()
+    own = "mxnet" if exported or path.suffix.lower() != ".onnx" else "onnxruntime"
+    if engine is not None and engine != own and (exported or own == "onnxruntime"):
+        raise InputError(f"{path}: an {'MXNet' if exported else 'ONNX'} export runs on {own}, not --engine "
+                         f"{engine} (--engine picks what runs a .params file)")
+    if export and exported:
         prefix = export[1]
         params = path if export[2].endswith(".params") else path.with_name(f"{prefix}-0000.params")
         run, names = _symbol(path.with_name(f"{prefix}-symbol.json"), params), \
@@ -56,8 +64,30 @@ def model(spec: Any, path: Path) -> tuple[Scores, Optional[list[str]]]:
 
         net = build_model(spec)
         load_parameters(net, path)
-        run, names = (lambda x: net(np.array(x)).asnumpy()), run_names(path)
+        run = on_onnxruntime(net) if engine == "onnxruntime" else (lambda x: net(np.array(x)).asnumpy())
+        names = run_names(path)
     return _checked(run, path, spec), names
+
+
+def on_onnxruntime(net: Any) -> Scores:
+    """`net` with its current weights, run by ONNX Runtime (`--engine onnxruntime`): exported to ONNX as
+    `archspec export --format onnx` writes it, in a temporary folder, and loaded from there."""
+    _onnxruntime("--engine onnxruntime")
+    from ..gluon.export import export
+
+    with tempfile.TemporaryDirectory(prefix="archspec-onnx-") as folder:
+        path = Path(folder) / f"{net.spec.name}.onnx"
+        export(net, path, "onnx")
+        return _onnx(path, net.spec)[0]  # the session holds the model: the file may go
+
+
+def _onnxruntime(what: str) -> Any:
+    """ONNX Runtime, or a refusal naming the extra that installs it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise InputError(f"{what} needs ONNX Runtime: pip install 'archspec[export]'") from None
+    return onnxruntime
 
 
 def _checked(run: Scores, path: Path, spec: Any) -> Scores:
@@ -98,10 +128,7 @@ def _symbol(path: Path, params: Path) -> Scores:
 
 
 def _onnx(path: Path, spec: Any) -> tuple[Scores, Optional[list[str]]]:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise InputError("predicting with an ONNX file needs ONNX Runtime: pip install onnxruntime") from None
+    onnxruntime = _onnxruntime("predicting with an ONNX file")
     try:
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own exception types for files it cannot read
@@ -145,10 +172,12 @@ def _names(text: str, source: str) -> list[str]:
 
 
 def predict(spec: Any, params: Path, images: Sequence[Path], top: int = 3,
-            names_file: Optional[Path] = None, steps: Transforms = ()) -> list[dict[str, Any]]:
+            names_file: Optional[Path] = None, steps: Transforms = (),
+            engine: Optional[str] = None) -> list[dict[str, Any]]:
     """For each image, its `top` classes, most probable first: [{"image", "top": [{"class", "name",
     "probability"}]}]. Every image is read before the model is loaded, so a bad one fails fast. `steps`: a
-    recipe's evaluation transforms, applied to each image at its own size (else it is resized to the input)."""
+    recipe's evaluation transforms, applied to each image at its own size (else it is resized to the input).
+    `engine`: as `model` takes it."""
     from mxnet import cpu
 
     channels, height, width = spec.input.shape
@@ -158,7 +187,7 @@ def predict(spec: Any, params: Path, images: Sequence[Path], top: int = 3,
     else:
         pixels = onp.stack([read_image(Path(p), channels, (height, width)) for p in images])
         inputs = to_input(pixels, None, cpu()).asnumpy()
-    run, kept = model(spec, params)
+    run, kept = model(spec, params, engine)
     scores = onp.concatenate([run(inputs[i:i + 256]) for i in range(0, len(inputs), 256)]).astype(onp.float64)
     scores = onp.exp(scores - scores.max(axis=1, keepdims=True))
     probabilities = scores / scores.sum(axis=1, keepdims=True)
