@@ -141,12 +141,16 @@ def test_convnext_tiny_outputs_are_torchvisions():
         assert _close(net(np.array(x, dtype="float64")).asnumpy(), expected) != swap
 
 
-def width_table():
-    """The rows (w, archspec, torchvision) of the README's width table, counts as (trainable, state)."""
+def width_table(spec=None):
+    """The rows (w, archspec, reference) of the README's width tables, counts as (trainable, state): those of
+    mobilenetv2's table (w | archspec | torchvision), or with `spec` those of the rows naming it
+    (w | spec | archspec | reference)."""
     text = (ROOT / "README.md").read_text().split("### Width variants", 1)[1].split("\n### ", 1)[0]
-    rows = re.findall(r"^\| ([\d.]+) \| ([\d,]+) \+ ([\d,]+) \| ([\d,]+) \+ ([\d,]+) \|$", text, re.M)
+    rows = re.findall(r"^\| ([\d.]+) \| (?:`([\w-]+)` \| )?([\d,]+) \+ ([\d,]+) \| ([\d,]+) \+ ([\d,]+) \|$",
+                      text, re.M)
     number = lambda cell: int(cell.replace(",", ""))  # noqa: E731
-    return [(float(w), (number(a), number(b)), (number(c), number(d))) for w, a, b, c, d in rows]
+    return [(float(w), (number(a), number(b)), (number(c), number(d))) for w, name, a, b, c, d in rows
+            if name == (spec or "")]
 
 
 def test_the_readme_width_table_is_archspec():

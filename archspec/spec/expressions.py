@@ -356,8 +356,9 @@ class Evaluation:
 
 
 def make_divisible(value: float, divisor: int) -> int:
-    """MobileNet's rounding (`_make_divisible` of torchvision and GluonCV): the nearest multiple of `divisor`,
-    at least `divisor`, and never more than 10% below `value` (one `divisor` more if so)."""
+    """MobileNet's rounding (torchvision's `_make_divisible`; GluonCV's MobileNetV3 rounds up instead): the
+    nearest multiple of `divisor`, at least `divisor`, and never more than 10% below `value` (one `divisor` more
+    if so)."""
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
     return rounded + divisor if rounded < 0.9 * value else rounded
 
