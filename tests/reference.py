@@ -272,3 +272,46 @@ def anynet_params(model):
             parts = [b.conv1, b.bn1, b.conv2, b.bn2, b.conv3, b.bn3] + ([b.conv4, b.bn4] if b.conv4 else [])
             out += [p for part in parts for p in part.collect_params().values()]
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# U-Net (Ronneberger, Fischer & Brox, 2015) as the paper's Section 2 describes it, in plain Gluon.
+
+class UNet(nn.Block):
+    """Contracting path: per level two unpadded 3x3 convolutions with ReLU, then a 2x2 max pool / 2, the
+    channels doubling from `width`; expansive path: a 2x2 up-convolution halving the channels, concatenated with
+    the contracting path's feature map at that level cropped to its centre, two 3x3 convolutions with ReLU;
+    a final 1x1 convolution to `classes`."""
+
+    def __init__(self, classes=2, width=64, levels=4, in_channels=1):
+        super().__init__()
+        sizes = [width * 2 ** i for i in range(levels + 1)]  # 64, 128, 256, 512, 1024
+        self.down = nn.Sequential()
+        for before, channels in zip([in_channels] + sizes, sizes):
+            self.down.add(self._double_conv(before, channels))
+        self.expand = nn.Sequential()  # per level, deepest first: the up-convolution, then the two convolutions
+        for channels in reversed(sizes[:-1]):
+            level = nn.Sequential()
+            level.add(nn.Conv2DTranspose(channels, 2, strides=2, in_channels=2 * channels),
+                      self._double_conv(2 * channels, channels))
+            self.expand.add(level)
+        self.out = nn.Conv2D(classes, 1, in_channels=width)
+
+    @staticmethod
+    def _double_conv(before, channels):
+        block = nn.Sequential()
+        block.add(nn.Conv2D(channels, 3, activation="relu", in_channels=before),
+                  nn.Conv2D(channels, 3, activation="relu", in_channels=channels))
+        return block
+
+    def forward(self, x):
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(npx.pooling(x, kernel=(2, 2), stride=(2, 2), pool_type="max") if i else x)
+            skips.append(x)
+        for (up, decode), skip in zip(self.expand, reversed(skips[:-1])):
+            x = up(x)
+            top, left = (skip.shape[2] - x.shape[2]) // 2, (skip.shape[3] - x.shape[3]) // 2
+            skip = skip[:, :, top:top + x.shape[2], left:left + x.shape[3]]  # crop and copy
+            x = decode(np.concatenate([skip, x], axis=1))
+        return self.out(x)

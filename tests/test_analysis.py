@@ -108,9 +108,10 @@ LEAVES = {
 }
 #: composite kinds: entries made of other entries
 COMPOSITES = {
-    "parallel": lambda inner: st.builds(lambda branches, merge: {"parallel": {"branches": branches, "merge": merge}},
-                                        st.lists(st.lists(inner, max_size=2), min_size=1, max_size=3),
-                                        st.sampled_from(["concat", "add", "mul"])),
+    "parallel": lambda inner: st.builds(lambda branches, merge, crop: {"parallel": {
+        "branches": branches, "merge": merge, **({"crop": crop} if crop else {})}},
+        st.lists(st.lists(inner, max_size=2), min_size=1, max_size=3), st.sampled_from(["concat", "add", "mul"]),
+        st.sampled_from([None, None, "center"])),
     "sequential": lambda inner: st.builds(lambda layers: {"sequential": {"layers": layers}},
                                           st.lists(inner, min_size=1, max_size=2)),
 }
@@ -131,14 +132,19 @@ random_specs = st.builds(
 
 
 class RefParallel(nn.HybridBlock):
-    def __init__(self, branches, merge):
+    def __init__(self, branches, merge, crop=None):
         super().__init__()
-        self.merge, self.branches = merge, nn.HybridSequential()
+        self.merge, self.crop, self.branches = merge, crop, nn.HybridSequential()
         for b in branches:
             self.branches.add(b)
 
     def hybrid_forward(self, F, x):
         outs = [b(x) for b in self.branches]
+        if self.crop:  # run imperatively: the centre of each image, the smallest height and width of all
+            outs = [image(o) for o in outs]
+            h, w = min(o.shape[2] for o in outs), min(o.shape[3] for o in outs)
+            tops = [((o.shape[2] - h) // 2, (o.shape[3] - w) // 2) for o in outs]
+            outs = [o[:, :, t:t + h, u:u + w] for o, (t, u) in zip(outs, tops)]
         if self.merge == "concat":
             return F.np.concatenate(outs, axis=1)
         out = outs[0]
@@ -197,7 +203,7 @@ def reference(entry):
             for e in branch:
                 seq.add(reference(e))
             seqs.append(seq)
-        return RefParallel(seqs, body["merge"])
+        return RefParallel(seqs, body["merge"], body.get("crop"))
     return {"batchnorm": lambda: nn.BatchNorm(), "activation": lambda: nn.Activation("relu"),
             "global_avg_pool": nn.GlobalAvgPool2D, "global_max_pool": nn.GlobalMaxPool2D,
             "dropout": lambda: nn.Dropout(0.5),

@@ -7,7 +7,7 @@ import pytest
 from mxnet import np, npx
 from reference import copy_params, googlenet, materialise
 
-from archspec import build_model, load_spec, summarize
+from archspec import SpecError, build_model, load_spec, summarize
 from conftest import ROOT
 
 GOOGLENET = ROOT / "specs" / "googlenet.yaml"
@@ -292,6 +292,28 @@ def test_conv_transpose_is_the_adjoint_of_a_convolution(write_spec):
                 full[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3] += x[0, c, i, j] * w[c]
     expected = full[:, 1:1 + 6, 1:1 + 8] + b[:, None, None]
     assert onp.allclose(net(np.array(x)).asnumpy()[0], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("hybridize", [False, True])
+def test_crop_center_cuts_each_branch_to_the_smallest_before_merging(write_spec, hybridize):
+    """`parallel` with `crop: center` (U-Net's crop-and-copy): each branch's output is cut to the smallest height
+    and width among the branches at ((h - H) // 2, (w - W) // 2), the odd row or column left below and right."""
+    path = write_spec("name: c\ninput: {channels: 2, height: 7, width: 8}\nstages:\n  s:\n    - parallel:\n"
+                      "        crop: center\n        branches: [[], [{avgpool: {kernel: [2, 3], stride: 1}}], "
+                      "[{maxpool: {kernel: 3, stride: 1}}]]\n")
+    s = summarize(load_spec(path))
+    assert s.output == (6, 5, 6)  # the smallest height (max pool's 5) and width (avg pool's 6, max pool's 6)
+    x = onp.random.default_rng(0).normal(size=(1, 2, 7, 8)).astype("float32")
+    avg = onp.stack([[x[0, c, i:i + 2, j:j + 3].mean() for j in range(6)] for c in range(2) for i in range(6)])
+    avg = avg.reshape(2, 6, 6)
+    top = onp.stack([[x[0, c, i:i + 3, j:j + 3].max() for j in range(6)] for c in range(2) for i in range(5)])
+    expected = onp.concatenate([x[0, :, 1:6, 1:7], avg[:, 0:5], top.reshape(2, 5, 6)])
+    out = build_model(path, hybridize=hybridize)(np.array(x)).asnumpy()[0]
+    assert onp.allclose(out, expected, atol=1e-6)
+    bad = write_spec("name: c\ninput: {channels: 2, height: 7, width: 8}\nstages:\n  s:\n    - flatten\n"
+                     "    - parallel: {crop: center, branches: [[], []]}\n")
+    with pytest.raises(SpecError, match=r":6:.*crop needs images"):
+        load_spec(bad)
 
 
 def test_repeat_zero_leaves_the_entry_out(write_spec):

@@ -225,11 +225,11 @@ def test_arguments_may_use_the_ones_before_them_everywhere(write_spec):
     text = ("name: t\nargs: {size: 16, wide: '${size * 2}'}\ninput: {channels: 3, height: $size, width: $wide}\n"
             "blocks:\n  b:\n    args: {channels: null, hidden: '${channels * 4}'}\n"
             "    layers: [{conv: {channels: $hidden, kernel: 1}}, {conv: {channels: $channels, kernel: 1}}]\n"
-            "stages:\n  s: [{b: {channels: 8}}]\naux:\n  h: {after: '$stage', weight: '${1 / 1}', layers: [flatten]}\n")
-    with pytest.raises(SpecError) as e:  # `/` is not in the grammar; `$stage` is no argument
+            "stages:\n  s: [{b: {channels: 8}}]\naux:\n  h: {after: '$stage', weight: '${2 ** 1}', layers: [flatten]}\n")
+    with pytest.raises(SpecError) as e:  # `**` is not in the grammar; `$stage` is no argument
         load_spec(write_spec(text))
     assert {p.path for p in e.value.problems} == {("aux", "h", "after"), ("aux", "h", "weight")}
-    s = summarize(load_spec(write_spec(text.replace("'$stage'", "s").replace("'${1 / 1}'", "0.5"))))
+    s = summarize(load_spec(write_spec(text.replace("'$stage'", "s").replace("'${2 ** 1}'", "0.5"))))
     assert s.input == (3, 16, 32) and s.row("s.0.0").output == (32, 16, 32) and s.row("s").output == (8, 16, 32)
 
 
@@ -302,3 +302,14 @@ def test_conv_bn_refuses_a_kernel_that_is_not_a_size_or_a_pair(write_spec, capsy
     assert main(["validate", str(path)]) == 1
     out = capsys.readouterr().out
     assert out.startswith(f"{path}:5:") and message in out and "Traceback" not in out, out
+
+
+def test_slash_divides_exactly_for_rates_and_refuses_zero(write_spec, capsys):
+    """ConvNeXt's stochastic depth grows as 0.1 * index / 17: `/` gives the decimal, `//` stays the floor."""
+    path = spec(write_spec, "    - drop_path: '${0.1 * 5 / 17}'\n    - conv: {channels: '${round(7 / 2)}', kernel: 1}\n")
+    s = load_spec(path)
+    assert s.stages["s"][0].rate == 0.1 * 5 / 17
+    assert summarize(s).row("s.1").output[0] == 4
+    bad = spec(write_spec, "    - drop_path: '${0.1 / 0}'\n")
+    assert main(["validate", str(bad)]) == 1
+    assert "division by zero" in capsys.readouterr().out

@@ -5,8 +5,8 @@ import pytest
 from d2l import mxnet as d2l
 from mxnet import autograd, init, np, npx
 from mxnet.gluon import nn
-from reference import (RegNetX32, alexnet, anynet_params, copy_params, densenet, googlenet, materialise, mobilenet_v2,
-                       nin, resnext, vgg)
+from reference import (RegNetX32, UNet, alexnet, anynet_params, copy_params, densenet, googlenet, materialise,
+                       mobilenet_v2, nin, resnext, vgg)
 
 from archspec import SpecError, build_model, load_spec, summarize
 from conftest import ROOT
@@ -296,3 +296,29 @@ def test_se_gate_keeps_its_published_count_under_a_specs_conv_defaults(write_spe
     row = summarize(load_spec(path)).row("s.0")
     c, r = 64, 16
     assert (row.params, row.state) == (c * (c // r) + c // r + (c // r) * c + c, 0)
+
+
+def test_unet_is_the_papers_shapes_and_count():
+    """572x572 in, 388x388 out (the paper's Figure 1), and the parameters of the paper's network in plain Gluon."""
+    npx.set_np()
+    summary = summarize(load_spec(spec_path("unet")))
+    assert (summary.input, summary.output) == ((1, 572, 572), (2, 388, 388))
+    reference = UNet()
+    reference.initialize()
+    assert (summary.params, summary.state) == (counts(reference), 0) == (31_030_658, 0)
+    crops = [row for row in summary.rows if row.kind.startswith("level")]
+    assert [(row.input[1:], row.output) for row in crops] == [
+        ((568, 568), (128, 392, 392)), ((280, 280), (256, 200, 200)), ((136, 136), (512, 104, 104)),
+        ((64, 64), (1024, 56, 56))]
+
+
+@pytest.mark.parametrize("width", [4, pytest.param(64, marks=pytest.mark.slow)])
+def test_unet_outputs_are_the_papers(width):
+    """At 188x188, the smallest input all four levels take (a 4x4 output), the paper's widths and a sixteenth of them:
+    the reference's weights copied in, the same outputs."""
+    npx.set_np()
+    reference = UNet(width=width)
+    reference.initialize(init.Xavier())
+    net = build_model(spec_path("unet"), hybridize=True, overrides=[f"channels={width}", "input.height=188",
+                                                                    "input.width=188"])
+    assert_same_outputs(reference, net, list(reference.collect_params().values()), (2, 1, 188, 188))

@@ -9,6 +9,7 @@ from test_convert import MEAN, SIZE, STD, _close, _images, _randomise_torch
 
 from archspec import load_spec, summarize
 from archspec.gluon.build import build_model
+from archspec.gluon.compat import params_by_path
 from archspec.gluon.convert import apply, convert
 from conftest import ROOT
 
@@ -86,12 +87,70 @@ def test_inception_v3_outputs_are_torchvisions(tmp_path):
                          size={"input.height": 301, "input.width": 301})
 
 
-def width_table():
-    """The rows (w, archspec, torchvision) of the README's width table, counts as (trainable, state)."""
+@pytest.mark.slow  # importing torch takes seconds
+def test_convnext_tiny_counts_are_torchvisions():
+    torchvision = pytest.importorskip("torchvision")
+    assert spec_counts("convnext-tiny") == torch_counts(torchvision.models.convnext_tiny(weights=None)) == (
+        28_589_128, 0)
+
+
+def in_registration_order(model):
+    """torch's parameters in the order the spec's network registers them: a CNBlock registers its layer scale
+    before its layers, the spec's block after them (the scale multiplies the branch's end)."""
+    ordered, held = [], []
+    for name, value in model.state_dict().items():
+        if held and not name.startswith(held[0][0].rsplit(".", 1)[0] + "."):
+            ordered, held = ordered + held, []
+        (held if name.endswith("layer_scale") else ordered).append((name, value))
+    return ordered + held
+
+
+def copy_in_order(net, arrays):
+    """Each of `arrays` into the next of the network's parameters, of the same size (a Linear's weight into a
+    1x1 convolution's, a (C, 1, 1) layer scale into a (C,) one): a count or order that differs fails here."""
+    params = list(params_by_path(net).values())
+    assert len(params) == len(arrays)
+    for param, (name, value) in zip(params, arrays):
+        assert value.numel() == param.data().size, (name, param.name)
+        param.set_data(np.array(value.numpy().reshape(param.shape), dtype="float64"))
+
+
+@pytest.mark.slow
+def test_convnext_tiny_outputs_are_torchvisions():
+    """At 112x112, in float64, the layer scales and LayerNorms random (at 1e-6 the blocks would add nothing)."""
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    model = torchvision.models.convnext_tiny(weights=None).double().eval()
+    for name, value in model.named_parameters():
+        if name.endswith("layer_scale") or (value.dim() == 1 and name.endswith("weight")):
+            value.data.uniform_(0.3, 1.2)
+        elif name.endswith("bias"):
+            value.data.uniform_(-0.1, 0.1)
+    x = _images(2, 1, SIZE["input.height"])
+    with torch.no_grad():
+        expected = model(torch.from_numpy((x - MEAN[:, None, None]) / STD[:, None, None])).numpy()
+    arrays = in_registration_order(model)
+    for swap in (False, True):  # two same-sized layer scales exchanged: a wrong pairing shows
+        if swap:
+            i, j = [k for k, (name, _) in enumerate(arrays) if name.endswith("layer_scale")][:2]
+            arrays[i], arrays[j] = (arrays[i][0], arrays[j][1]), (arrays[j][0], arrays[i][1])
+        net = build_model(ROOT / "specs" / "convnext-tiny.yaml", SIZE)
+        net.cast("float64")
+        copy_in_order(net, arrays)
+        assert _close(net(np.array(x, dtype="float64")).asnumpy(), expected) != swap
+
+
+def width_table(spec=None):
+    """The rows (w, archspec, reference) of the README's width tables, counts as (trainable, state): those of
+    mobilenetv2's table (w | archspec | torchvision), or with `spec` those of the rows naming it
+    (w | spec | archspec | reference)."""
     text = (ROOT / "README.md").read_text().split("### Width variants", 1)[1].split("\n### ", 1)[0]
-    rows = re.findall(r"^\| ([\d.]+) \| ([\d,]+) \+ ([\d,]+) \| ([\d,]+) \+ ([\d,]+) \|$", text, re.M)
+    rows = re.findall(r"^\| ([\d.]+) \| (?:`([\w-]+)` \| )?([\d,]+) \+ ([\d,]+) \| ([\d,]+) \+ ([\d,]+) \|$",
+                      text, re.M)
     number = lambda cell: int(cell.replace(",", ""))  # noqa: E731
-    return [(float(w), (number(a), number(b)), (number(c), number(d))) for w, a, b, c, d in rows]
+    return [(float(w), (number(a), number(b)), (number(c), number(d))) for w, name, a, b, c, d in rows
+            if name == (spec or "")]
 
 
 def test_the_readme_width_table_is_archspec():

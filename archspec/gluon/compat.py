@@ -52,12 +52,15 @@ def dataset_arrays(dataset: Any) -> tuple[Any, Any]:
 
 def register_onnx_converters(aliases: dict[str, str], extra: dict[str, Callable[..., Any]]) -> None:
     """Teach MXNet 1.9's ONNX exporter operators it predates: `aliases` maps an operator to one whose converter
-    it ships (looked up in its opset-12 registry), `extra` gives new converters. Global, and idempotent."""
+    it ships (looked up in its opset-12 registry), `extra` gives new converters, or replaces its own at every opset
+    it has a registry for (it looks from the newest down: its opset-13 LayerNorm would win over one at 12).
+    Global, and idempotent."""
     from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
 
     shipped = MXNetGraph.registry_[12]
     for op, converter in extra.items():
-        MXNetGraph.register(op)(converter)
+        for version in list(MXNetGraph.registry_):
+            MXNetGraph.register(op, version)(converter)
     for op, classic in aliases.items():
         MXNetGraph.register(op)(shipped[classic])
 

@@ -105,7 +105,8 @@ def _to_onnx(net: Network, graph: tuple[Any, Any, dict[str, Any]], path: Path, c
         raise InputError(f"--format onnx needs the `export` extra, which is not installed ({e.name} is "
                          "missing): pip install 'archspec[export]'") from None
 
-    register_onnx_converters(_ALIASES, {"_npi_concatenate": _concatenate, "null": _weights_and_inputs})
+    register_onnx_converters(_ALIASES, {"_npi_concatenate": _concatenate, "_np_reshape": _reshape,
+                                        "LayerNorm": _layernorm, "null": _weights_and_inputs})
     _, sym, weights = graph
     params = {name: w.as_nd_ndarray() for name, w in weights.items()}
     shape = (1,) + net.spec.input.shape
@@ -154,7 +155,8 @@ def _name_outputs(model: Any, names: list[str]) -> None:
 # MXNet 1.9's ONNX exporter predates numpy mode: the numpy-mode operators built networks use -> the classic
 # operator whose converter MXNet ships
 _ALIASES = {"_npi_add": "broadcast_add", "_npi_multiply": "broadcast_mul", "_npi_multiply_scalar": "_mul_scalar",
-            "_npi_add_scalar": "_plus_scalar", "_npx_sigmoid": "sigmoid", "_npx_relu": "relu"}
+            "_npi_add_scalar": "_plus_scalar", "_npx_sigmoid": "sigmoid", "_npx_relu": "relu",
+            "_npi_true_divide_scalar": "_div_scalar"}
 
 
 def _weights_and_inputs(node: Any, **kwargs: Any) -> tuple[list[Any], tuple[Any]]:
@@ -181,3 +183,50 @@ def _concatenate(node: Any, **kwargs: Any) -> list[Any]:
 
     name, inputs, attrs = onnx_node_inputs(node, kwargs)
     return [onnx.helper.make_node("Concat", inputs, [name], name=name, axis=int(attrs.get("axis", 0)))]
+
+
+def _reshape(node: Any, **kwargs: Any) -> list[Any]:
+    """numpy's `reshape` as ONNX Reshape to a constant shape (MXNet's Reshape converter reads `shape`; numpy's
+    operator has `newshape`): layer_scale's factors, (C,) to (C, 1, 1)."""
+    import onnx
+
+    name, inputs, attrs = onnx_node_inputs(node, kwargs)
+    shape = [int(size) for size in str(attrs["newshape"]).strip("()[] ").split(",") if size.strip()]
+    value = onnx.helper.make_tensor(name + "_shape", onnx.TensorProto.INT64, [len(shape)], shape)
+    return [onnx.helper.make_node("Constant", [], [name + "_shape"], name=name + "_shape", value=value),
+            onnx.helper.make_node("Reshape", [inputs[0], name + "_shape"], [name], name=name)]
+
+
+def _layernorm(node: Any, **kwargs: Any) -> list[Any]:
+    """Layer norm over one axis (the layernorm kind's channels: ConvNeXt's LayerNorm2d) in ONNX primitives:
+    MXNet's converter writes ReduceMean's axes as an attribute, which the opsets from 18 on refuse. The rank is
+    not known here, so gamma and beta take the shape (C, 1, ..., 1) from the input's at run time."""
+    import onnx
+    from onnx import TensorProto
+
+    name, (x, gamma, beta), attrs = onnx_node_inputs(node, kwargs)
+    axis, eps = int(attrs.get("axis", -1)), float(attrs.get("eps", 1e-5))
+
+    def const(suffix: str, kind: int, values: list[Any]) -> Any:
+        tensor = onnx.helper.make_tensor(name + suffix, kind, [len(values)], values)
+        return onnx.helper.make_node("Constant", [], [name + suffix], name=name + suffix, value=tensor)
+
+    def op(kind: str, inputs: list[str], suffix: str, **attributes: Any) -> Any:
+        return onnx.helper.make_node(kind, inputs, [name + suffix], name=name + suffix, **attributes)
+
+    ones = onnx.helper.make_tensor(name + "_one", TensorProto.INT64, [1], [1])
+    return [const("_axes", TensorProto.INT64, [axis]), const("_two", TensorProto.INT64, [2]),
+            const("_minus_one", TensorProto.INT64, [-1]), const("_eps", TensorProto.FLOAT, [eps]),
+            op("ReduceMean", [x, name + "_axes"], "_mean"), op("Sub", [x, name + "_mean"], "_centred"),
+            op("Mul", [name + "_centred", name + "_centred"], "_square"),
+            op("ReduceMean", [name + "_square", name + "_axes"], "_var"),
+            op("Add", [name + "_var", name + "_eps"], "_var_eps"), op("Sqrt", [name + "_var_eps"], "_std"),
+            op("Div", [name + "_centred", name + "_std"], "_normed"),
+            op("Shape", [x], "_shape"), op("Shape", [name + "_shape"], "_rank"),
+            op("Sub", [name + "_rank", name + "_two"], "_trailing"),
+            op("ConstantOfShape", [name + "_trailing"], "_ones", value=ones),
+            op("Concat", [name + "_minus_one", name + "_ones"], "_affine_shape", axis=0),
+            op("Reshape", [gamma, name + "_affine_shape"], "_gamma"),
+            op("Reshape", [beta, name + "_affine_shape"], "_beta"),
+            op("Mul", [name + "_normed", name + "_gamma"], "_scaled"),
+            onnx.helper.make_node("Add", [name + "_scaled", name + "_beta"], [name], name=name)]

@@ -12,6 +12,7 @@ from mxnet.gluon import nn
 
 from ..spec import kinds
 from ..spec.kinds import Layer, Shape, pair
+from ..spec.walk import measure
 from .modules import HardSigmoid, LayerScale, LRNBlock, Pad, ParallelBlock, ReLU6, Scale, Upsample
 
 Children = Sequence[Optional[nn.HybridSequential]]  # one per child sequence; None for an empty one
@@ -183,4 +184,15 @@ def sequential(layer: kinds.Sequential, shape: Shape, children: Children) -> nn.
 
 @constructs(kinds.Parallel)
 def parallel(layer: kinds.Parallel, shape: Shape, children: Children) -> nn.HybridBlock:
-    return ParallelBlock([(name, child) for (name, _), child in zip(layer.sequences(), children)], layer.merge)
+    windows = None
+    if layer.crop is not None:  # each branch's output shape, as the analysis measured it
+        windows = layer.windows([_through(branch, shape) for _, branch in layer.sequences()])
+    return ParallelBlock([(name, child) for (name, _), child in zip(layer.sequences(), children)], layer.merge,
+                         windows)
+
+
+def _through(layers: Sequence[Layer], shape: Shape) -> Shape:
+    """The shape `layers` give on `shape`."""
+    for layer in layers:
+        shape = measure(layer, shape).output
+    return shape

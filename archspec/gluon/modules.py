@@ -20,10 +20,13 @@ class ParallelBlock(nn.HybridBlock):
     graph holds the branches and the merge as plain operators.
     """
 
-    def __init__(self, branches: Sequence[tuple[Optional[str], Optional[nn.HybridBlock]]], merge: str):
-        """`branches`: each branch's name (`kinds.Parallel.sequences` names them) and block (None: the identity)."""
+    def __init__(self, branches: Sequence[tuple[Optional[str], Optional[nn.HybridBlock]]], merge: str,
+                 windows: Optional[Sequence[tuple[int, int, int, int]]] = None):
+        """`branches`: each branch's name (`kinds.Parallel.sequences` names them) and block (None: the identity);
+        `windows`: the (top, left, height, width) of each branch's output to merge (`crop: center`), or None."""
         super().__init__()
         self._merge = merge
+        self._windows = windows
         self._names: list[Optional[str]] = []  # None marks an identity branch
         for name, branch in branches:
             if branch is not None and name is not None:
@@ -32,6 +35,9 @@ class ParallelBlock(nn.HybridBlock):
 
     def hybrid_forward(self, F: Any, x: Any) -> Any:
         outs = [x if name is None else getattr(self, name)(x) for name in self._names]
+        if self._windows is not None:  # static sizes, from the analysis: symbols have no shape to read
+            outs = [F.npx.slice(out, begin=(None, None, top, left), end=(None, None, top + height, left + width))
+                    for out, (top, left, height, width) in zip(outs, self._windows)]
         if self._merge == "concat":
             return concat_channels(F, outs)
         op = F.np.add if self._merge == "add" else F.np.multiply

@@ -3,9 +3,10 @@
 A string value that starts with `$` is an expression: `$` then the expression, or `${` expression `}`
 (`$$` starts a plain string that begins with `$`). The grammar is small and parsed here, never by Python:
 integers, decimals, 'strings', true / false, names (block and spec arguments, and `in`, the shape the
-entry receives: `in.channels`, `in.height`, `in.width`), indexing (`c2[0]`), `+ - * // %`, comparisons
-(`== != < <= > >=`), `and or not`, parentheses, a list of numbers with a number (`kernel // 2` halves each of a
-pair: `[1, 7] // 2` is `[0, 3]`) and five functions: `min`, `max`, `round` (to the nearest
+entry receives: `in.channels`, `in.height`, `in.width`), indexing (`c2[0]`), `+ - * / // %` (`/` divides
+exactly, giving a decimal: a drop rate `${0.1 * 5 / 17}`), comparisons (`== != < <= > >=`), `and or not`,
+parentheses, a list of numbers with a number (`kernel // 2` halves each of a pair: `[1, 7] // 2` is `[0, 3]`) and
+five functions: `min`, `max`, `round` (to the nearest
 integer, as Python rounds), `make_divisible(x, divisor)` (MobileNet's rounding) and `unscaled(x)` (a channel
 count the width leaves as written: torchvision's MobileNetV2 keeps its last 1280 channels below width 1).
 Expressions are bounded in length, nesting and size.
@@ -28,7 +29,7 @@ MAX_DEPTH = 32
 MAX_MAGNITUDE = 1 << 62
 FUNCTIONS = ("min", "max", "round", "make_divisible", "unscaled")
 _TOKEN = re.compile(r"\s*(?:(\d+\.\d*|\.\d+|\d+)|([A-Za-z_][A-Za-z0-9_]*)|('[^'\n]*'|\"[^\"\n]*\")"
-                    r"|(//|==|!=|<=|>=|[-+*%<>()\[\],.]))")
+                    r"|(//|==|!=|<=|>=|[-+*/%<>()\[\],.]))")
 _KEYWORDS = {"and", "or", "not", "true", "false"}
 
 Node = tuple[Any, ...]
@@ -178,7 +179,7 @@ class _Parser:
 
     def product(self) -> Node:
         node = self.unary()
-        while self.peek() in ("*", "//", "%"):
+        while self.peek() in ("*", "/", "//", "%"):
             op = self.take()[1]
             node = ("arith", op, node, self.unary())
         return node
@@ -319,10 +320,10 @@ class Evaluation:
                 raise ExpressionError(f"{op} needs numbers, got {show(x)}")
         if op in ("+", "-"):
             a, b = self._together(a, b, op)
-        if op in ("//", "%") and b == 0:
+        if op in ("/", "//", "%") and b == 0:
             raise ExpressionError(f"division by zero ({show(a)} {op} 0)")
-        result = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "//": lambda: a // b,
-                  "%": lambda: a % b}[op]()
+        result = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "/": lambda: a / b,
+                  "//": lambda: a // b, "%": lambda: a % b}[op]()
         return _checked(result, is_channels(a) or (is_channels(b) and op in ("+", "-", "*")))
 
     def _call(self, function: str, args: tuple[Node, ...]) -> Number:
@@ -361,8 +362,9 @@ class Evaluation:
 
 
 def make_divisible(value: float, divisor: int) -> int:
-    """MobileNet's rounding (`_make_divisible` of torchvision and GluonCV): the nearest multiple of `divisor`,
-    at least `divisor`, and never more than 10% below `value` (one `divisor` more if so)."""
+    """MobileNet's rounding (torchvision's `_make_divisible`; GluonCV's MobileNetV3 rounds up instead): the
+    nearest multiple of `divisor`, at least `divisor`, and never more than 10% below `value` (one `divisor` more
+    if so)."""
     rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
     return rounded + divisor if rounded < 0.9 * value else rounded
 

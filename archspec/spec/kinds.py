@@ -672,7 +672,8 @@ def _broadcast(shapes: list[Shape]) -> Shape:
 @register
 class Parallel(Layer):
     """Branches applied to the same input and merged: `concat` on channels (Inception, dense blocks),
-    `add` (residual), `mul` (gates such as squeeze-and-excitation). An empty branch is the identity."""
+    `add` (residual), `mul` (gates such as squeeze-and-excitation). An empty branch is the identity; with
+    `crop: center` it is the U-Net's crop-and-copy."""
 
     kind: ClassVar[str] = "parallel"
     children: ClassVar[dict[str, int]] = {"branches": 2}
@@ -682,11 +683,26 @@ class Parallel(Layer):
     merge: Literal["concat", "add", "mul"] = Field("concat", description="How branch outputs combine: concat "
                                                    "on the channel axis, or elementwise add / mul (broadcasting).")
     label: str | None = Field(None, description="Shown in summaries and diagrams instead of `parallel`.")
+    crop: Literal["center"] | None = Field(None, description="`center`: before merging, cut each branch's output "
+                                           "to the smallest height and width among the branches, keeping its "
+                                           "centre (the U-Net's crop-and-copy of an encoder feature map); an odd "
+                                           "difference leaves the extra row or column below and on the right.")
 
     def sequences(self) -> tuple[tuple[str | None, Layers], ...]:
         return tuple((f"branch{i}", branch) for i, branch in enumerate(self.branches, 1))
 
+    def windows(self, outs: list[Shape]) -> list[tuple[int, int, int, int]]:
+        """(top, left, height, width) of the part of each branch's output that `crop: center` merges: the centred
+        part of the smallest height and width among the branches."""
+        if any(len(s) != 3 for s in outs):
+            raise ShapeError("crop needs images (C x H x W) in every branch; branch outputs are "
+                             + ", ".join(map(format_shape, outs)))
+        height, width = min(s[1] for s in outs), min(s[2] for s in outs)
+        return [((s[1] - height) // 2, (s[2] - width) // 2, height, width) for s in outs]
+
     def combine(self, shape: Shape, outs: list[Shape]) -> Shape:
+        if self.crop is not None:
+            outs = [(s[0], h, w) for s, (_, _, h, w) in zip(outs, self.windows(outs))]
         if self.merge != "concat":
             return _broadcast(outs)
         if len({len(s) for s in outs}) > 1 or len({s[1:] for s in outs}) > 1:
