@@ -1,3 +1,4 @@
+import gc
 import sys
 from pathlib import Path
 
@@ -19,6 +20,24 @@ def write_spec(tmp_path):
         return path
     return write
 
+
+def pytest_collection_finish(session):
+    """Move what the imports made (torch, MXNet, ...: ~450,000 objects) out of the garbage collector's sight, so
+    that the collection after each test (below) walks only what tests made: milliseconds instead of a second."""
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.fixture(autouse=True)
+def networks_die_with_their_test():
+    """Free the networks a test built when the test ends, not whenever Python next collects its oldest generation.
+    A Gluon 1.x block and its name scope refer to each other, so only the cyclic collector frees a network, and
+    MXNet computes asynchronously, freeing an array once the operations queued on it ran. Without the wait and the
+    collection, the networks of a whole test file lived on together: 7 GB at the suite's peak."""
+    yield
+    if "mxnet" in sys.modules:
+        sys.modules["mxnet"].nd.waitall()
+    gc.collect()
 
 
 @pytest.fixture(scope="session")
