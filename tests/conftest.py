@@ -1,3 +1,4 @@
+import gc
 import sys
 from pathlib import Path
 
@@ -19,6 +20,29 @@ def write_spec(tmp_path):
         return path
     return write
 
+
+def pytest_collection_finish(session):
+    """Move what the imports made (torch, MXNet, ...: ~450,000 objects) out of the garbage collector's sight, so
+    that the collection after each test (below) walks only what tests made: milliseconds instead of a second."""
+    gc.collect()
+    gc.freeze()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Free the networks a test built when the test ends, not whenever Python next collects its oldest generation.
+    A Gluon 1.x block and its name scope refer to each other, so only the cyclic collector frees a network, and
+    MXNet computes asynchronously, freeing an array once the operations queued on it ran. Without the wait and the
+    collection, the networks of a whole test file lived on together: 7 GB at the suite's peak. What survives is
+    frozen, so that the next test's collection walks only the next test's objects (a module importing torch in a
+    test adds 300,000: 0.1-0.8 s a collection); at the end of a module, whose fixtures are then gone, all is walked."""
+    yield
+    if "mxnet" in sys.modules:
+        sys.modules["mxnet"].nd.waitall()
+    if nextitem is None or getattr(nextitem, "module", None) is not getattr(item, "module", None):
+        gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(scope="session")

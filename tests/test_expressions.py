@@ -94,9 +94,9 @@ def test_a_number_that_meets_in_channels_is_a_channel_count(write_spec):
         "zero divisor", "string arithmetic", "bool arithmetic", "unscaled of two"])
 def test_hostile_or_broken_expressions_are_refused_at_their_line(write_spec, capsys, value, fragments):
     path = spec(write_spec, f"    - conv: {{kernel: 1, channels: {json.dumps(value)}}}\n")
-    started = time.perf_counter()
+    started = time.thread_time()  # the CPU time of this validation, which a busy neighbour does not stretch
     assert main(["validate", str(path)]) == 1
-    assert time.perf_counter() - started < 2
+    assert time.thread_time() - started < 2
     out = capsys.readouterr().out
     assert out.startswith(f"{path}:5:") and "stages.s.0.conv.channels" in out, out
     assert "Traceback" not in out and "internal error" not in out
@@ -153,12 +153,14 @@ BOMBS = {
 @pytest.mark.parametrize("name", BOMBS)
 def test_expansion_bombs_are_refused_while_expanding(write_spec, name):
     """A few lines that multiply out to millions of layers: refused at the entry that crosses the budget, in well
-    under a second and a few tens of MB here (bounded loosely, so that only a real explosion fails this)."""
+    under a second and a few tens of MB here (bounded loosely, so that only a real explosion fails this). The time
+    is the CPU time the process used, which a busy neighbour does not stretch as it does the wall clock (12 s
+    under a load of 10 on 2 cores)."""
     path = write_spec(HEAD + BOMBS[name])
-    code = ("import re, time\nfrom archspec.cli import main\nstarted = time.perf_counter()\n"
+    code = ("import re, time\nfrom archspec.cli import main\nstarted = time.process_time()\n"
             f"code = main(['validate', {str(path)!r}])\n"
             "peak = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) // 1024\n"
-            "print(code, time.perf_counter() - started, peak)")
+            "print(code, time.process_time() - started, peak)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     code, seconds, megabytes = proc.stdout.split()[-3:]
     assert code == "1" and float(seconds) < 10 and int(megabytes) < 500, proc.stdout

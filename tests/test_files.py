@@ -2,6 +2,7 @@
 inputs (by inode, through symbolic and hard links, a file inside an input folder), an empty path or one ending in
 a folder, and names used as paths (study, report, spec names) are refused with exit 1 before anything is written;
 the user's files are byte for byte what they were."""
+import hashlib
 import os
 from pathlib import Path
 
@@ -16,8 +17,10 @@ LENET = (ROOT / "specs" / "lenet.yaml").read_text()
 
 
 def snapshot(folder):
-    """Every file under `folder` (hidden ones too) with its bytes."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+    """Every file under `folder` (hidden ones too) with a digest of its bytes. A digest, not the bytes: `folder` may
+    be the session's temporary folder, where earlier tests left exported networks (1.6 GB held at once)."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).digest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
 
 
 @pytest.fixture
