@@ -18,6 +18,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal, Optional
 
+from mxnet import autograd, gluon
+
 from ..spec.diagnostics import InputError
 from .build import HYBRIDIZE, traced
 from .modules import Network
@@ -151,11 +153,26 @@ def _backend(sym: Any, backend: str) -> Any:
 
 def to_onednn(net: Network, ctx: Any = None) -> Any:
     """An fp32 inference block through MXNet's oneDNN subgraph backend, over copies of `net`'s weights taken now:
-    batch norms folded into the convolutions before them, activations and residual sums fused."""
+    batch norms folded into the convolutions before them, activations and residual sums fused. Under
+    `autograd.record` it runs `net` itself (`_Differentiable`)."""
     import mxnet as mx
 
     inputs, sym, params = traced(net)
-    return _block(_backend(sym, "MKLDNN").as_np_ndarray(), inputs, params, ctx or mx.cpu())
+    return _Differentiable(net, _block(_backend(sym, "MKLDNN").as_np_ndarray(), inputs, params, ctx or mx.cpu()))
+
+
+class _Differentiable(gluon.Block):
+    """`fast` (a partitioned graph over copies of the weights) for inference, and `net` whenever autograd records:
+    the oneDNN backend's fused operators (`_sg_mkldnn_conv`) have no gradient in MXNet 1.9.1, and `backward`
+    through them gives zeros without a word. Neither is a child: the block has no parameters of its own."""
+
+    def __init__(self, net: Network, fast: Any):
+        super().__init__()
+        object.__setattr__(self, "net", net)
+        object.__setattr__(self, "fast", fast)
+
+    def forward(self, x: Any) -> Any:
+        return self.net(x) if autograd.is_recording() else self.fast(x)
 
 
 def to_int8(net: Network, calibration: Any, batch_size: int = CALIBRATION_BATCH, ctx: Any = None) -> Any:
