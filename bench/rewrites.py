@@ -1,6 +1,6 @@
-"""Each graph rewrite against the plain build, in one process: A and B alternate, round after round, and the ratio
-of each round is kept, so a neighbour's load on a shared machine hits both sides alike; the median ratio and its
-spread (min..max over rounds) are printed, one JSON line a (network, rewrite, mode).
+"""Each graph rewrite against the plain build, in one process: A and B alternate, round after round (each first in
+every other round), and the ratio of each round is kept, so a neighbour's load on a shared machine hits both sides
+alike; the median ratio and its spread (min..max over rounds) are printed, one JSON line a (network, rewrite, mode).
 
     OMP_NUM_THREADS=2 python bench/rewrites.py specs/googlenet.yaml specs/googlenet-bn.yaml --rounds 5
 
@@ -57,9 +57,13 @@ def main() -> None:
                     continue  # the others change only the inference graph
                 a, b = _step(spec, "none", mode, args.batch), _step(spec, rewrite, mode, args.batch)
                 ratios, speeds = [], []
-                for _ in range(args.rounds):
-                    plain = images_per_second(a, args.batch, args.seconds)
-                    rewritten = images_per_second(b, args.batch, args.seconds)
+                for k in range(args.rounds):  # each side first in every other round: no order bias
+                    if k % 2:
+                        rewritten = images_per_second(b, args.batch, args.seconds)
+                        plain = images_per_second(a, args.batch, args.seconds)
+                    else:
+                        plain = images_per_second(a, args.batch, args.seconds)
+                        rewritten = images_per_second(b, args.batch, args.seconds)
                     ratios.append(rewritten / plain)
                     speeds.append((round(plain, 1), round(rewritten, 1)))
                 print(json.dumps({"spec": Path(spec).stem, "rewrite": rewrite, "mode": mode, "batch": args.batch,

@@ -42,7 +42,7 @@ class ParallelBlock(nn.HybridBlock):
     def hybrid_forward(self, F: Any, x: Any) -> Any:
         outs: list[Any] = [None] * len(self._names)
         for group in self._fused:
-            branches = [getattr(self, self._names[i]) for i in group]
+            branches = [getattr(self, str(self._names[i])) for i in group]  # sibling_groups: no empty branch
             for i, branch, y in zip(group, branches, fused(F, x, [b[0] for b in branches])):
                 for k in range(1, len(branch)):
                     y = branch[k](y)
@@ -215,9 +215,10 @@ class Network(QuietUnusedParameters):
         """The inference graph with every batch norm after a convolution folded into it (`rewrites.ConvBatchNorm`),
         over this network's own parameters: the same outputs in inference, as `self` gives them."""
         if self._folded_graph is None:
-            object.__setattr__(self, "_folded_graph", _Folded(self))
+            graph = _Folded(self)
             if is_hybridized(self):
-                self._folded_graph.hybridize(True, **self._hybridized_with)
+                graph.hybridize(True, **self._hybridized_with)
+            object.__setattr__(self, "_folded_graph", graph)
         return self._folded_graph
 
     def hybridize(self, active: bool = True, *args: Any, **kwargs: Any) -> None:
