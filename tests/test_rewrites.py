@@ -110,7 +110,8 @@ def test_folded_batch_norm_gives_the_plain_inference_outputs_and_gradients(write
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", ["googlenet", "googlenet-bn", "resnext"])
+# not resnext: in D2L's block the projection carries the stride that the first 1x1 has not, so nothing is fused
+@pytest.mark.parametrize("spec", ["googlenet", "googlenet-bn"])
 def test_fused_siblings_on_the_zoo(spec):
     _check_fused(ROOT / "specs" / f"{spec}.yaml", SMALL)
 

@@ -5,14 +5,17 @@ stay as the spec makes them, so checkpoints, converted weights and the seed's we
 network built with or without them. Each is switchable (`build_model(rewrites=...)`, `--rewrites`):
 
 - `fuse-siblings`: convolutions that read a `parallel`'s input with the same kernel, stride, padding, dilation
-  and no groups (Inception's 1x1s, a ResNeXt block and its projection) run as one convolution whose weight is
-  the concatenation of theirs, made inside the graph, and whose output is split back to the branches. In training
-  too: the gradient of the concatenation hands each array its own part.
+  and no groups (Inception's 1x1s; not D2L's ResNeXt block, whose projection alone has the stride) run as one
+  convolution whose weight is the concatenation of theirs, made inside the graph, and whose output is split back
+  to the branches. In training too: the gradient of the concatenation hands each array its own part.
 - `fold-batchnorm`: in the inference graph (`for_inference`, `export`), a batch norm after a convolution is
   folded into it (weight x gamma / sqrt(var + eps), and the shift into the bias), computed from the arrays inside
   the graph. Training is untouched.
 - `onednn`: fp32 inference through MXNet's oneDNN subgraph backend (`MKLDNN`), which fuses convolution, batch norm,
-  ReLU and sums; on copies of the weights made when the inference block is (`precision.for_inference`).
+  ReLU and sums; on copies of the weights made when the inference block is (`precision.for_inference`), and the
+  network itself under `autograd.record` (the fused operators have no gradient).
+
+All are off by default: none measured clearly faster than the plain build (bench/results/rewrites.md).
 """
 from __future__ import annotations
 
