@@ -34,3 +34,15 @@ def test_benchmark_runs_on_a_tiny_batch(tmp_path):
     assert {"float32", "int8"} <= set(r["precision"])
     assert ("bfloat16" in r["precision"]) == supports_bfloat16()  # measured only where oneDNN can run it
     assert "built/seed" in done.stdout
+
+
+@pytest.mark.slow
+def test_the_rewrites_benchmark_runs_on_a_tiny_batch():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "rewrites.py"), str(ROOT / "specs" / "lenet.yaml"),
+                           "--batch", "2", "--rounds", "2", "--seconds", "0"], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["rewrite"], r["mode"]) for r in rows] == [("fuse-siblings", "infer"), ("fuse-siblings", "train"),
+                                                         ("fold-batchnorm", "infer"), ("onednn", "infer")]
+    assert all(r["ratio"] > 0 and len(r["images_per_second"]) == 2 for r in rows)
