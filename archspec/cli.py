@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+import warnings
 from typing import Any, Iterable, Optional, Sequence, TextIO
 
 from .spec import Spec, input_overrides, load_spec, with_overrides
@@ -294,7 +295,8 @@ def cmd_export(args: Args) -> int:
     check_format(args.format, args.precision)  # before any data is read for calibration
     _writes(args, ("-o", args.output), *(("-o", str(p)) for p in destinations(args.output, args.format)))
     spec, _ = _load(args.spec, args)
-    net = build_model(spec, outputs=[n.strip() for n in args.outputs.split(",")] if args.outputs else None)
+    net = build_model(spec, outputs=[n.strip() for n in args.outputs.split(",")] if args.outputs else None,
+                      rewrites=args.rewrites)
     classes = None
     if args.params:
         from pathlib import Path
@@ -529,7 +531,7 @@ def cmd_evaluate(args: Args) -> int:
     kept = run_names(Path(args.params))
     if isinstance(split, data.Split) and split.classes and kept:  # score with the model's own class numbers
         split = split.relabel(kept, f"{args.params}'s run folder")
-    net = build_model(spec, ctx=contexts)
+    net = build_model(spec, ctx=contexts, rewrites=args.rewrites)
     load_parameters(net, args.params, ctx=contexts)
     predicted: Optional[list[int]] = [] if args.predictions is not None else None
     model = for_inference(net, args.precision, _calibration(args, net))
@@ -574,7 +576,7 @@ def cmd_predict(args: Args) -> int:
     spec, _ = _load(args.spec, args)
     steps = from_options({}, [], load_recipe(args.spec, args.overrides, args.base_outside).values).evaluate
     results = predict(spec, Path(args.params), [Path(p) for p in args.images], args.top,
-                      Path(args.classes) if args.classes else None, steps, args.engine)
+                      Path(args.classes) if args.classes else None, steps, args.engine, args.rewrites)
     if args.json:
         print(json.dumps(results, indent=1))
     for r in [] if args.json else results:
@@ -663,7 +665,9 @@ def _spec_commands(sub: Any) -> None:
 
 
 def _precision_options(p: argparse.ArgumentParser) -> None:
-    """--precision and INT8's calibration, for the commands that run or write an inference graph."""
+    """--precision and INT8's calibration, for the commands that run or write an inference graph, and
+    --rewrites."""
+    _rewrites_option(p)
     p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                    help="bf16: convolutions and dense layers in bfloat16 (AMP; CPUs with AVX-512 BF16); int8: "
                         "oneDNN INT8, calibrated on training images (default fp32)")
@@ -678,6 +682,13 @@ def _engine_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=["mxnet", "onnxruntime"], help="what runs trained parameters: MXNet (the "
                    "default), or ONNX Runtime on the network's ONNX export (fp32; needs the export extra). An "
                    "export runs on its own engine")
+
+
+def _rewrites_option(p: argparse.ArgumentParser) -> None:
+    """--rewrites, parsed by `gluon.rewrites.Rewrites.parse` when the network is built (the parser imports no MXNet)."""
+    p.add_argument("--rewrites", metavar="LIST", help="graph rewrites, which keep the weights as they are: default, "
+                                                      "none, all, or names among fuse-siblings, fold-batchnorm, onednn "
+                                                      "(README: Graph rewrites)")
 
 
 def _depth(text: str) -> int:
@@ -778,6 +789,7 @@ def _backend_commands(sub: Any) -> None:
                                                            "ten classes, else class numbers)")
     pr.add_argument("--json", action="store_true")
     _engine_option(pr)
+    _rewrites_option(pr)
     pr.set_defaults(func=cmd_predict)
 
     la = sub.add_parser("launch", help="MXNet's distributed launcher (tools/launch.py), fixed for Python 3.9+: "
@@ -794,6 +806,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         return launch(argv[1:])
     args = parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _run(args, argv)
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+                  line: Optional[str] = None) -> None:
+    """archspec's own warnings (a slower precision) as one line on standard error; others as Python shows them."""
+    if getattr(category, "__module__", "").startswith("archspec."):
+        print(f"archspec: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _run(args: Args, argv: list[str]) -> int:
     try:
         from .spec.plugins import load_entry_points, load_plugin
 

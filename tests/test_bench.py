@@ -75,3 +75,15 @@ def test_zoo_benchmark_quick_run_fills_every_table(tmp_path):
     assert all(line.count("|") == header_line.count("|") for line, header_line in
                zip(rows, [header[0]] * 3 + [header[1]] + [header[2]] * 2))
     assert "1 threads per engine" in table and "mxnet 1.9.1" in table and "torch " in table
+
+
+@pytest.mark.slow
+def test_the_rewrites_benchmark_runs_on_a_tiny_batch():
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "rewrites.py"), str(ROOT / "specs" / "lenet.yaml"),
+                           "--batch", "2", "--rounds", "2", "--seconds", "0"], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["rewrite"], r["mode"]) for r in rows] == [("fuse-siblings", "infer"), ("fuse-siblings", "train"),
+                                                         ("fold-batchnorm", "infer"), ("onednn", "infer")]
+    assert all(r["ratio"] > 0 and len(r["images_per_second"]) == 2 for r in rows)

@@ -129,3 +129,32 @@ def test_calibration_images_of_the_wrong_channels_are_named_as_images(digits, tm
     assert f"--calibration-data {digits}: the calibration images (its training images) have 1 channel(s); lenet " \
            "takes 3" in err and "labels" not in err
     assert os.listdir(tmp_path) == []
+
+
+def test_a_precision_slower_than_fp32_says_why(tmp_path):
+    reason = precision_module.slower_than_fp32("bf16", mxnet_version="1.9.1")
+    assert "slower than fp32" in reason and "AMX" in reason and "0.64x" in reason
+    assert "0.77x" in precision_module.slower_than_fp32("bf16", training=True, mxnet_version="1.9.1")
+    assert precision_module.slower_than_fp32("bf16", mxnet_version="2.0.0") is None
+    without, with_vnni = tmp_path / "old", tmp_path / "new"
+    without.write_text("flags\t\t: fpu sse avx2 avx512f avx512bw\n")
+    with_vnni.write_text("flags\t\t: fpu sse avx2 avx512f avx512bw avx512_vnni\n")
+    assert "no VNNI" in precision_module.slower_than_fp32("int8", cpuinfo=str(without))
+    assert precision_module.slower_than_fp32("int8", cpuinfo=str(with_vnni)) is None
+    assert precision_module.slower_than_fp32("fp32") is None
+
+
+def test_choosing_bf16_warns_on_the_command_line(tmp_path, capsys):
+    if not supports_bfloat16():
+        pytest.skip("this CPU has no AVX-512 BF16 (bf16 is refused instead)")
+    assert main(["export", LENET, "--precision", "bf16", "-o", str(tmp_path / "net")]) == 0
+    err = capsys.readouterr().err
+    assert "archspec: warning: --precision bf16 is slower than fp32" in err and "Warning" not in err
+
+
+def test_choosing_int8_without_vnni_warns_on_the_command_line(digits, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(precision_module, "_flags", lambda cpuinfo: {"avx2", "avx512f"})  # a CPU without VNNI
+    assert main(["export", LENET, "--precision", "int8", "--calibration-data", str(digits), "--calibration-batches",
+                 "1", "-o", str(tmp_path / "net")]) == 0
+    err = capsys.readouterr().err
+    assert "archspec: warning: --precision int8: this CPU has no VNNI" in err and "Warning" not in err

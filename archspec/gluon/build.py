@@ -19,6 +19,8 @@ from .check import agree, uses_own_kinds
 from .compat import cached_graph, is_hybridized, params_by_path
 from .layers import construct
 from .modules import Network
+from .rewrites import Rewrites
+from .rewrites import apply as apply_rewrites
 
 # Memory planned once and shapes inferred once per input shape: faster, same values (bench/results/settings.md).
 HYBRIDIZE = {"static_alloc": True, "static_shape": True}
@@ -60,7 +62,8 @@ def _check_name(name: str, layers: Layers, path: tuple[str, str]) -> None:
 def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Overrides = None, *,
                 ctx: Any = None, hybridize: bool = True, limits: Optional[Limits] = Limits(),
                 init: Union[str, os.PathLike[str], None] = None, strict: bool = False,
-                outputs: Optional[Sequence[str]] = None, **kwargs: Any) -> Network:
+                outputs: Optional[Sequence[str]] = None, rewrites: Union[Rewrites, str, None] = None,
+                **kwargs: Any) -> Network:
     """Build the Gluon network a spec describes, initialised as the spec says.
 
     `spec_or_path` is a validated `Spec` or the path of a YAML spec. `overrides` (or keyword arguments)
@@ -69,7 +72,9 @@ def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Ove
     hybridized unless `hybridize=False`. MXNet's numpy mode (`npx.set_np()`) is switched on, as in the D2L book.
     `init` (a `.params` file, a run folder or a converted file) then loads every array whose path and shape
     match (`gluon.transfer`; `strict` refuses any difference); its report is `net.transferred`. `outputs`
-    (stage names) makes the network return those stages' outputs (`Network.give_outputs`).
+    (stage names) makes the network return those stages' outputs (`Network.give_outputs`). `rewrites` (a
+    `gluon.rewrites.Rewrites`, or `--rewrites`' text such as `none`) says how the graph computes; the parameters
+    stay in the spec's layout whatever it says.
     """
     if isinstance(spec_or_path, Spec):
         if overrides or kwargs:
@@ -92,6 +97,7 @@ def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Ove
         agree(net, summary)  # a plugin's block against its shape rule, before anything runs it
     if outputs:
         net.give_outputs(outputs)
+    apply_rewrites(net, rewrites if isinstance(rewrites, Rewrites) else Rewrites.parse(rewrites))
     if init is not None:
         from .transfer import transfer
 
@@ -102,7 +108,7 @@ def build_model(spec_or_path: Union[Spec, str, os.PathLike[str]], overrides: Ove
 
 
 def traced(net: Network, block: Any = None) -> tuple[Any, Any, dict[str, Any]]:
-    """The inference graph of a built network (or `block`'s, its training graph), traced on one example:
+    """The inference graph of a built network (or `block`'s: its training graph, its folded one), traced on one example:
     `(inputs, symbol, weights)`, the weights being the parameters the graph uses, by name. What export and
     reduced precision start from."""
     block = net if block is None else block

@@ -38,9 +38,9 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
     output = Path(named(output))  # Path('') is '.': the files would be the hidden .-symbol.json, ...
     if not output.parent.is_dir():
         raise InputError(f"{output.parent}: no such directory")
-    graph = traced(net)  # the graph that is exported
-    block = for_inference(net, precision, calibration)
-    if block is not net:
+    block = for_inference(net, precision, calibration, portable=True)  # a graph any MXNet (and ONNX) runs
+    graph = traced(net, block) if precision == "fp32" else None  # the graph that is exported
+    if graph is None:
         block(np.zeros((1,) + net.spec.input.shape)).wait_to_read()  # traced: what `export` writes
     try:
         folder = tempfile.TemporaryDirectory(dir=output.parent, prefix=".archspec-export-")
@@ -59,6 +59,7 @@ def export(net: Network, output: Union[str, os.PathLike[str]], fmt: Literal["mxn
                 Path(tmp, "preprocessing.json").write_text(preprocessing(net) or "")
                 files[Path(tmp, "preprocessing.json")] = written[3]
         else:
+            assert graph is not None  # check_format: ONNX holds fp32 only
             _to_onnx(net, graph, Path(tmp, "model.onnx"), names)
             files = {Path(tmp, "model.onnx"): output}
         for dst in files.values():

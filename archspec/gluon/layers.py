@@ -14,6 +14,7 @@ from ..spec import kinds
 from ..spec.kinds import Layer, Shape, pair
 from ..spec.walk import measure
 from .modules import HardSigmoid, LayerScale, LRNBlock, Pad, ParallelBlock, ReLU6, Scale, Upsample
+from .rewrites import ConvBatchNorm
 
 Children = Sequence[Optional[nn.HybridSequential]]  # one per child sequence; None for an empty one
 Constructor = Callable[[Any, Shape, Children], nn.HybridBlock]
@@ -64,7 +65,7 @@ def conv(layer: kinds.Conv, shape: Shape, children: Children) -> nn.HybridBlock:
                       activation=layer.activation if fused else None)
     if even and (fused or (layer.activation is None and not bn)):
         return block
-    seq = nn.HybridSequential()
+    seq = ConvBatchNorm() if bn and even else nn.HybridSequential()  # the first can be folded (gluon.rewrites)
     if not even:
         seq.add(Pad(sides))
     seq.add(block)

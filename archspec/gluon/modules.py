@@ -10,7 +10,8 @@ from mxnet import init as mx_init
 from mxnet.gluon import nn
 
 from ..spec.diagnostics import InputError
-from .compat import QuietUnusedParameters
+from .compat import QuietUnusedParameters, is_hybridized
+from .rewrites import Rewrites, folding, fused, sibling_groups
 
 
 class ParallelBlock(nn.HybridBlock):
@@ -32,9 +33,25 @@ class ParallelBlock(nn.HybridBlock):
             if branch is not None and name is not None:
                 setattr(self, name, branch)  # registers the child; `block.branch2` reads like D2L's b2_1
             self._names.append(name if branch is not None else None)
+        self._fused: list[list[int]] = []  # branches whose first convolutions run as one (gluon.rewrites)
+
+    def fuse_siblings(self, on: bool = True) -> None:
+        """Run the first convolutions of branches that can share one as one (`rewrites.fused`), or not. Call
+        before the block is first run (the graph is traced then)."""
+        firsts = [getattr(self, name)[0] if name is not None and len(getattr(self, name)) else None
+                  for name in self._names]
+        self._fused = sibling_groups(firsts) if on else []
 
     def hybrid_forward(self, F: Any, x: Any) -> Any:
-        outs = [x if name is None else getattr(self, name)(x) for name in self._names]
+        outs: list[Any] = [None] * len(self._names)
+        for group in self._fused:
+            branches = [getattr(self, str(self._names[i])) for i in group]  # sibling_groups: no empty branch
+            for i, branch, y in zip(group, branches, fused(F, x, [b[0] for b in branches])):
+                for k in range(1, len(branch)):
+                    y = branch[k](y)
+                outs[i] = y
+        outs = [out if out is not None else x if name is None else getattr(self, name)(x)
+                for out, name in zip(outs, self._names)]
         if self._windows is not None:  # static sizes, from the analysis: symbols have no shape to read
             outs = [F.npx.slice(out, begin=(None, None, top, left), end=(None, None, top + height, left + width))
                     for out, (top, left, height, width) in zip(outs, self._windows)]
@@ -142,6 +159,7 @@ class Network(QuietUnusedParameters):
     # instance attributes, declared on the class so that a stage cannot be named like them (spec/gluon_names.py)
     spec: Any = None
     transferred: Any = None  # what build_model(init=FILE) loaded (gluon.transfer.Transfer)
+    rewrites: Any = Rewrites()  # the graph rewrites it was built with (gluon.rewrites)
 
     def __init__(self, spec: Any):
         super().__init__()
@@ -152,6 +170,8 @@ class Network(QuietUnusedParameters):
         self.transferred = None
         self._outputs: list[str] = []  # stages whose outputs inference returns (give_outputs); [] the last
         object.__setattr__(self, "_training_graph", None)  # not a child: it shares this block's children
+        object.__setattr__(self, "_folded_graph", None)  # the same: inference with batch norms folded
+        object.__setattr__(self, "_hybridized_with", {})
 
     def add_stage(self, name: str, stage: nn.HybridSequential) -> None:
         setattr(self, name, stage)  # registers the child under the stage's name
@@ -197,10 +217,22 @@ class Network(QuietUnusedParameters):
         """The block a training step calls: this one, or the graph that also returns the auxiliary heads."""
         return self if self._training_graph is None else self._training_graph
 
+    def folded(self) -> nn.HybridBlock:
+        """The inference graph with every batch norm after a convolution folded into it (`rewrites.ConvBatchNorm`),
+        over this network's own parameters: the same outputs in inference, as `self` gives them."""
+        if self._folded_graph is None:
+            graph = _Folded(self)
+            if is_hybridized(self):
+                graph.hybridize(True, **self._hybridized_with)
+            object.__setattr__(self, "_folded_graph", graph)
+        return self._folded_graph
+
     def hybridize(self, active: bool = True, *args: Any, **kwargs: Any) -> None:
         super().hybridize(active, *args, **kwargs)
-        if self._training_graph is not None:
-            self._training_graph.hybridize(active, *args, **kwargs)
+        object.__setattr__(self, "_hybridized_with", kwargs)  # for the folded graph made later
+        for graph in (self._training_graph, self._folded_graph):
+            if graph is not None:
+                graph.hybridize(active, *args, **kwargs)
 
     def forward(self, x: Any, *args: Any) -> Any:
         if self._training_graph is not None and autograd.is_training():
@@ -244,6 +276,21 @@ class _WithAux(nn.HybridBlock):
 
     def hybrid_forward(self, F: Any, x: Any) -> Any:
         return self._net.run(normalised(F, x, self._net.spec.input), with_aux=True)
+
+
+class _Folded(QuietUnusedParameters):
+    """The inference graph of a `Network` with its batch norms folded: the same blocks, traced inside `folding()`."""
+
+    def __init__(self, net: Network):
+        super().__init__()
+        object.__setattr__(self, "_net", net)
+
+    def collect_params(self, select: Any = None) -> Any:
+        return self._net.collect_params(select)
+
+    def hybrid_forward(self, F: Any, x: Any) -> Any:
+        with folding():
+            return self._net.run(normalised(F, x, self._net.spec.input), with_aux=False)
 
 
 def normalised(F: Any, x: Any, spec_input: Any) -> Any:

@@ -18,6 +18,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal, Optional
 
+from mxnet import autograd, gluon
+
 from ..spec.diagnostics import InputError
 from .build import HYBRIDIZE, traced
 from .modules import Network
@@ -26,14 +28,50 @@ Precision = Literal["fp32", "bf16", "int8"]  # as the command line names them
 CALIBRATION_BATCH = 32
 
 
-def supports_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """Whether this CPU has AVX-512 BF16, which oneDNN's bfloat16 kernels need (without it MXNet 1.9 either
-    refuses them or emulates them far slower than float32)."""
+class PrecisionWarning(UserWarning):
+    """A precision chosen where it is slower than float32, or where oneDNN cannot run it natively; the message
+    names the reason (`archspec` prints it as `archspec: warning: ...`)."""
+
+
+def _flags(cpuinfo: str) -> set[str]:
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
-        return False
-    return any(line.startswith("flags") and "avx512_bf16" in line.split() for line in text.splitlines())
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split()}
+
+
+def supports_bfloat16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether this CPU has AVX-512 BF16, which oneDNN's bfloat16 kernels need (without it MXNet 1.9 either
+    refuses them or emulates them far slower than float32)."""
+    return "avx512_bf16" in _flags(cpuinfo)
+
+
+def slower_than_fp32(precision: Precision, training: bool = False, cpuinfo: str = "/proc/cpuinfo",
+                     mxnet_version: Optional[str] = None) -> Optional[str]:
+    """Why `precision` is slower than float32 here, or None. bf16: MXNet 1.x ships oneDNN 2.4 without AMX
+    kernels and AMP casts every weight on every call, so even on a CPU with AVX-512 BF16 and AMX it measured
+    0.64x float32 in inference and 0.77x in training (README: Benchmarks). int8: without VNNI (avx512_vnni or
+    avx_vnni) oneDNN has no native INT8 dot product and emulates it."""
+    import mxnet
+
+    version = mxnet_version or mxnet.__version__
+    if precision == "bf16" and version.startswith("1."):
+        measured = "0.77x float32 in training" if training else "0.64x float32 in inference"
+        return (f"--precision bf16 is slower than fp32 with MXNet {version}: its oneDNN 2.4 has no AMX kernels and "
+                f"AMP casts the weights on every call (measured {measured} on a CPU with AVX-512 BF16 and AMX); "
+                "use fp32 for speed")
+    if precision == "int8" and not {"avx512_vnni", "avx_vnni"} & _flags(cpuinfo):
+        return ("--precision int8: this CPU has no VNNI instructions (avx512_vnni or avx_vnni in /proc/cpuinfo), "
+                "so oneDNN emulates its INT8 dot products and it may well be slower than fp32")
+    return None
+
+
+def warn_if_slower(precision: Precision, training: bool = False) -> None:
+    """A `PrecisionWarning` when `slower_than_fp32` has a reason."""
+    reason = slower_than_fp32(precision, training)
+    if reason:
+        warnings.warn(reason, PrecisionWarning, stacklevel=3)
 
 
 def require_bfloat16(what: str) -> None:
@@ -43,16 +81,22 @@ def require_bfloat16(what: str) -> None:
                          "which MXNet's bfloat16 kernels need; use fp32 (or int8 for inference)")
 
 
-def for_inference(net: Network, precision: Precision, calibration: Optional[Any] = None) -> Any:
-    """The block that computes `net`'s outputs in `precision`: `net` itself for fp32, else `to_bfloat16` or
-    `to_int8` (calibrated on `calibration`, N x C x H x W float32 images)."""
+def for_inference(net: Network, precision: Precision, calibration: Optional[Any] = None,
+                  portable: bool = False) -> Any:
+    """The block that computes `net`'s outputs in `precision`: for fp32 `net` itself, or with the rewrites it was
+    built with (`to_onednn`, `net.folded()`; only the folded graph when the graph must be `portable`, as ONNX
+    needs), else `to_bfloat16` or `to_int8` (calibrated on `calibration`, N x C x H x W float32 images)."""
     if precision == "fp32":
-        return net
+        if net.rewrites.onednn and not portable:
+            return to_onednn(net)
+        return net.folded() if net.rewrites.fold_batchnorm else net
     if precision == "bf16":
         require_bfloat16("--precision bf16")
+        warn_if_slower("bf16")
         return to_bfloat16(net)
     if calibration is None or len(calibration) == 0:
         raise InputError("--precision int8 needs calibration images")
+    warn_if_slower("int8")
     return to_int8(net, calibration)
 
 
@@ -101,6 +145,36 @@ def to_bfloat16(net: Network, ctx: Any = None) -> Any:
     return _block(_bfloat16(sym, inputs), inputs, params, ctx)
 
 
+def _backend(sym: Any, backend: str) -> Any:
+    """`sym` (numpy mode) partitioned by one of MXNet's subgraph backends (`MKLDNN`: convolution + batch norm +
+    activation + sum fused; `MKLDNN_QUANTIZE`: the same, ready for quantization), as a classic symbol."""
+    return sym.as_nd_ndarray().get_backend_symbol(backend)
+
+
+def to_onednn(net: Network, ctx: Any = None) -> Any:
+    """An fp32 inference block through MXNet's oneDNN subgraph backend, over copies of `net`'s weights taken now:
+    batch norms folded into the convolutions before them, activations and residual sums fused. Under
+    `autograd.record` it runs `net` itself (`_Differentiable`)."""
+    import mxnet as mx
+
+    inputs, sym, params = traced(net)
+    return _Differentiable(net, _block(_backend(sym, "MKLDNN").as_np_ndarray(), inputs, params, ctx or mx.cpu()))
+
+
+class _Differentiable(gluon.Block):
+    """`fast` (a partitioned graph over copies of the weights) for inference, and `net` whenever autograd records:
+    the oneDNN backend's fused operators (`_sg_mkldnn_conv`) have no gradient in MXNet 1.9.1, and `backward`
+    through them gives zeros without a word. Neither is a child: the block has no parameters of its own."""
+
+    def __init__(self, net: Network, fast: Any):
+        super().__init__()
+        object.__setattr__(self, "net", net)
+        object.__setattr__(self, "fast", fast)
+
+    def forward(self, x: Any) -> Any:
+        return self.net(x) if autograd.is_recording() else self.fast(x)
+
+
 def to_int8(net: Network, calibration: Any, batch_size: int = CALIBRATION_BATCH, ctx: Any = None) -> Any:
     """An inference block with INT8 convolutions and dense layers, calibrated on `calibration` (a few
     hundred real images, N x C x H x W float32 `mxnet.np`): MXNet's oneDNN quantization flow, as its
@@ -119,12 +193,12 @@ def to_int8(net: Network, calibration: Any, batch_size: int = CALIBRATION_BATCH,
                              data_name=inputs[0].name)
     npx.reset_np()  # the calibration runs a classic Module
     try:
-        fused = sym.get_backend_symbol("MKLDNN_QUANTIZE")
+        fused = _backend(sym, "MKLDNN_QUANTIZE")
         qsym, qargs, qauxs = quantization.quantize_model(
             fused, args, auxs, ctx=ctx, calib_mode="naive", calib_data=data, num_calib_examples=len(calibration),
             quantized_dtype="auto", quantize_mode="full", data_names=(inputs[0].name,), label_names=None,
             logger=None)
-        qsym = qsym.get_backend_symbol("MKLDNN_QUANTIZE")
+        qsym = _backend(qsym, "MKLDNN_QUANTIZE")
     finally:
         npx.set_np()
     weights = {name: w.as_np_ndarray() for name, w in {**qargs, **qauxs}.items()}  # numpy mode saves only these

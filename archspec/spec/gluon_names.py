@@ -7,11 +7,11 @@ from __future__ import annotations
 from pydantic import ValidationInfo
 
 BLOCK_ATTRIBUTES = frozenset({
-    "add_aux", "add_stage", "apply", "cast", "collect_params", "export", "forward", "give_outputs",
+    "add_aux", "add_stage", "apply", "cast", "collect_params", "export", "folded", "forward", "give_outputs",
     "hybrid_forward", "hybridize", "infer_shape", "infer_type", "initialize", "load", "load_parameters",
     "load_params", "name", "name_scope", "optimize_for", "output_names", "params", "prefix", "register_child",
-    "register_forward_hook", "register_forward_pre_hook", "register_op_hook", "run", "save", "save_parameters",
-    "save_params", "spec", "stage_names", "summary", "training_block", "transferred",
+    "register_forward_hook", "register_forward_pre_hook", "register_op_hook", "rewrites", "run", "save",
+    "save_parameters", "save_params", "spec", "stage_names", "summary", "training_block", "transferred",
 })
 
 

@@ -12,6 +12,7 @@ import sys
 import mxnet
 
 from ..gluon.compat import patch_launcher
+from .processes import worker_environment
 
 
 def launcher_path() -> str:
@@ -23,7 +24,10 @@ def launcher_path() -> str:
 
 def main(argv: list[str]) -> int:
     """`archspec launch -n 2 -s 1 --launcher local -- archspec train ...`: the arguments of MXNet's launch.py."""
-    patch_launcher(local="local" in argv[: argv.index("--") if "--" in argv else len(argv)])
+    local = "local" in argv[: argv.index("--") if "--" in argv else len(argv)]
+    patch_launcher(local)
+    if local:  # the workers and servers share this machine's cores: their threads yield (train/processes.py)
+        os.environ.update(worker_environment())
     path = launcher_path()
     args = [a for a in argv if a != "--"]
     sys.argv = [path, *args]

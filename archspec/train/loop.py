@@ -27,7 +27,7 @@ from ..files import save_atomically, write_atomically
 from ..gluon.build import build_model
 from ..gluon.check import uses_own_kinds
 from ..gluon.modules import Network
-from ..gluon.precision import mixed_bfloat16, require_bfloat16
+from ..gluon.precision import mixed_bfloat16, require_bfloat16, warn_if_slower
 from ..gluon.tuning import freeze, lr_mult
 from ..spec import Overrides, validate, with_overrides
 from ..spec.analysis import summarize
@@ -341,6 +341,7 @@ def _setup(request: _Request) -> _Run:
         if any(c.device_type != "cpu" for c in contexts):
             raise InputError(f"--precision bf16 trains on the CPU (oneDNN's bfloat16 kernels), not --ctx {config.ctx}")
         require_bfloat16("--precision bf16")
+        warn_if_slower("bf16", training=True)
     overrides = request.overrides if request.sized else with_overrides(request.overrides, config.input_overrides())
     tree = load_resolved(request.spec_path, overrides, request.base_outside)  # resolved once: spec.yaml is its text
     spec = validate(tree)

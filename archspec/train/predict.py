@@ -36,7 +36,8 @@ MAX_NAMES_BYTES = 1 << 20
 ENGINES = ("mxnet", "onnxruntime")  # --engine: what runs the network (default: the file's own engine)
 
 
-def model(spec: Any, path: Path, engine: Optional[str] = None) -> tuple[Scores, Optional[list[str]]]:
+def model(spec: Any, path: Path, engine: Optional[str] = None, rewrites: Optional[str] = None
+          ) -> tuple[Scores, Optional[list[str]]]:
     """A function from float32 N x C x H x W inputs to N x classes scores, and the class names kept with the
     model, for `path`: Gluon parameters of `spec` (`.params`, names in its run folder's classes.json), an MXNet
     export (`NAME-symbol.json` beside `NAME-0000.params` and `NAME-classes.json`) or an ONNX file (names in its
@@ -61,10 +62,12 @@ def model(spec: Any, path: Path, engine: Optional[str] = None) -> tuple[Scores, 
         from mxnet import np
 
         from ..gluon.build import build_model, load_parameters
+        from ..gluon.precision import for_inference
 
-        net = build_model(spec)
+        net = build_model(spec, rewrites=rewrites)
         load_parameters(net, path)
-        run = on_onnxruntime(net) if engine == "onnxruntime" else (lambda x: net(np.array(x)).asnumpy())
+        block = net if engine == "onnxruntime" else for_inference(net, "fp32")  # with the rewrites of inference
+        run = on_onnxruntime(net) if engine == "onnxruntime" else (lambda x: block(np.array(x)).asnumpy())
         names = run_names(path)
     return _checked(run, path, spec), names
 
@@ -172,12 +175,12 @@ def _names(text: str, source: str) -> list[str]:
 
 
 def predict(spec: Any, params: Path, images: Sequence[Path], top: int = 3,
-            names_file: Optional[Path] = None, steps: Transforms = (),
-            engine: Optional[str] = None) -> list[dict[str, Any]]:
+            names_file: Optional[Path] = None, steps: Transforms = (), engine: Optional[str] = None,
+            rewrites: Optional[str] = None) -> list[dict[str, Any]]:
     """For each image, its `top` classes, most probable first: [{"image", "top": [{"class", "name",
     "probability"}]}]. Every image is read before the model is loaded, so a bad one fails fast. `steps`: a
     recipe's evaluation transforms, applied to each image at its own size (else it is resized to the input).
-    `engine`: as `model` takes it."""
+    `engine` and `rewrites` (`--rewrites`, `gluon.rewrites`): as `model` takes them."""
     from mxnet import cpu
 
     channels, height, width = spec.input.shape
@@ -187,7 +190,7 @@ def predict(spec: Any, params: Path, images: Sequence[Path], top: int = 3,
     else:
         pixels = onp.stack([read_image(Path(p), channels, (height, width)) for p in images])
         inputs = to_input(pixels, None, cpu()).asnumpy()
-    run, kept = model(spec, params, engine)
+    run, kept = model(spec, params, engine, rewrites)
     scores = onp.concatenate([run(inputs[i:i + 256]) for i in range(0, len(inputs), 256)]).astype(onp.float64)
     scores = onp.exp(scores - scores.max(axis=1, keepdims=True))
     probabilities = scores / scores.sum(axis=1, keepdims=True)

@@ -541,8 +541,11 @@ def _state(name: str) -> Any:
 
 def spawn(argv: Sequence[str], jobs: int) -> int:
     """`--jobs J`: J worker processes on this machine, each `archspec search ... --jobs 1 --worker K` on the same
-    storage, sharing the cores (OMP_NUM_THREADS split between them unless set). Returns the worst exit code."""
+    storage, sharing the cores (OMP_NUM_THREADS split between them unless set, threads that yield:
+    `processes.worker_environment`). Returns the worst exit code."""
     import subprocess
+
+    from .processes import worker_environment
 
     rest, skip = [], False
     for arg in argv:  # the command line less its --jobs
@@ -553,8 +556,7 @@ def spawn(argv: Sequence[str], jobs: int) -> int:
             skip = True
             continue
         rest.append(arg)
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // jobs)))
+    env = worker_environment(max(1, len(os.sched_getaffinity(0)) // jobs))
     workers = [subprocess.Popen([sys.executable, "-m", "archspec", *rest, "--jobs", "1", "--worker", str(k)],
                                 env=env) for k in range(jobs)]
     try:

@@ -1,0 +1,76 @@
+"""Each graph rewrite against the plain build, in one process: A and B alternate, round after round (each first in
+every other round), and the ratio of each round is kept, so a neighbour's load on a shared machine hits both sides
+alike; the median ratio and its spread (min..max over rounds) are printed, one JSON line a (network, rewrite, mode).
+
+    OMP_NUM_THREADS=2 python bench/rewrites.py specs/googlenet.yaml specs/googlenet-bn.yaml --rounds 5
+
+Modes: `infer` (forward at --batch, what `for_inference(net, "fp32")` gives) and `train` (forward, backward and
+SGD update). fold-batchnorm and onednn act on inference only, so they are timed there."""
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import images_per_second  # noqa: E402
+
+
+def _step(spec, rewrites, mode, batch):
+    import mxnet as mx
+    from mxnet import autograd, gluon, np
+
+    from archspec.gluon.build import build_model
+    from archspec.gluon.precision import for_inference
+
+    net = build_model(spec, rewrites=rewrites)
+    x = np.random.uniform(size=(batch,) + net.spec.input.shape)
+    if mode == "infer":
+        block = for_inference(net, "fp32")
+        return lambda: block(x).wait_to_read()
+    y = np.array(mx.nd.random.randint(0, 2, shape=(batch,)).asnumpy())
+    loss_fn, trainer = gluon.loss.SoftmaxCrossEntropyLoss(), gluon.Trainer(net.collect_params(), "sgd",
+                                                                         {"learning_rate": 0.01})
+
+    def step():
+        with autograd.record():
+            loss = loss_fn(net(x), y)
+        loss.backward()
+        trainer.step(batch)
+        loss.wait_to_read()
+    return step
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("specs", nargs="+")
+    p.add_argument("--rewrites", default="fuse-siblings,fold-batchnorm,onednn")
+    p.add_argument("--modes", default="infer,train")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--seconds", type=float, default=2.0)
+    args = p.parse_args()
+    for spec in args.specs:
+        for rewrite in args.rewrites.split(","):
+            for mode in args.modes.split(","):
+                if mode == "train" and rewrite != "fuse-siblings":
+                    continue  # the others change only the inference graph
+                a, b = _step(spec, "none", mode, args.batch), _step(spec, rewrite, mode, args.batch)
+                ratios, speeds = [], []
+                for k in range(args.rounds):  # each side first in every other round: no order bias
+                    if k % 2:
+                        rewritten = images_per_second(b, args.batch, args.seconds)
+                        plain = images_per_second(a, args.batch, args.seconds)
+                    else:
+                        plain = images_per_second(a, args.batch, args.seconds)
+                        rewritten = images_per_second(b, args.batch, args.seconds)
+                    ratios.append(rewritten / plain)
+                    speeds.append((round(plain, 1), round(rewritten, 1)))
+                print(json.dumps({"spec": Path(spec).stem, "rewrite": rewrite, "mode": mode, "batch": args.batch,
+                                  "ratio": round(statistics.median(ratios), 3),
+                                  "spread": [round(min(ratios), 3), round(max(ratios), 3)],
+                                  "images_per_second": speeds}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
