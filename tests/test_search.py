@@ -414,7 +414,8 @@ def test_a_diverged_trial_is_recorded_with_its_reason_and_the_search_goes_on(dig
     """A trial whose loss became NaN (here every one: sgd at lr 100 with weight decay 1) stopped the search with an
     error, or, before divergence was caught, was scored as complete at chance accuracy: now it is a trial stopped
     early (PRUNED, so it counts and the sampler learns from it) with a `diverged` reason, never the best."""
-    (tmp_path / "space.yaml").write_text(SPACE)
+    # without the constraint no draw is rejected (a rejected draw is a PRUNED trial too: the draws are unseeded)
+    (tmp_path / "space.yaml").write_text(SPACE.replace("  constraints: [c2 >= c1]\n", ""))
     storage = f"sqlite:///{tmp_path / 's.db'}"
     assert main(search(tmp_path / "space.yaml", digits, tmp_path / "runs", storage, "--optimizer", "sgd", "--lr",
                        "100", "--wd", "1", trials=2, epochs=1)) == 0
