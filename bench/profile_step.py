@@ -1,5 +1,6 @@
-"""Where a training step of the built GoogLeNet (SGD, batch 64) goes, in a process of its own (the settings below
-are read when MXNet is imported). Run: python bench/profile_step.py operators|primitives [--steps 5]; prints JSON.
+"""Where a training step of a built network (GoogLeNet by default; SGD, batch 64) goes, in a process of its own (the
+settings below are read when MXNet is imported), at the spec's own input size.
+Run: python bench/profile_step.py operators|primitives [--spec NAME|PATH] [--steps 5] [--batch 64]; prints JSON.
 
 operators   MXNet's profiler, by operator: forward, backward (`_backward_*`), the optimizer's update, the rest
             (gradient sums, zeroing, copies). Bulked execution is off, so each operator shows on its own.
@@ -18,6 +19,7 @@ import time
 MODE = sys.argv[1] if len(sys.argv) > 1 else "operators"
 STEPS = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 5
 BATCH = int(sys.argv[sys.argv.index("--batch") + 1]) if "--batch" in sys.argv else 64
+SPEC = sys.argv[sys.argv.index("--spec") + 1] if "--spec" in sys.argv else "googlenet"
 os.environ["MXNET_EXEC_BULK_EXEC_TRAIN"] = "0"
 if MODE == "primitives":
     os.environ["DNNL_VERBOSE"] = os.environ["MKLDNN_VERBOSE"] = "1"
@@ -25,16 +27,18 @@ if MODE == "primitives":
 import archspec.gluon  # noqa: E402,F401  sets MXNet's defaults, before anything imports MXNet
 from mxnet import autograd, gluon, np, npx, profiler  # noqa: E402
 
-from archspec import build_model  # noqa: E402
+from archspec import build_model, load_spec, summarize  # noqa: E402
 from timing import operator_times, profiler_file  # noqa: E402  bench/, the script's own folder
 
-SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "specs", "googlenet.yaml")
 
 
 def step_function():
-    net = build_model(SPEC)
+    zoo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "specs", f"{SPEC}.yaml")
+    spec = load_spec(SPEC if os.path.isfile(SPEC) else zoo)  # a path, or a zoo name
+    net = build_model(spec)
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-9})
-    x, y = np.random.uniform(size=(BATCH, 1, 96, 96)), np.arange(BATCH) % 10
+    classes = summarize(spec).stages[-1].output[0]
+    x, y = np.random.uniform(size=(BATCH, *spec.input.shape)), np.arange(BATCH) % classes
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
 
     def step():

@@ -1,3 +1,5 @@
+import ctypes
+import ctypes.util
 import gc
 import sys
 from pathlib import Path
@@ -9,6 +11,17 @@ import archspec.gluon  # noqa: F401  sets MXNet's thread count, before any test 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))  # the seed's GoogLeNet and the digits dataset, shared with the benchmark
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+
+
+def _malloc_trim():
+    """glibc's `malloc_trim`, or None where the C library has none (macOS, musl)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+MALLOC_TRIM = _malloc_trim()
 
 
 @pytest.fixture
@@ -35,7 +48,10 @@ def pytest_runtest_teardown(item, nextitem):
     MXNet computes asynchronously, freeing an array once the operations queued on it ran. Without the wait and the
     collection, the networks of a whole test file lived on together: 7 GB at the suite's peak. What survives is
     frozen, so that the next test's collection walks only the next test's objects (a module importing torch in a
-    test adds 300,000: 0.1-0.8 s a collection); at the end of a module, whose fixtures are then gone, all is walked."""
+    test adds 300,000: 0.1-0.8 s a collection); at the end of a module, whose fixtures are then gone, all is walked.
+    Last, the freed memory goes back to the system (glibc's malloc_trim): glibc keeps freed blocks below its mmap
+    threshold, which rises to 32 MB once a large block is freed, in its heaps, so a large test's peak stayed the
+    floor of every later test in the process."""
     yield
     if "mxnet" in sys.modules:
         sys.modules["mxnet"].nd.waitall()
@@ -43,6 +59,8 @@ def pytest_runtest_teardown(item, nextitem):
         gc.unfreeze()
     gc.collect()
     gc.freeze()
+    if MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
 
 
 @pytest.fixture(scope="session")
