@@ -80,6 +80,8 @@ class Worker:
             self.process.stdin.write(json.dumps(request) + "\n")
             self.process.stdin.flush()
             return self.receive()
+        except BrokenPipeError:  # it died since its last answer (killed by a signal, or for memory)
+            raise WorkerExited(f"{self.name} exited ({self.process.wait()})") from None
         finally:
             self.process.send_signal(signal.SIGSTOP)
 
@@ -93,7 +95,8 @@ class Worker:
     def close(self) -> None:
         self.process.send_signal(signal.SIGCONT)
         if self.process.stdin:
-            self.process.stdin.close()
+            with contextlib.suppress(BrokenPipeError):  # a worker that died mid-run has been reported already
+                self.process.stdin.close()
         self.process.wait()
 
 
