@@ -28,13 +28,13 @@ import archspec.gluon  # noqa: E402,F401  sets MXNet's defaults, before anything
 from mxnet import autograd, gluon, np, npx, profiler  # noqa: E402
 
 from archspec import build_model, load_spec, summarize  # noqa: E402
+from archspec.spec.resolve import spec_path  # noqa: E402
 from timing import operator_times, profiler_file  # noqa: E402  bench/, the script's own folder
 
 
 
 def step_function():
-    zoo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "specs", f"{SPEC}.yaml")
-    spec = load_spec(SPEC if os.path.isfile(SPEC) else zoo)  # a path, or a zoo name
+    spec = load_spec(spec_path(SPEC))  # a zoo name or a path, as the command line reads it
     net = build_model(spec)
     trainer = gluon.Trainer(net.collect_params(), "sgd", {"learning_rate": 1e-9})
     classes = summarize(spec).stages[-1].output[0]

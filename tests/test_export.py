@@ -27,21 +27,20 @@ def onnx_run(path, x):
     return onnxruntime.InferenceSession(str(path), options).run(None, {"data": x})[0]
 
 
-# Their dense layers hold hundreds of MB of weights at 224x224; at 96x96 they are the same networks with a smaller
-# first dense layer, so the round trip checks the same operators without a 5 GB peak in the suite.
-HEAVY = {"vgg11": 96, "alexnet": 96}
-# U-Net at the paper's 572x572 holds 2.8 GB of activations through ONNX Runtime; 188x188, the smallest input its
-# unpadded convolutions and crops accept (a 4x4 output), runs the same operators.
-SMALLER = {**HEAVY, "unet": 188}
-# Inception-v3, 27 M parameters at 299x299: 10-40 s. Its concatenated branches and auxiliary head stay in the
-# fast run through the GoogLeNets; its 1x7 and 7x1 kernels are exported by the full run only.
-SLOW = {*HEAVY, "inception-v3"}
+# Exported at a smaller input, the same operators. VGG-11 and AlexNet: their dense layers hold hundreds of MB of
+# weights at 224x224; at 96x96 they are the same networks with a smaller first dense layer (no 5 GB peak in the
+# suite). U-Net: 2.8 GB of activations through ONNX Runtime at the paper's 572x572; 188x188 is the smallest input its
+# unpadded convolutions and crops accept (a 4x4 output).
+SIZES = {"vgg11": 96, "alexnet": 96, "unet": 188}
+# VGG-11 and AlexNet, and Inception-v3 (27 M parameters at 299x299: 10-40 s; its concatenated branches and auxiliary
+# head stay in the fast run through the GoogLeNets; its 1x7 and 7x1 kernels are exported by the full run only).
+SLOW = {"vgg11", "alexnet", "inception-v3"}
 
 
 @pytest.mark.parametrize("spec", [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW else p for p in SPECS],
                          ids=[p.stem for p in SPECS])
 def test_exported_files_give_the_built_networks_outputs(spec, tmp_path):
-    size = SMALLER.get(spec.stem)
+    size = SIZES.get(spec.stem)
     net = build_model(spec, [f"input.height={size}", f"input.width={size}"] if size else None)
     x, expected = outputs(net)
     from archspec.gluon.export import export
