@@ -28,6 +28,7 @@ from ..gluon.build import build_model
 from ..gluon.check import uses_own_kinds
 from ..gluon.modules import Network
 from ..gluon.precision import mixed_bfloat16, require_bfloat16, warn_if_slower
+from ..gluon.transfer import transfer
 from ..gluon.tuning import freeze, lr_mult
 from ..spec import Overrides, validate, with_overrides
 from ..spec.analysis import summarize
@@ -363,19 +364,22 @@ def _setup(request: _Request) -> _Run:
                              f"{config.batch_size} each")
     else:
         steps = math.ceil(len(train_split) / config.batch_size)
+    mx.random.seed(config.seed)
+    net = build_model(spec, ctx=contexts)
+    # before the folder: a stage they cannot find is a typo, refused with nothing written; before the trainer,
+    # which then leaves the frozen arrays alone
+    freeze(net, config.freeze)
+    lr_mult(net, factors(config.lr_mult))
     folder = RunFolder(out, request.command)  # locked from here on: no other run writes here
     identity = {"network": network_identity(spec),
                 "data": {"train": train_split.fingerprint(), "test": test_split.fingerprint()}}
     meta = latest_checkpoint(out / "checkpoints") if resume else None
     folder.check(config, identity, resume, meta["epoch"] if meta else None, request.force)
 
-    mx.random.seed(config.seed)
     # resuming: the checkpoint holds the weights, --init's file is not read again (it may be gone)
-    net = build_model(spec, ctx=contexts, init=None if meta else config.init, strict=config.strict)
-    if net.transferred is not None:
+    if config.init is not None and not meta:
+        net.transferred = transfer(net, config.init, config.strict)
         print(net.transferred.report(), file=stream)
-    freeze(net, config.freeze)  # before the trainer, which then leaves the frozen arrays alone
-    lr_mult(net, factors(config.lr_mult))
     if config.no_bias_decay:
         optimization.no_decay_on_biases_and_norms(net)
     schedule = optimization.scheduler(config, steps)
