@@ -320,6 +320,8 @@ def test_the_new_options_parse_from_the_command_line():
     ("  lr: 0.1\n  schedule: cosine\n  final_lr: 0.2\n", "5:13", "expected at most lr (0.1), got 0.2"),
     ("  lr_epochs: [3]\n", "3:14", "train.lr_epochs: applies to schedule step or multistep, not constant"),
     ("  schedule: multistep\n  lr_epochs: [30, 20]\n", "4:14", "schedule multistep needs increasing epochs"),
+    ("  schedule: multistep\n  lr_epochs: [30, 1000000000000000]\n", "4:19",
+     "train.lr_epochs.1: input should be less than or equal to 100000"),  # as --epochs: 10^15 was accepted
     ("  schedule: poly\n  power: 0\n", "4:10", "train.power: input should be greater than 0"),
     ("  lr: 0\n", "3:7", "train.lr: input should be greater than 0"),
     ("  augment: [" + ", ".join(["flip"] * 65) + "]\n", "3:12", "train.augment: tuple should have at most 64 items"),

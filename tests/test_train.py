@@ -189,6 +189,11 @@ aux:
     ("--keep", "0", "--keep: input should be greater than or equal to 1"),
     ("--keep", "-1", "--keep: input should be greater than or equal to 1"),
     ("--checkpoint-every", "-1", "--checkpoint-every: input should be greater than or equal to 0"),
+    # 10^30 steps between checkpoints was accepted (and the run trained, never checkpointing): a typo, as is keeping
+    # 10^30 checkpoints
+    ("--checkpoint-every", "1" + "0" * 30, "--checkpoint-every: input should be less than or equal to 99999999, got "
+                                          "1000000000000000000000000000000"),
+    ("--keep", "1" + "0" * 30, "--keep: input should be less than or equal to 99999999"),
     ("--resize", "0", "--resize: input should be greater than or equal to 1"),
     ("--lr", "nan", "--lr: input should be a finite number"), ("--lr", "0", "--lr: input should be greater than 0"),
     ("--epochs", "0", "--epochs: input should be greater than or equal to 1"),

@@ -25,6 +25,9 @@ MAX_RATE = 1e4
 # below the smallest normal 32-bit float a rate is 0 (or a denormal) in MXNet's optimizers: nothing would train
 MIN_RATE = 1.1754944e-38
 MAX_BATCH = 1 << 16  # a streamed batch is decoded whole: 10^30 was accepted (Goyal et al. train ImageNet at 8,192)
+# steps (between checkpoints) and checkpoints (kept): beyond any run (ImageNet's 90 epochs at batch 256 are 450,000
+# steps) and the 8 digits of a checkpoint's name (step-00000042); 10^30 was accepted, and the run never checkpointed
+MAX_STEPS = 10**8 - 1
 KVStore = Literal["device", "local", "dist_sync", "dist_async", "dist_sync_device", "dist_device_sync"]
 
 
@@ -84,9 +87,9 @@ class Config(BaseModel):
     test_fraction: Annotated[Optional[float], DATA] = Field(None, gt=0, lt=1, description="with --data-dir of class folders "
                                                                          "(no train/ and test/): the fraction of "
                                                                          "each class held out for testing")
-    checkpoint_every: int = Field(0, ge=0, description="also checkpoint every N steps (0: at the end of each "
-                                                       "epoch only)")
-    keep: int = Field(3, ge=1, description="checkpoints kept")
+    checkpoint_every: int = Field(0, ge=0, le=MAX_STEPS, description="also checkpoint every N steps (0: at the end "
+                                                                     "of each epoch only; at most 99,999,999)")
+    keep: int = Field(3, ge=1, le=MAX_STEPS, description="checkpoints kept")
     ctx: Annotated[str, DATA] = Field("cpu", description="cpu, gpu:0 or gpu:0,1 (batches split across them)")
     kvstore: KVStore = Field("device", description="how gradients are combined; dist_* run under `archspec "
                                                    "launch`")
@@ -97,8 +100,9 @@ class Config(BaseModel):
     schedule: Schedule = Field("constant", description="learning-rate schedule (MXNet's lr_scheduler): step "
                                                        "(x lr_factor every lr_epochs[0] epochs), multistep (at each "
                                                        "of lr_epochs), cosine or poly (to final_lr at the end)")
-    lr_epochs: tuple[int, ...] = Field((), validate_default=True, description="step: the period in epochs; multistep: the epochs at "
-                                                      "which the rate is multiplied by lr_factor (30,60,80)")
+    lr_epochs: tuple[Annotated[int, Field(le=MAX_EPOCHS)], ...] = Field(
+        (), validate_default=True, description="step: the period in epochs; multistep: the epochs at which the rate "
+                                               "is multiplied by lr_factor (30,60,80)")
     lr_factor: float = Field(0.1, gt=0, le=1, description="what step and multistep multiply the rate by")
     final_lr: float = Field(0.0, ge=0, description="the rate cosine and poly end at")
     power: float = Field(2.0, gt=0, description="poly's exponent")
