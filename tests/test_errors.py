@@ -133,3 +133,41 @@ def test_a_list_too_short_for_a_pair_names_no_pydantic_internal(write_spec):
     assert len(messages) == 1 and messages[0][:2] == (5, "padding"), messages
     assert "tuple[" not in messages[0][2] and "constrained" not in messages[0][2]
     assert messages[0][2] == "expected an integer or a list of 2 items or 'same' or a mapping, got [1]"
+
+
+TWICE = """\
+name: t
+input: {channels: 1, height: 28, width: 28}
+defaults:
+  twice: {channels: 4}
+blocks:
+  twice:
+    args: {channels: required}
+    types: {channels: sise}
+    layers:
+      - conv: {channels: $channels, kernel: 3, padding: 1}
+      - conv: {channels: $channels, kernel: 3, padding: 1}
+stages:
+  body:
+    - twice: {channels: 8}
+    - twice: {channels: 16}
+    - flatten
+"""
+
+
+@pytest.mark.parametrize("text, line, col, message", [
+    (TWICE, 8, 23, "blocks.twice.types.channels: unknown type 'sise'; did you mean 'size'? (types: size, count, int, "
+                   "number, flag, text, activation, window, [type, ...] or {one_of: [...]})"),
+    (TWICE.replace("{channels: sise}", "{channels: [size, sise]}"), 8, 23,
+     "blocks.twice.types.channels: unknown type 'sise'; did you mean 'size'?"),
+    (TWICE.replace("    types: {channels: sise}\n", "    types: {channels: size}\n    doc: [not, text]\n"), 9, 10,
+     "blocks.twice.doc: expected a string, got ['not', 'text']"),
+], ids=["unknown type", "unknown type in a list", "bad field"])
+def test_a_block_whose_definition_is_bad_is_one_problem_at_the_definition(tmp_path, capsys, text, line, col,
+                                                                           message):
+    # its uses (and its defaults) were reported as well, as an "unknown layer kind 'twice'" each
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["validate", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}:{line}:{col}: {message}") and len(out.splitlines()) == 1, out

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, StringConstraints, TypeAdapter
 
-from .diagnostics import FieldPath, Mark, Problem, problem, short
+from .diagnostics import FieldPath, Mark, Problem, hint, problem, short
 from .kinds import REGISTRY, Activation, Flag, NonNegative, Size
 from .loader import Map, parse_yaml
 from .located import check_model, plain
@@ -61,7 +61,8 @@ def argument_type(spec: Any) -> Any:
         from typing import Literal
 
         return Literal[tuple(spec["one_of"])]
-    raise ValueError(f"unknown type {short(spec)} (types: {', '.join(ARGUMENT_TYPES)}, [type, ...] or "
+    near = hint(spec, ARGUMENT_TYPES) if isinstance(spec, str) else ""
+    raise ValueError(f"unknown type {short(spec)}{near} (types: {', '.join(ARGUMENT_TYPES)}, [type, ...] or "
                      "{one_of: [...]})")
 
 
@@ -102,16 +103,18 @@ def library() -> Map:
     return tree["blocks"]
 
 
-def check_blocks(raw: Any, mark: Mark, problems: list[Problem], library: bool = False) -> dict[str, Map]:
-    """Block definitions: each a valid `Block`, named as no layer kind is, with known argument types. A kind
-    registered under the name of a library block replaces it (the user asked for it by name)."""
+def check_blocks(raw: Any, mark: Mark, problems: list[Problem], library: bool = False) -> dict[str, Optional[Map]]:
+    """Block definitions: each a valid `Block`, named as no layer kind is, with known argument types. A definition
+    with a problem (added to `problems`) is None: the block stays known by its name, so that its uses are skipped
+    rather than reported again as unknown kinds. A kind registered under the name of a library block replaces it
+    (the user asked for it by name)."""
     path: FieldPath = ("blocks",)
     if raw is None:
         return {}
     if not isinstance(raw, Map):
         problems.append(problem(mark, path, f"expected a mapping of block definitions, got {short(raw)}"))
         return {}
-    blocks = {}
+    blocks: dict[str, Optional[Map]] = {}
     for name, definition in raw.items():
         where = path + (name,)
         if library and name in REGISTRY:
@@ -119,9 +122,12 @@ def check_blocks(raw: Any, mark: Mark, problems: list[Problem], library: bool = 
         if name in REGISTRY or not name.isidentifier():
             why = "is a built-in layer kind" if name in REGISTRY else "is not an identifier"
             problems.append(problem(raw.key_mark(name), where, f"block name {name!r} {why}"))
+            if name not in REGISTRY:  # a use of the kind is the kind's
+                blocks[name] = None
             continue
         block = check_model(Block, definition, where, problems)
         if block is None:
+            blocks[name] = None
             continue
         args = definition.get("args")
         problems += [problem(args.value_mark(arg), where + ("args", arg), f"`{arg}: null` as a required argument "
@@ -139,13 +145,12 @@ def check_blocks(raw: Any, mark: Mark, problems: list[Problem], library: bool = 
             except ValueError as e:
                 problems.append(problem(types.value_mark(arg), where + ("types", arg), str(e)))
                 bad = True
-        if not bad:
-            blocks[name] = definition
+        blocks[name] = None if bad else definition
     return blocks
 
 
 @lru_cache(maxsize=4)
-def library_blocks(kinds: tuple[str, ...]) -> dict[str, Map]:
+def library_blocks(kinds: tuple[str, ...]) -> dict[str, Optional[Map]]:
     """The library's blocks, checked once for the kinds registered (a kind of a block's name replaces it)."""
     problems: list[Problem] = []
     blocks = check_blocks(library(), library().mark, problems, library=True)

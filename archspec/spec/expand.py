@@ -150,7 +150,7 @@ class _Expansion:
     block's use), and what it has found so far (the layers spent against the budget, the names expressions read,
     how often they read `in`, and the problems)."""
 
-    def __init__(self, defaults: dict[str, Map], blocks: dict[str, Map], scope: Scope, scaling: Scaling,
+    def __init__(self, defaults: dict[str, Map], blocks: dict[str, Optional[Map]], scope: Scope, scaling: Scaling,
                  max_layers: int = MAX_LAYERS, memo: Optional[Memo] = None):
         self.defaults, self.blocks, self.scope, self.scaling = defaults, blocks, scope, scaling
         self.max_layers, self.memo = max_layers, memo
@@ -395,6 +395,9 @@ class _Expansion:
     # -- blocks ----------------------------------------------------------------------------------------------
     def block(self, name: str, body: Any, path: FieldPath, mark: Mark, shape: Optional[Shape]) -> Entry:
         """A use of a reusable block: its layers with the arguments bound, as one `sequential` entry."""
+        definition = self.blocks[name]
+        if definition is None:
+            raise _Skip  # a definition with a problem, reported there once
         if name in (n for n, _ in self.active) or len(self.active) >= MAX_BLOCK_DEPTH:
             chain = " -> ".join([n for n, _ in self.active] + [name])
             self.skip(mark, path, f"block {name!r} uses itself ({chain})")
@@ -403,7 +406,6 @@ class _Expansion:
         if not isinstance(body, Map):
             self.skip(mark, path, f"block {name} takes a mapping of arguments, got {short(body)}")
         body = self.substitute(_with_defaults(self.defaults.get(name), body), path, mark, shape)
-        definition = self.blocks[name]
         outer, outer_site = self.scope, self.site
         self.scope = self.bind(name, definition, body, path, mark, shape)
         if self.site is None and definition.mark.file == LIBRARY_FILE:
@@ -598,7 +600,7 @@ def _relabel(body: Map, mark: Mark, children: Any) -> Map:
     return out
 
 
-def _defaults(raw: Any, mark: Mark, blocks: dict[str, Map], problems: list[Problem]) -> dict[str, Map]:
+def _defaults(raw: Any, mark: Mark, blocks: dict[str, Optional[Map]], problems: list[Problem]) -> dict[str, Map]:
     """`defaults: {kind: {field: value}}` (or `{block: {argument: value}}`): every kind and field must exist
     and every value fit."""
     if raw is None:
@@ -615,8 +617,9 @@ def _defaults(raw: Any, mark: Mark, blocks: dict[str, Map], problems: list[Probl
         elif not isinstance(fields, Map):
             problems.append(problem(raw.value_mark(kind), path, f"expected a mapping of fields, got {short(fields)}"))
         else:
-            for name, value in fields.items():
-                problems += _default(kind, blocks.get(kind), name, value, path + (name,), fields)
+            if kind in REGISTRY or blocks[kind] is not None:  # a block whose definition has a problem: said there
+                for name, value in fields.items():
+                    problems += _default(kind, blocks.get(kind), name, value, path + (name,), fields)
             out[kind] = fields
     return out
 
