@@ -34,7 +34,8 @@ def _step(spec, rewrites, mode, batch):
 
     def step():
         with autograd.record():
-            loss = loss_fn(net(x), y)
+            outputs = net(x)  # with auxiliary heads (inception-v3), the main output's loss: the same graph runs
+            loss = loss_fn(outputs[0] if isinstance(outputs, (tuple, list)) else outputs, y)
         loss.backward()
         trainer.step(batch)
         loss.wait_to_read()

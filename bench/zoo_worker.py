@@ -45,9 +45,11 @@ class MXNetEngine:
         import archspec.gluon  # noqa: F401  sets MXNet's thread count before MXNet is imported
         from archspec import build_model
 
+        from archspec.gluon.precision import for_inference
+
         self.net = build_model(spec, overrides or None)
         self.calibration = calibration
-        self.blocks: dict[str, Any] = {"fp32": self.net}
+        self.blocks: dict[str, Any] = {"fp32": for_inference(self.net, "fp32")}  # what evaluate and predict run
         import mxnet
 
         self.info = {"engine": "mxnet", "version": mxnet.__version__,

@@ -143,9 +143,45 @@ def test_onednn_inference_gives_the_plain_outputs_and_gradients(write_spec):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("spec", ["googlenet", "googlenet-bn", "resnet18"])
+@pytest.mark.parametrize("spec", ["googlenet", "googlenet-bn", "resnet18", "mobilenetv2"])
 def test_onednn_on_the_zoo(spec):
     _check_onednn(ROOT / "specs" / f"{spec}.yaml", SMALL)
+
+
+RESIDUAL = """
+name: residual
+input: {channels: 3, height: 8, width: 8}
+defaults: {conv: {batchnorm: true}}
+stages:
+  body:
+    - conv: {channels: 8, kernel: 3, padding: 1, activation: relu}
+    - parallel:
+        merge: add
+        branches: [[], [{conv: {channels: 8, kernel: 3, padding: 1, activation: relu6}}, {conv: {channels: 8, kernel: 1}}]]
+    - parallel: {merge: add, branches: [[], [global_avg_pool]]}  # broadcast: N x 8 x 8 x 8 + N x 8 x 1 x 1
+  head: [global_avg_pool, {dense: 4}]
+"""
+
+
+def test_residual_sums_run_in_onednns_layout_and_fuse_into_the_convolution(write_spec):
+    """A sum of equal shapes runs through `elemwise_add` (oneDNN's sum keeps its blocked layout, where numpy's add
+    reorders both operands to NCHW), in training too, and oneDNN's inference graph fuses it into the convolution
+    and batch norm before it (MobileNetV2's and ResNet's residual), as it fuses ReLU6 (clip); a broadcasting sum
+    stays numpy's. Same values either way."""
+    path = write_spec(RESIDUAL)
+    plain, fast = _pair(path, "none")[:2]
+    assert _operators(plain, np.zeros((2, 3, 8, 8), dtype="float64")).count("elemwise_add") == 1
+    assert "_npi_add" in _operators(plain, np.zeros((2, 3, 8, 8), dtype="float64"))  # the broadcast
+    numpy_sums = build_model(path, rewrites="none")
+    numpy_sums.apply(lambda b: setattr(b, "_same_shapes", False) if hasattr(b, "_same_shapes") else None)
+    numpy_sums.cast("float64")
+    _copy(plain, numpy_sums)
+    x = np.array(onp.random.default_rng(5).uniform(size=(2, 3, 8, 8)))
+    for train in (True, False):
+        _assert_same(_run(numpy_sums, numpy_sums, x, train), _run(plain, plain, x, train))
+    fused = for_inference(build_model(path), "fp32")  # the default: onednn
+    assert "elemwise_add" not in _operators(fused.fast, np.zeros((2, 3, 8, 8))) and "clip" not in \
+        _operators(fused.fast, np.zeros((2, 3, 8, 8)))
 
 
 def test_checkpoints_pass_between_plain_and_rewritten_networks_both_ways(write_spec, tmp_path):
@@ -178,6 +214,7 @@ def test_exports_of_the_rewritten_network_give_the_plain_outputs(write_spec, tmp
 
 
 def test_rewrites_are_named_and_a_wrong_name_is_refused(write_spec, capsys):
+    assert Rewrites.parse("default") == Rewrites.parse(None) == Rewrites(False, False, True)  # onednn: measured
     assert Rewrites.parse("fuse-siblings,onednn") == Rewrites(fuse_siblings=True, fold_batchnorm=False, onednn=True)
     assert Rewrites.parse("none") == Rewrites(False, False, False)
     assert Rewrites.parse("all") == Rewrites(True, True, True)

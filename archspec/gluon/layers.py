@@ -185,11 +185,10 @@ def sequential(layer: kinds.Sequential, shape: Shape, children: Children) -> nn.
 
 @constructs(kinds.Parallel)
 def parallel(layer: kinds.Parallel, shape: Shape, children: Children) -> nn.HybridBlock:
-    windows = None
-    if layer.crop is not None:  # each branch's output shape, as the analysis measured it
-        windows = layer.windows([_through(branch, shape) for _, branch in layer.sequences()])
+    outs = [_through(branch, shape) for _, branch in layer.sequences()]  # as the analysis measured them
+    windows = layer.windows(outs) if layer.crop is not None else None
     return ParallelBlock([(name, child) for (name, _), child in zip(layer.sequences(), children)], layer.merge,
-                         windows)
+                         windows, same_shapes=windows is None and len(set(outs)) == 1)
 
 
 def _through(layers: Sequence[Layer], shape: Shape) -> Shape:

@@ -22,11 +22,13 @@ class ParallelBlock(nn.HybridBlock):
     """
 
     def __init__(self, branches: Sequence[tuple[Optional[str], Optional[nn.HybridBlock]]], merge: str,
-                 windows: Optional[Sequence[tuple[int, int, int, int]]] = None):
+                 windows: Optional[Sequence[tuple[int, int, int, int]]] = None, same_shapes: bool = False):
         """`branches`: each branch's name (`kinds.Parallel.sequences` names them) and block (None: the identity);
-        `windows`: the (top, left, height, width) of each branch's output to merge (`crop: center`), or None."""
+        `windows`: the (top, left, height, width) of each branch's output to merge (`crop: center`), or None;
+        `same_shapes`: every branch's output has the same shape (no broadcasting), as the analysis measured it."""
         super().__init__()
         self._merge = merge
+        self._same_shapes = same_shapes
         self._windows = windows
         self._names: list[Optional[str]] = []  # None marks an identity branch
         for name, branch in branches:
@@ -57,8 +59,16 @@ class ParallelBlock(nn.HybridBlock):
                     for out, (top, left, height, width) in zip(outs, self._windows)]
         if self._merge == "concat":
             return concat_channels(F, outs)
-        op = F.np.add if self._merge == "add" else F.np.multiply
-        return reduce(op, outs)
+        if self._merge == "add" and self._same_shapes:
+            return add_same_shapes(F, outs)
+        return reduce(F.np.add if self._merge == "add" else F.np.multiply, outs)
+
+
+def add_same_shapes(F: Any, arrays: Sequence[Any]) -> Any:
+    """The sum of equally shaped arrays through MXNet's classic `elemwise_add`: its oneDNN kernel keeps oneDNN's
+    blocked layout where numpy's `add` reorders both operands to NCHW, in training too, and the oneDNN backend
+    fuses it into the convolution before it (a residual sum). Same values as `np.add`."""
+    return reduce(F.elemwise_add, (a.as_nd_ndarray() for a in arrays)).as_np_ndarray()
 
 
 def concat_channels(F: Any, arrays: Sequence[Any]) -> Any:

@@ -84,10 +84,11 @@ def require_bfloat16(what: str) -> None:
 def for_inference(net: Network, precision: Precision, calibration: Optional[Any] = None,
                   portable: bool = False) -> Any:
     """The block that computes `net`'s outputs in `precision`: for fp32 `net` itself, or with the rewrites it was
-    built with (`to_onednn`, `net.folded()`; only the folded graph when the graph must be `portable`, as ONNX
-    needs), else `to_bfloat16` or `to_int8` (calibrated on `calibration`, N x C x H x W float32 images)."""
+    built with (`to_onednn`, the default, where `net` is on the CPU; `net.folded()`; only the folded graph when the
+    graph must be `portable`, as ONNX needs), else `to_bfloat16` or `to_int8` (calibrated on `calibration`,
+    N x C x H x W float32 images)."""
     if precision == "fp32":
-        if net.rewrites.onednn and not portable:
+        if net.rewrites.onednn and not portable and _on_cpu(net):
             return to_onednn(net)
         return net.folded() if net.rewrites.fold_batchnorm else net
     if precision == "bf16":
@@ -149,6 +150,11 @@ def _backend(sym: Any, backend: str) -> Any:
     """`sym` (numpy mode) partitioned by one of MXNet's subgraph backends (`MKLDNN`: convolution + batch norm +
     activation + sum fused; `MKLDNN_QUANTIZE`: the same, ready for quantization), as a classic symbol."""
     return sym.as_nd_ndarray().get_backend_symbol(backend)
+
+
+def _on_cpu(net: Network) -> bool:
+    """Every parameter of `net` lives on the CPU only (oneDNN's backend is MXNet's CPU backend)."""
+    return all(c.device_type == "cpu" for p in net.collect_params().values() for c in p.list_ctx())
 
 
 def to_onednn(net: Network, ctx: Any = None) -> Any:
