@@ -548,8 +548,9 @@ def cmd_evaluate(args: Args) -> int:
                          "(corrupt, or a run that diverged)")
     if predicted is not None:
         write_predictions(args.predictions, split, predicted, _inputs(args))
-    print(json.dumps({"spec": spec.name, "split": args.split, "precision": args.precision, "examples": len(split),
-                      "loss": round(loss, 6), "accuracy": round(accuracy, 6)}))
+    print(json.dumps({"spec": spec.name, "split": args.split, "precision": args.precision,
+                      "engine": args.engine or "mxnet", "examples": len(split), "loss": round(loss, 6),
+                      "accuracy": round(accuracy, 6)}))
     return 0
 
 

@@ -16,33 +16,48 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import images_per_second  # noqa: E402
 
 
-def _step(spec, rewrites, mode, batch):
+def step(net, mode, batch):
+    """One batch of `net` in `mode` (`train`, or inference through `for_inference(net, "fp32")`), as a function."""
     import mxnet as mx
     from mxnet import autograd, gluon, np
 
-    from archspec.gluon.build import build_model
     from archspec.gluon.precision import for_inference
 
-    net = build_model(spec, rewrites=rewrites)
     x = np.random.uniform(size=(batch,) + net.spec.input.shape)
-    if mode == "infer":
+    if mode != "train":
         block = for_inference(net, "fp32")
         return lambda: block(x).wait_to_read()
     y = np.array(mx.nd.random.randint(0, 2, shape=(batch,)).asnumpy())
     loss_fn, trainer = gluon.loss.SoftmaxCrossEntropyLoss(), gluon.Trainer(net.collect_params(), "sgd",
                                                                          {"learning_rate": 0.01})
 
-    def step():
+    def train():
         with autograd.record():
             outputs = net(x)  # with auxiliary heads (inception-v3), the main output's loss: the same graph runs
             loss = loss_fn(outputs[0] if isinstance(outputs, (tuple, list)) else outputs, y)
         loss.backward()
         trainer.step(batch)
         loss.wait_to_read()
-    return step
+    return train
+
+
+def compare(a, b, batch, rounds, seconds):
+    """B's speed over A's, each round's ratio with each side first in every other round (no order bias): the
+    median, the spread and every round's (A, B) images/s."""
+    ratios, speeds = [], []
+    for k in range(rounds):
+        first, second = (b, a) if k % 2 else (a, b)
+        one, two = images_per_second(first, batch, seconds), images_per_second(second, batch, seconds)
+        speed_a, speed_b = (two, one) if k % 2 else (one, two)
+        ratios.append(speed_b / speed_a)
+        speeds.append((round(speed_a, 1), round(speed_b, 1)))
+    return {"ratio": round(statistics.median(ratios), 3), "spread": [round(min(ratios), 3), round(max(ratios), 3)],
+            "images_per_second": speeds}
 
 
 def main() -> None:
+    from archspec.gluon.build import build_model
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("specs", nargs="+")
     p.add_argument("--rewrites", default="fuse-siblings,fold-batchnorm,onednn")
@@ -56,21 +71,9 @@ def main() -> None:
             for mode in args.modes.split(","):
                 if mode == "train" and rewrite != "fuse-siblings":
                     continue  # the others change only the inference graph
-                a, b = _step(spec, "none", mode, args.batch), _step(spec, rewrite, mode, args.batch)
-                ratios, speeds = [], []
-                for k in range(args.rounds):  # each side first in every other round: no order bias
-                    if k % 2:
-                        rewritten = images_per_second(b, args.batch, args.seconds)
-                        plain = images_per_second(a, args.batch, args.seconds)
-                    else:
-                        plain = images_per_second(a, args.batch, args.seconds)
-                        rewritten = images_per_second(b, args.batch, args.seconds)
-                    ratios.append(rewritten / plain)
-                    speeds.append((round(plain, 1), round(rewritten, 1)))
+                a, b = (step(build_model(spec, rewrites=r), mode, args.batch) for r in ("none", rewrite))
                 print(json.dumps({"spec": Path(spec).stem, "rewrite": rewrite, "mode": mode, "batch": args.batch,
-                                  "ratio": round(statistics.median(ratios), 3),
-                                  "spread": [round(min(ratios), 3), round(max(ratios), 3)],
-                                  "images_per_second": speeds}), flush=True)
+                                  **compare(a, b, args.batch, args.rounds, args.seconds)}), flush=True)
 
 
 if __name__ == "__main__":

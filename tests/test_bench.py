@@ -87,3 +87,19 @@ def test_the_rewrites_benchmark_runs_on_a_tiny_batch():
     assert [(r["rewrite"], r["mode"]) for r in rows] == [("fuse-siblings", "infer"), ("fuse-siblings", "train"),
                                                          ("fold-batchnorm", "infer"), ("onednn", "infer")]
     assert all(r["ratio"] > 0 and len(r["images_per_second"]) == 2 for r in rows)
+
+
+@pytest.mark.slow
+def test_the_residual_sums_benchmark_runs_on_a_tiny_batch(tmp_path):
+    spec = tmp_path / "residual.yaml"  # a residual sum of equal shapes, and a convolution before it to fuse into
+    spec.write_text("name: r\ninput: {channels: 1, height: 8, width: 8}\nstages:\n  body:\n"
+                    "    - {conv: {channels: 4, kernel: 3, padding: 1}}\n"
+                    "    - parallel: {merge: add, branches: [[], [{conv: {channels: 4, kernel: 3, padding: 1}}]]}\n"
+                    "  head: [global_avg_pool, {dense: 3}]\n")
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "sums.py"), str(spec), "--batch", "2", "--rounds",
+                           "2", "--seconds", "0"], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["mode"] for r in rows] == ["train", "infer", "onednn"]
+    assert all(r["ratio"] > 0 and len(r["images_per_second"]) == 2 for r in rows)

@@ -212,6 +212,7 @@ def test_engine_onnxruntime_predicts_and_evaluates_as_mxnet_does(digit_images, t
     (mx_p, mx_e), (ort_p, ort_e) = found["mxnet"], found["onnxruntime"]
     assert all(abs(a[k] - b[k]) < 1e-5 for a, b in zip(mx_p, ort_p) for k in range(10))
     assert ort_e["examples"] == mx_e["examples"] == 360 and ort_e["accuracy"] == mx_e["accuracy"]
+    assert (mx_e["engine"], ort_e["engine"]) == ("mxnet", "onnxruntime")  # which engine served, said
     assert abs(ort_e["loss"] - mx_e["loss"]) < 1e-5
     monkeypatch.setitem(__import__("sys").modules, "onnxruntime", None)  # so that it ran through ONNX Runtime
     assert main(["evaluate", LENET, "--params", str(tmp_path / "final.params"), "--data-dir", str(digit_images),
