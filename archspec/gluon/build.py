@@ -123,8 +123,8 @@ def traced(net: Network, block: Any = None) -> tuple[Any, Any, dict[str, Any]]:
 def load_parameters(net: Network, path: Union[str, os.PathLike[str]], ctx: Any = None) -> None:
     """Load a `.params` file (from `save_parameters`, training or a checkpoint) into a built network.
 
-    A file for another network is refused with an `InputError` naming what differs, before anything
-    is loaded: no half-loaded network.
+    A file for another network, or one whose arrays hold NaN or infinity, is refused with an `InputError` naming
+    what differs, before anything is loaded: no half-loaded network.
     """
     path = Path(path)
     if not path.is_file():
@@ -148,4 +148,11 @@ def load_parameters(net: Network, path: Union[str, os.PathLike[str]], ctx: Any =
         more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
         raise InputError(f"{path}: these parameters are not for {net.spec.name}: "
                          + "; ".join(differences[:3]) + more)
+    # oneDNN's fused inference graph (the default) does not carry a NaN through every activation, so a broken file
+    # could give finite, wrong scores: it is refused here, whatever runs it
+    broken = [n for n in expected if not bool(np.isfinite(saved[n]).all())]
+    if broken:
+        more = f" (and {len(broken) - 3} more)" if len(broken) > 3 else ""
+        raise InputError(f"{path}: NaN or infinite values in {', '.join(broken[:3])}{more} (corrupt, or a run "
+                         "that diverged)")
     net.load_parameters(str(path), ctx=ctx)
