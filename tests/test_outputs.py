@@ -80,3 +80,41 @@ def test_summary_says_which_outputs_a_network_gives(capsys):
     assert capsys.readouterr().out.splitlines()[-1] == "outputs: b4 832x3x3, b5 1024x1x1"
     assert main(["summary", str(GOOGLENET), "--outputs", "b9"]) == 1
     assert "--outputs: no stage b9 (stages: b1, b2, b3, b4, b5, head)" in capsys.readouterr().err
+
+
+# A residual sum whose stage is an output and is read by the next stage (b4 -> b5), and a convolution whose stage
+# is an output and is read by a batch norm (b1 -> b2): oneDNN's graph passes fuse across both unless told.
+TAPS = """
+name: taps
+input: {channels: 3, height: 12, width: 12}
+stages:
+  b1: [{conv: {channels: 8, kernel: 3, padding: 1}}]
+  b2: [batchnorm, {activation: relu}]
+  b3: [{conv: {channels: 8, kernel: 3, padding: 1}}]
+  b4:
+    - parallel: {merge: add, branches: [[{conv: {channels: 8, kernel: 3, padding: 1}}], []]}
+  b5: [{activation: relu}]
+  head: [global_avg_pool, {dense: 10}]
+"""
+
+
+@pytest.mark.parametrize("outputs", [["b4", "b5"], ["b4", "head"], ["b1", "b2"], ["b1", "head"]])
+def test_inner_outputs_survive_onednns_inference_graph_int8_and_onnx(write_spec, tmp_path, outputs):
+    """The default inference graph (oneDNN's) and INT8 give the stages' outputs the network gives: they fused a
+    stage's last operator into the next stage's first and returned wrong values (b5 off by 89%) or failed."""
+    from archspec.gluon.export import export
+    from archspec.gluon.precision import for_inference, to_int8
+
+    net = build_model(write_spec(TAPS), outputs=outputs)
+    rng = onp.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(2, 3, 12, 12)).astype("float32")
+    expected = [o.asnumpy() for o in net(np.array(x))]
+
+    def off(got):
+        return max(float(onp.abs(g - e).max() / onp.abs(e).max()) for g, e in zip(got, expected))
+
+    assert off([o.asnumpy() for o in for_inference(net, "fp32")(np.array(x))]) < 1e-5
+    calibration = np.array(rng.uniform(-1, 1, size=(32, 3, 12, 12)).astype("float32"))
+    assert off([o.asnumpy() for o in to_int8(net, calibration)(np.array(x))]) < 0.1  # INT8's rounding, not 0.9
+    (model,) = export(net, tmp_path / "taps.onnx", "onnx")
+    assert off(onnxruntime.InferenceSession(str(model)).run(None, {"data": x})) < 1e-5

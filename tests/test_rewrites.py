@@ -262,3 +262,14 @@ def test_converted_weights_give_the_source_librarys_outputs_through_every_rewrit
         net.load_parameters(str(tmp_path / "w.params"))
         assert _close(net(np.array(x)).asnumpy(), expected)
         assert _close(for_inference(net, "fp32")(np.array(x)).asnumpy(), expected)
+
+
+def test_the_inference_block_leaves_an_eager_network_eager(write_spec):
+    """oneDNN's graph is traced from the network; one built with `hybridize=False` (to step through it) stays so."""
+    from archspec.gluon.compat import is_hybridized
+
+    net = build_model(write_spec(RESIDUAL), hybridize=False)
+    x = np.array(onp.random.default_rng(6).uniform(size=(2, 3, 8, 8)).astype("float32"))
+    block = for_inference(net, "fp32")
+    assert not is_hybridized(net)
+    assert _difference(net(x).asnumpy(), block(x).asnumpy()) < TOLERANCE

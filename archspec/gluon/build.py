@@ -112,12 +112,16 @@ def traced(net: Network, block: Any = None) -> tuple[Any, Any, dict[str, Any]]:
     `(inputs, symbol, weights)`, the weights being the parameters the graph uses, by name. What export and
     reduced precision start from."""
     block = net if block is None else block
-    if not is_hybridized(block):
+    eager = not is_hybridized(block)
+    if eager:
         block.hybridize(**HYBRIDIZE)
     out = block(np.zeros((1,) + net.spec.input.shape, ctx=net.collect_params().list_ctx()[0]))
     for array in out if isinstance(out, (tuple, list)) else [out]:
         array.wait_to_read()
-    return cached_graph(block)
+    graph = cached_graph(block)
+    if eager:  # the network stays as its user built it
+        block.hybridize(False)
+    return graph
 
 
 def load_parameters(net: Network, path: Union[str, os.PathLike[str]], ctx: Any = None) -> None:

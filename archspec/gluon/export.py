@@ -157,7 +157,7 @@ def _name_outputs(model: Any, names: list[str]) -> None:
 # operator whose converter MXNet ships
 _ALIASES = {"_npi_add": "broadcast_add", "_npi_multiply": "broadcast_mul", "_npi_multiply_scalar": "_mul_scalar",
             "_npi_add_scalar": "_plus_scalar", "_npx_sigmoid": "sigmoid", "_npx_relu": "relu",
-            "_npi_true_divide_scalar": "_div_scalar"}
+            "_npi_true_divide_scalar": "_div_scalar", "_np_copy": "_copy"}
 
 
 def _weights_and_inputs(node: Any, **kwargs: Any) -> tuple[list[Any], tuple[Any]]:

@@ -258,7 +258,11 @@ class Network(QuietUnusedParameters):
             features, last = {}, max(self._stages.index(name) for name in self._outputs)
             for name in self._stages[:last + 1]:
                 x = features[name] = getattr(self, name)(x)
-            return tuple(features[name] for name in self._outputs)
+            # a stage's output that a later stage reads is given as a copy: oneDNN's graph passes (the inference
+            # graph, INT8) fuse an operator into the next without counting the graph's outputs among its readers,
+            # which gave wrong values or a failed pass in MXNet 1.9.1 (tests/test_outputs.py)
+            return tuple(features[name] if self._stages.index(name) == last else _copy(features[name])
+                         for name in self._outputs)
         outputs = {}
         for name in self._stages:
             stage = getattr(self, name)
@@ -272,6 +276,13 @@ class Network(QuietUnusedParameters):
             for head in self._taps.get((name, None), []):
                 outputs[head] = getattr(self, head)(x)
         return (x, *(outputs[h] for h in self._aux)) if with_aux else x
+
+
+def _copy(x: Any) -> Any:
+    """A copy of `x` (a numpy-mode array or symbol): in a graph, an operator of its own."""
+    from mxnet import symbol
+
+    return symbol.np.copy(x) if isinstance(x, symbol.Symbol) else x.copy()
 
 
 class _WithAux(nn.HybridBlock):

@@ -317,7 +317,7 @@ class _Expansion:
         if kind in self.blocks:
             return self.block(kind, item[kind], where, mark, shape)
         if kind not in REGISTRY:
-            known = sorted(set(REGISTRY) | set(self.blocks))
+            known = sorted(set(REGISTRY) | {n for n, d in self.blocks.items() if d is not None})  # not the broken
             self.skip(mark, where, f"unknown layer kind {kind!r}{hint(kind, known)} (kinds: {', '.join(known)})")
         return self.layer(kind, item[kind], where, mark, shape)
 
@@ -612,7 +612,7 @@ def _defaults(raw: Any, mark: Mark, blocks: dict[str, Optional[Map]], problems: 
     for kind, fields in raw.items():
         path = ("defaults", kind)
         if kind not in REGISTRY and kind not in blocks:
-            known = set(REGISTRY) | set(blocks)
+            known = set(REGISTRY) | {n for n, d in blocks.items() if d is not None}
             problems.append(problem(raw.key_mark(kind), path, f"unknown layer kind {kind!r}{hint(kind, known)}"))
         elif not isinstance(fields, Map):
             problems.append(problem(raw.value_mark(kind), path, f"expected a mapping of fields, got {short(fields)}"))
