@@ -169,9 +169,10 @@ def test_residual_sums_run_in_onednns_layout_and_fuse_into_the_convolution(write
     and batch norm before it (MobileNetV2's and ResNet's residual), as it fuses ReLU6 (clip); a broadcasting sum
     stays numpy's. Same values either way."""
     path = write_spec(RESIDUAL)
-    plain, fast = _pair(path, "none")[:2]
-    assert _operators(plain, np.zeros((2, 3, 8, 8), dtype="float64")).count("elemwise_add") == 1
-    assert "_npi_add" in _operators(plain, np.zeros((2, 3, 8, 8), dtype="float64"))  # the broadcast
+    plain = _pair(path, "none")[0]
+    operators = _operators(plain, np.zeros((2, 3, 8, 8), dtype="float64"))
+    assert operators.count("elemwise_add") == 1
+    assert "_npi_add" in operators  # the broadcast
     numpy_sums = build_model(path, rewrites="none")
     numpy_sums.apply(lambda b: setattr(b, "_same_shapes", False) if hasattr(b, "_same_shapes") else None)
     numpy_sums.cast("float64")
@@ -179,9 +180,8 @@ def test_residual_sums_run_in_onednns_layout_and_fuse_into_the_convolution(write
     x = np.array(onp.random.default_rng(5).uniform(size=(2, 3, 8, 8)))
     for train in (True, False):
         _assert_same(_run(numpy_sums, numpy_sums, x, train), _run(plain, plain, x, train))
-    fused = for_inference(build_model(path), "fp32")  # the default: onednn
-    assert "elemwise_add" not in _operators(fused.fast, np.zeros((2, 3, 8, 8))) and "clip" not in \
-        _operators(fused.fast, np.zeros((2, 3, 8, 8)))
+    fused = _operators(for_inference(build_model(path), "fp32").fast, np.zeros((2, 3, 8, 8)))  # the default: onednn
+    assert "elemwise_add" not in fused and "clip" not in fused
 
 
 def test_checkpoints_pass_between_plain_and_rewritten_networks_both_ways(write_spec, tmp_path):

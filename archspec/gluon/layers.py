@@ -185,10 +185,13 @@ def sequential(layer: kinds.Sequential, shape: Shape, children: Children) -> nn.
 
 @constructs(kinds.Parallel)
 def parallel(layer: kinds.Parallel, shape: Shape, children: Children) -> nn.HybridBlock:
-    outs = [_through(branch, shape) for _, branch in layer.sequences()]  # as the analysis measured them
-    windows = layer.windows(outs) if layer.crop is not None else None
+    windows, same_shapes = None, False
+    if layer.crop is not None or layer.merge == "add":  # each branch's output shape, as the analysis measured it
+        outs = [_through(branch, shape) for _, branch in layer.sequences()]
+        windows = layer.windows(outs) if layer.crop is not None else None
+        same_shapes = windows is None and len(set(outs)) == 1
     return ParallelBlock([(name, child) for (name, _), child in zip(layer.sequences(), children)], layer.merge,
-                         windows, same_shapes=windows is None and len(set(outs)) == 1)
+                         windows, same_shapes=same_shapes)
 
 
 def _through(layers: Sequence[Layer], shape: Shape) -> Shape:
