@@ -24,8 +24,12 @@ def measured(net, input_shape):
 
 
 # VGG-11: 0.5 GB of dense weights, initialised and run at 224x224 (5-20 s, 1.7 GB of peak memory); its kinds are
-# AlexNet's, which the fast run keeps.
-@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem == "vgg11" else p for p in SPECS],
+# AlexNet's, which the fast run keeps. U-Net at 572x572, Inception-v3 at 299x299 and ConvNeXt-T at 224x224 take
+# 0.6-2.4 s each: the full run checks them.
+SLOW = {"vgg11", "unet", "inception-v3", "convnext-tiny"}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW else p for p in SPECS],
                          ids=[p.stem for p in SPECS])
 def test_every_spec_agrees_with_mxnet(path):
     spec = load_spec(path)

@@ -3,7 +3,6 @@ import json
 import subprocess
 import sys
 
-import jsonschema
 import pytest
 import yaml
 
@@ -69,6 +68,8 @@ def test_python_dash_m_is_the_script():
 
 @pytest.mark.slow  # 3-19 s: the fast run stays near a minute on a quick machine
 def test_committed_json_schema_is_current_and_accepts_every_spec():
+    import jsonschema  # here, not at the top: its import takes 2 s (a URI grammar compiled for its formats)
+
     committed = json.loads((ROOT / "archspec.schema.json").read_text())
     assert committed == spec_schema(), "run `archspec schema -o archspec.schema.json`"
     jsonschema.Draft202012Validator.check_schema(committed)
@@ -77,7 +78,10 @@ def test_committed_json_schema_is_current_and_accepts_every_spec():
         assert path.read_text().startswith("# yaml-language-server: $schema=../archspec.schema.json")
 
 
+@pytest.mark.slow  # importing jsonschema takes 2 s
 def test_json_schema_catches_what_the_validator_catches():
+    import jsonschema
+
     schema = spec_schema()
     bad = {"name": "t", "input": {"channels": 1, "height": 8, "width": 8},
            "stages": {"s": [{"conv": {"channels": 8, "kernal": 3}}]}}
@@ -137,6 +141,7 @@ def test_resolve_expand_shows_what_a_block_becomes(capsys):
     assert "# resnet18.yaml:" in out
 
 
+@pytest.mark.slow
 def test_the_pre_commit_hook_passes_a_good_spec_and_stops_a_bad_one(tmp_path):
     """The hook as pre-commit runs it: its `entry` with the staged files that match `files`."""
     import re
@@ -157,6 +162,7 @@ def test_the_pre_commit_hook_passes_a_good_spec_and_stops_a_bad_one(tmp_path):
     assert failed.returncode == 1 and failed.stdout.startswith(f"{bad}:4:")
 
 
+@pytest.mark.slow
 def test_a_zoo_name_stands_for_its_spec_and_a_path_wins(tmp_path, capsys, monkeypatch):
     assert main(["summary", "googlenet", "--json"]) == 0
     out = capsys.readouterr()

@@ -150,6 +150,7 @@ BOMBS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BOMBS)
 def test_expansion_bombs_are_refused_while_expanding(write_spec, name):
     """A few lines that multiply out to millions of layers: refused at the entry that crosses the budget, in well
@@ -197,6 +198,7 @@ def test_an_infinite_or_nan_argument_is_refused_where_it_is_used(write_spec, cap
     assert out.startswith(f"{path}:5:") and "not a finite number" in out
 
 
+@pytest.mark.slow
 def test_entries_left_out_by_when_count_against_the_budget(write_spec):
     text = HEAD + "blocks:\n  l1:\n    layers:\n      - activation: relu\n" + \
         "      - {activation: relu, when: '${in.channels < 0}'}\n" * 6000 + "stages:\n  s: [{l1: {}, repeat: 1000}]\n"

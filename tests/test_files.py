@@ -97,6 +97,7 @@ def test_train_refuses_an_empty_run_folder_name_or_its_spec(project, capsys):
     refused(["train", "lenet.yaml", "--out", "lenet.yaml"], capsys, project, "which this command reads")
 
 
+@pytest.mark.slow
 def test_sample_refuses_an_empty_folder_name_and_a_spec_name_that_is_a_path(project, capsys):
     space = ROOT / "specs" / "anynet-space.yaml"
     refused(["sample", str(space), "-n", "2", "--out", ""], capsys, project, "--out: an empty path")
@@ -105,6 +106,7 @@ def test_sample_refuses_an_empty_folder_name_and_a_spec_name_that_is_a_path(proj
     assert not (project / "out").exists(), err
 
 
+@pytest.mark.slow
 def test_search_study_and_report_names_are_names_not_paths(project, capsys):
     (project / "space.yaml").write_text((ROOT / "specs" / "anynet-space.yaml").read_text())
     refused(["search", "space.yaml", "--out", "out", "--study", "../../escape", "--trials", "1"], capsys,

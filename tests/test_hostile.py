@@ -89,6 +89,7 @@ def test_a_fifo_is_not_read_as_a_spec(tmp_path):
     assert proc.returncode == 1 and "not a regular file" in proc.stdout, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_the_zoo_keeps_its_bases_inside_its_folder():
     for path in sorted((ROOT / "specs").glob("*.yaml")):
         assert main(["validate", "-q", str(path)]) == 0, path

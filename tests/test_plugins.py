@@ -93,6 +93,7 @@ def test_summary_build_fails_when_mxnet_disagrees_with_the_static_counts(plugin)
     assert proc.returncode == 1 and "MISMATCH" in proc.stdout, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_a_plugin_that_fails_to_load_is_named(plugin):
     (plugin / "typo.py").write_text("import nonexistent_module_xyz\n")
     proc = archspec("validate", "--plugin", plugin / "typo.py", plugin / "spec.yaml")
@@ -114,6 +115,7 @@ def test_an_installed_package_adds_kinds_through_its_entry_point(plugin):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_a_spec_cannot_load_code(plugin, tmp_path):
     canary = tmp_path / "canary"
     (plugin / "evil.py").write_text(f"open({str(canary)!r}, 'w').write('ran')\n")
@@ -126,6 +128,7 @@ def test_a_spec_cannot_load_code(plugin, tmp_path):
     assert not canary.exists()
 
 
+@pytest.mark.slow
 def test_a_registered_kind_replaces_the_library_block_of_its_name(plugin):
     (plugin / "shadow.py").write_text(KINDS.replace('kind: ClassVar[str] = "mish"', 'kind: ClassVar[str] = "se_gate"'))
     spec = plugin / "gated.yaml"
@@ -142,6 +145,7 @@ def test_a_kind_whose_shape_rule_gives_a_non_shape_is_reported(plugin):
     assert proc.returncode == 1 and "not a shape of positive integers" in proc.stdout, proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_a_kind_whose_counts_are_negative_or_not_integers_is_reported(plugin):
     for count in ("-910", "1.5"):
         (plugin / "counts.py").write_text(KINDS.replace("def infer(self, shape): return shape",
@@ -200,6 +204,7 @@ def test_a_block_that_breaks_its_shape_rule_is_refused_before_a_run_folder_is_ma
         assert sorted(p.name for p in plugin.iterdir()) == before  # no run folder, no export
 
 
+@pytest.mark.slow
 def test_a_stage_named_like_a_gluon_attribute_is_refused_by_validate(plugin):
     from archspec.gluon.modules import Network
     from archspec.spec.gluon_names import BLOCK_ATTRIBUTES

@@ -17,6 +17,7 @@ from archspec.train.data import load_idx_folder, to_input
 from conftest import ROOT
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_bfloat16_and_int8_blocks_take_and_return_numpy_arrays_close_to_float32(precision):
     if precision == "bf16" and not supports_bfloat16():
@@ -60,6 +61,7 @@ def calibration(digits, net, batches=8):
     return to_input(images, (net.spec.input.height, net.spec.input.width), None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_evaluate_and_export_in_reduced_precision_keep_the_float32_top1(precision, lenet, digits, tmp_path, capsys):
     if precision == "bf16" and not supports_bfloat16():

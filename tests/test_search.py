@@ -193,6 +193,7 @@ def test_search_on_postgresql_for_accuracy_and_macs(digits, tmp_path, postgres, 
     assert load_spec(tmp_path / "report" / "best.yaml").name.startswith("small-")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case, fragment", [
     ("storage", "--storage postgresql://nobody@127.0.0.1:1/none: cannot open it"),
     ("data", "no-such-folder"),
@@ -266,6 +267,7 @@ def test_a_storage_that_is_not_a_study_database_is_refused_and_left_alone(tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "corrupt.db", "other.db", "space.yaml"]
 
 
+@pytest.mark.slow
 def test_a_changed_space_under_the_same_study_is_refused_before_anything_is_written(tmp_path, digits, capsys):
     """Defect 14: c1 changed from a choice to a range: Optuna's ValueError, a FAIL trial, the study's space
     overwritten."""
@@ -299,6 +301,7 @@ def test_a_report_out_that_is_a_file_is_refused(tmp_path, capsys):
     assert (tmp_path / "afile").read_text() == "mine"
 
 
+@pytest.mark.slow
 def test_a_database_server_that_never_answers_is_given_up_after_a_timeout(monkeypatch, capsys):
     """Defect 15: a PostgreSQL server that accepted the connection and never answered blocked for 132 s."""
     import archspec.train.search as searching
@@ -320,6 +323,7 @@ def test_a_database_server_that_never_answers_is_given_up_after_a_timeout(monkey
     assert seconds < 30 and "secret" not in err
 
 
+@pytest.mark.slow
 def test_a_rejected_trial_leaves_no_folder(tmp_path):
     from archspec.spec.space import load_space
     from archspec.train.config import Config

@@ -38,6 +38,7 @@ def run(capsys, *argv):
     return code, out.out, out.err
 
 
+@pytest.mark.slow
 def test_every_network_sampled_from_anynet_is_inside_its_budget_and_constraints(capsys):
     code, out, _ = run(capsys, "sample", ANYNET, "-n", 300, "--seed", 7, "--json")
     assert code == 0
@@ -70,6 +71,7 @@ def rows(summary):
     return [(r.path, r.kind, r.input, r.output, r.params, r.state, r.macs, r.memory) for r in summary.rows]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("space", ["anynet-space", "choice of blocks"])
 def test_what_the_networks_of_a_space_share_changes_no_count(tmp_path, write_spec, space):
     """A space's networks share the expansions, layers and rows their values do not change (`expand.Memo`): each
@@ -344,6 +346,7 @@ def test_an_override_of_a_varied_value_is_refused_at_the_override(capsys, tmp_pa
     assert run(capsys, "sample", path, "--set", "c2=5", "--set", "space.vary.c1.int=[1,2]")[0] == 0
 
 
+@pytest.mark.slow
 def test_sampling_looks_up_what_networks_share_in_time_that_does_not_grow_with_n():
     """`sample -n 100000` (the documented maximum) ran past 150 s: each entry's lookup in the memo scanned every
     variant kept for it, so a sampling took time in N squared. A lookup is now one dictionary access per set of

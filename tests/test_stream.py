@@ -434,6 +434,7 @@ def test_pack_of_an_empty_folder_and_of_odd_class_names(tmp_path, capsys):
     assert packed.classes == ("a b", "x\ty", "ü,\"q\"") and len(packed) == 3 and list(packed.labels) == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_a_pack_killed_midway_leaves_no_rec_and_stale_class_names_are_refused(digit_images, tmp_path):
     out = tmp_path / "data.rec"
     assert main(["pack", str(digit_images / "test"), "-o", str(out)]) == 0  # an earlier pack at the same place
@@ -474,6 +475,7 @@ def io_png():
     return buffer.getvalue()
 
 
+@pytest.mark.slow
 def test_a_corrupt_image_met_mid_epoch_names_its_path_and_what_is_left(digit_images, tmp_path, capsys):
     import multiprocessing
     import shutil

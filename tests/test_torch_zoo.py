@@ -8,11 +8,18 @@ import yaml
 from archspec import load_spec, summarize
 from conftest import ROOT, SPECS
 
-torch = pytest.importorskip("torch")
-torchvision = pytest.importorskip("torchvision")
-from torch_zoo import copy_from_gluon, counts, loss, torch_network  # noqa: E402  bench/
-
 pytestmark = pytest.mark.slow  # importing torch takes seconds; the zoo's translations tens of seconds
+
+
+@pytest.fixture(scope="module", autouse=True)
+def peers():
+    """torch, torchvision and the peer (bench/torch_zoo.py), imported when a test here runs, not when the suite is
+    collected: the fast run (-m "not slow") then never loads torch, whose import takes seconds and whose 300,000
+    objects every later garbage collection would walk."""
+    global torch, torchvision, copy_from_gluon, counts, loss, torch_network
+    torch = pytest.importorskip("torch")
+    torchvision = pytest.importorskip("torchvision")
+    from torch_zoo import copy_from_gluon, counts, loss, torch_network
 
 
 def torchvision_models():

@@ -95,6 +95,20 @@ def test_sigkill_mid_epoch_then_resume_ends_like_an_uninterrupted_run(digits, tm
     assert (killed / "metrics.csv").read_text().splitlines()[0].startswith("epoch,train_loss")
 
 
+@pytest.mark.slow
+def test_a_resumed_run_takes_its_weights_from_the_checkpoint_not_from_its_init_file(digits, tmp_path, capsys):
+    assert main(train_args(digits, tmp_path / "pre", "--epochs", "1")) == 0
+    init = tmp_path / "pre" / "final.params"
+    assert main(train_args(digits, tmp_path / "run", "--epochs", "1", "--init", str(init))) == 0
+    assert f"transferred 10/10 arrays from {init}" in capsys.readouterr().err
+    init.unlink()  # the checkpoint holds the weights: the file --init named may be gone
+    assert main(train_args(digits, tmp_path / "run", "--epochs", "2", "--init", str(init), "--resume")) == 0
+    err = capsys.readouterr().err
+    assert f"resuming {tmp_path / 'run'} at epoch 2" in err and "transferred" not in err
+    assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())) == 2
+
+
+@pytest.mark.slow
 def test_resume_refuses_other_settings_another_network_or_a_corrupt_checkpoint(digits, tmp_path, capsys):
     assert main(train_args(digits, tmp_path / "run", "--epochs", "1")) == 0
     capsys.readouterr()
@@ -158,6 +172,7 @@ def test_a_missing_dataset_is_a_clear_error_and_creates_no_run_folder(tmp_path, 
     assert "no train-images-idx3-ubyte" in capsys.readouterr().err and not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_a_spec_with_auxiliary_heads_trains_on_their_weighted_losses(digits, tmp_path, write_spec):
     spec = write_spec("""name: tapped
 input: {channels: 1, height: 28, width: 28}
@@ -296,6 +311,7 @@ def test_two_runs_into_one_folder_one_trains_the_other_is_refused(digits, tmp_pa
     assert "another run is using this folder (PID " in refused and "archspec train" in refused
 
 
+@pytest.mark.slow
 def test_resume_refuses_another_network_or_other_data_and_a_finished_run(digits, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(train_args(digits, run, "--epochs", "1")) == 0
@@ -344,6 +360,7 @@ def build_lenet():
     return build_model(LENET)
 
 
+@pytest.mark.slow
 def test_a_checkpoint_record_of_the_wrong_shape_is_corrupt(digits, tmp_path, capsys):
     assert main(train_args(digits, tmp_path / "run", "--epochs", "1")) == 0
     (record,) = (tmp_path / "run" / "checkpoints").glob("*.json")

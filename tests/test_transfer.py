@@ -2,6 +2,7 @@
 per-stage learning rates (gluon.tuning), through build_model and `archspec train`."""
 import numpy as onp
 import pytest
+import mxnet as mx
 from mxnet import npx
 
 from archspec import InputError
@@ -34,6 +35,7 @@ def googlenet_params(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_googlenet_into_five_classes_reports_exact_counts_and_strict_refuses(googlenet_params):
     net = build_model(GOOGLENET, {"num_classes": 5}, init=googlenet_params)
     assert net.transferred.report() == (f"transferred 114/116 arrays from {googlenet_params}; 2 initialised instead: "
@@ -91,6 +93,22 @@ def test_freeze_and_lr_mult_name_what_they_cannot_find_before_the_run_folder(dig
     # an unknown stage was found once the network was built, in a run folder already made: a typo left it behind
     assert main(["train", str(ROOT / "specs" / "lenet.yaml"), "--data-dir", str(digits), "--epochs", "1",
                  "--out", str(tmp_path / "run"), option, value]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("init, message", [
+    ("missing.params", "missing.params: no such parameters file or run folder"),
+    ("corrupt.params", "corrupt.params: "),
+    ("other.params", "other.params: nothing fits lenet")])
+def test_an_init_file_that_cannot_start_the_run_is_refused_before_the_run_folder(digits, tmp_path, capsys, init,
+                                                                                    message):
+    # it was read once the run folder was made and locked, and a wrong path left an empty run behind
+    (tmp_path / "corrupt.params").write_bytes(b"\x12\x01\x00\x00\x00\x00\x00\x00not an MXNet file")
+    mx.nd.save(str(tmp_path / "other.params"), {"arg:head.weight": mx.nd.zeros((3, 3))})
+    assert main(["train", str(ROOT / "specs" / "lenet.yaml"), "--data-dir", str(digits), "--epochs", "1",
+                 "--out", str(tmp_path / "run"), "--init", str(tmp_path / init)]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()

@@ -34,7 +34,7 @@ def assert_same_network(reference, name, batch=2, overrides=None):
 
 @pytest.mark.parametrize("name,make", [
     ("lenet", lambda: d2l.LeNet().net),
-    ("alexnet", alexnet),
+    pytest.param("alexnet", alexnet, marks=pytest.mark.slow),
     ("nin", nin),
     ("densenet", densenet),
     pytest.param("vgg11", vgg, marks=pytest.mark.slow),
@@ -46,6 +46,7 @@ def test_d2l_chapter_networks(name, make):
                         overrides=["input.height=96", "input.width=96"] if name == "vgg11" else None)
 
 
+@pytest.mark.slow
 def test_resnet18_is_d2l_resnet18():
     npx.set_np()
     ref = d2l.resnet18(10)
@@ -139,6 +140,7 @@ def test_squeeze_and_excitation_exercise():
     assert [r.output for r in s.stages] == [r.output for r in summarize(load_spec(spec_path("googlenet"))).stages]
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_is_torchvisions():
     """The published count (torchvision.models.mobilenet_v2: 3,504,872), and the same outputs as MobileNetV2
     written in plain Gluon once its weights are copied in."""

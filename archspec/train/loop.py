@@ -370,16 +370,24 @@ def _setup(request: _Request) -> _Run:
     # which then leaves the frozen arrays alone
     freeze(net, config.freeze)
     lr_mult(net, factors(config.lr_mult))
+    # --init is read before the folder too (a missing, corrupt or unfitting file: nothing written), unless a
+    # checkpoint is to be resumed: it holds the weights, and --init's file is not read again (it may be gone)
+    resumable = resume and any((out / "checkpoints").glob("step-*.json"))
+
+    def start_from_init() -> None:
+        net.transferred = transfer(net, config.init, config.strict)
+        print(net.transferred.report(), file=stream)
+
+    if config.init is not None and not resumable:
+        start_from_init()
     folder = RunFolder(out, request.command)  # locked from here on: no other run writes here
     identity = {"network": network_identity(spec),
                 "data": {"train": train_split.fingerprint(), "test": test_split.fingerprint()}}
     meta = latest_checkpoint(out / "checkpoints") if resume else None
     folder.check(config, identity, resume, meta["epoch"] if meta else None, request.force)
 
-    # resuming: the checkpoint holds the weights, --init's file is not read again (it may be gone)
-    if config.init is not None and not meta:
-        net.transferred = transfer(net, config.init, config.strict)
-        print(net.transferred.report(), file=stream)
+    if config.init is not None and resumable and not meta:  # its checkpoints went before the folder was locked
+        start_from_init()
     if config.no_bias_decay:
         optimization.no_decay_on_biases_and_norms(net)
     schedule = optimization.scheduler(config, steps)
