@@ -374,12 +374,12 @@ def _setup(request: _Request) -> _Run:
     # checkpoint is to be resumed: it holds the weights, and --init's file is not read again (it may be gone)
     resumable = resume and any((out / "checkpoints").glob("step-*.json"))
 
-    def start_from_init() -> None:
-        net.transferred = transfer(net, config.init, config.strict)
+    def start_from(init: str) -> None:
+        net.transferred = transfer(net, init, config.strict)
         print(net.transferred.report(), file=stream)
 
     if config.init is not None and not resumable:
-        start_from_init()
+        start_from(config.init)
     folder = RunFolder(out, request.command)  # locked from here on: no other run writes here
     identity = {"network": network_identity(spec),
                 "data": {"train": train_split.fingerprint(), "test": test_split.fingerprint()}}
@@ -387,7 +387,7 @@ def _setup(request: _Request) -> _Run:
     folder.check(config, identity, resume, meta["epoch"] if meta else None, request.force)
 
     if config.init is not None and resumable and not meta:  # its checkpoints went before the folder was locked
-        start_from_init()
+        start_from(config.init)
     if config.no_bias_decay:
         optimization.no_decay_on_biases_and_norms(net)
     schedule = optimization.scheduler(config, steps)
