@@ -2,6 +2,7 @@
 branches merged, local response normalisation, and the network itself."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from functools import reduce
 from typing import Any, Iterator, Optional, Sequence
 
@@ -193,7 +194,7 @@ class Network(QuietUnusedParameters):
         self._taps.setdefault((stage, index), []).append(name)
         self._aux.append(name)
         if self._training_graph is None:
-            object.__setattr__(self, "_training_graph", _WithAux(self))
+            object.__setattr__(self, "_training_graph", _View(self, with_aux=True))
 
     def give_outputs(self, names: Sequence[str]) -> None:
         """Return the outputs of these stages, in this order, instead of the last stage's (a backbone's
@@ -231,7 +232,7 @@ class Network(QuietUnusedParameters):
         """The inference graph with every batch norm after a convolution folded into it (`rewrites.ConvBatchNorm`),
         over this network's own parameters: the same outputs in inference, as `self` gives them."""
         if self._folded_graph is None:
-            graph = _Folded(self)
+            graph = _View(self, fold=True)
             if is_hybridized(self):
                 graph.hybridize(True, **self._hybridized_with)
             object.__setattr__(self, "_folded_graph", graph)
@@ -285,33 +286,21 @@ def _copy(x: Any) -> Any:
     return symbol.np.copy(x) if isinstance(x, symbol.Symbol) else x.copy()
 
 
-class _WithAux(nn.HybridBlock):
-    """The training graph of a `Network` with auxiliary heads: the same blocks, more outputs."""
+class _View(QuietUnusedParameters):
+    """Another graph over a `Network`'s own blocks and parameters: its training graph that also returns the
+    auxiliary heads (`with_aux`), or its inference graph traced inside `folding()`, batch norms folded (`fold`)."""
 
-    def __init__(self, net: Network):
+    def __init__(self, net: Network, with_aux: bool = False, fold: bool = False):
         super().__init__()
         object.__setattr__(self, "_net", net)
+        self._with_aux, self._fold = with_aux, fold
 
     def collect_params(self, select: Any = None) -> Any:
         return self._net.collect_params(select)
 
     def hybrid_forward(self, F: Any, x: Any) -> Any:
-        return self._net.run(normalised(F, x, self._net.spec.input), with_aux=True)
-
-
-class _Folded(QuietUnusedParameters):
-    """The inference graph of a `Network` with its batch norms folded: the same blocks, traced inside `folding()`."""
-
-    def __init__(self, net: Network):
-        super().__init__()
-        object.__setattr__(self, "_net", net)
-
-    def collect_params(self, select: Any = None) -> Any:
-        return self._net.collect_params(select)
-
-    def hybrid_forward(self, F: Any, x: Any) -> Any:
-        with folding():
-            return self._net.run(normalised(F, x, self._net.spec.input), with_aux=False)
+        with folding() if self._fold else nullcontext():
+            return self._net.run(normalised(F, x, self._net.spec.input), with_aux=self._with_aux)
 
 
 def normalised(F: Any, x: Any, spec_input: Any) -> Any:
