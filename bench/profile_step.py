@@ -6,12 +6,15 @@ operators   MXNet's profiler, by operator: forward, backward (`_backward_*`), th
             (gradient sums, zeroing, copies). Bulked execution is off, so each operator shows on its own.
 primitives  oneDNN's own timing of every primitive it runs (DNNL_VERBOSE): convolutions, pooling, ReLU, concat,
             and the reorders between oneDNN's blocked layouts and MXNet's plain NCHW, which the operator view
-            hides inside the operators that need them.
+            hides inside the operators that need them; and the convolutions' own GFLOP/s (from oneDNN's
+            problem descriptors) against a 2048x2048 SGEMM's in the same process.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -77,18 +80,36 @@ def operators(step) -> dict:
 def primitives(step) -> dict:
     """oneDNN's verbose lines, written to standard output by the library itself: caught at the file descriptor."""
     with tempfile.TemporaryFile("w+") as log:
-        sys.stdout.flush()
-        saved = os.dup(1)
-        os.dup2(log.fileno(), 1)
-        try:
+        with _stdout_to(log):
             for _ in range(STEPS):
                 step()
-        finally:
-            sys.stdout.flush()
-            os.dup2(saved, 1)
-            os.close(saved)
         log.seek(0)
-        return parse_verbose(log.read())
+        result = parse_verbose(log.read())
+    # the convolutions' own rate against SGEMM's in the same process: how far the kernels are from the peak, apart
+    # from the step's other work (pooling, activations, reorders, sums: memory-bound, no multiply-accumulates)
+    from run import matmul_gflops  # bench/run.py
+
+    with open(os.devnull, "w") as quiet, _stdout_to(quiet):  # its own verbose lines
+        sgemm = matmul_gflops()
+    conv = [r for r in result["primitives"] if "flops" in r]
+    conv_ms = sum(r["ms"] for r in conv) or 1.0
+    gflops = sum(r["flops"] for r in conv) / conv_ms / 1e6
+    result["convolutions"] = {"gflops": gflops, "sgemm_gflops": sgemm, "of_sgemm": gflops / sgemm,
+                              "share_of_primitives": conv_ms / result["primitive_ms"]}
+    return result
+
+
+@contextlib.contextmanager
+def _stdout_to(file):
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(file.fileno(), 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def parse_verbose(text: str) -> dict:
@@ -108,11 +129,23 @@ def parse_verbose(text: str) -> dict:
         row = rows.setdefault(kind, {"primitive": kind, "calls": 0.0, "ms": 0.0})
         row["calls"] += 1 / STEPS
         row["ms"] += float(f[-1]) / STEPS
+        if f[3] == "convolution":  # forward, backward_data and backward_weights: each the forward's MACs
+            row["flops"] = row.get("flops", 0.0) + 2 * _convolution_macs(f[-2]) / STEPS
     ordered = sorted(rows.values(), key=lambda r: -r["ms"])
     total = sum(r["ms"] for r in ordered) or 1.0
     for r in ordered:
         r["share"] = r["ms"] / total
     return {"primitive_ms": total, "primitives": ordered}
+
+
+def _convolution_macs(problem: str) -> int:
+    """`g32mb32_ic64oc192_ih24oh24kh3sh1dh0ph1_iw24ow24kw3sw1dw0pw1` (oneDNN's problem descriptor) -> MACs."""
+    m = re.match(r"(?:g(\d+))?mb(\d+)_ic(\d+)oc(\d+)_(?:id\d+od(\d+)kd(\d+)\w*?_)?ih\d+oh(\d+)kh(\d+)\w*?_iw\d+ow(\d+)kw(\d+)",
+                 problem)
+    if not m:
+        raise ValueError(f"not a convolution descriptor: {problem}")
+    g, mb, ic, oc, od, kd, oh, kh, ow, kw = (int(v) if v else 1 for v in m.groups())
+    return mb * oc * od * oh * ow * (ic // g) * kd * kh * kw
 
 
 def _layout(desc: str) -> str:
