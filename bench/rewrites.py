@@ -22,6 +22,7 @@ def step(net, mode, batch):
     from mxnet import autograd, gluon, np
 
     from archspec.gluon.precision import for_inference
+    from archspec.train.loop import loss_and_outputs
 
     x = np.random.uniform(size=(batch,) + net.spec.input.shape)
     if mode != "train":
@@ -33,8 +34,7 @@ def step(net, mode, batch):
 
     def train():
         with autograd.record():
-            outputs = net(x)  # with auxiliary heads (inception-v3), the main output's loss: the same graph runs
-            loss = loss_fn(outputs[0] if isinstance(outputs, (tuple, list)) else outputs, y)
+            loss, _ = loss_and_outputs(net, net, loss_fn, x, y)  # with auxiliary heads: theirs weighted too
         loss.backward()
         trainer.step(batch)
         loss.wait_to_read()

@@ -75,6 +75,8 @@ class MXNetEngine:
     def step(self, variant: str, kind: str, batch: int) -> Step:
         from mxnet import autograd, gluon, np, npx
 
+        from archspec.train.loop import loss_and_outputs
+
         images, labels = inputs(self.net.spec.input.shape, batch, self.classes())
         x, y = np.array(images), np.array(labels)
         if kind == "forward":
@@ -84,16 +86,10 @@ class MXNetEngine:
             raise ValueError("the training step is measured in fp32")
         trainer = gluon.Trainer(self.net.collect_params(), "sgd", {"learning_rate": 1e-9})
         loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-        weights = [head.weight for head in self.net.spec.aux.values()]
 
         def train() -> None:
-            with autograd.record():
-                outputs = self.net(x)
-                if isinstance(outputs, (tuple, list)):  # auxiliary heads, weighted as `archspec train` does
-                    main, *aux = outputs
-                    loss = loss_fn(main, y) + sum(w * loss_fn(a, y) for w, a in zip(weights, aux))
-                else:
-                    loss = loss_fn(outputs, y)
+            with autograd.record():  # auxiliary heads weighted as `archspec train` weighs them
+                loss, _ = loss_and_outputs(self.net, self.net, loss_fn, x, y)
             loss.backward()
             trainer.step(batch)
             npx.waitall()

@@ -111,8 +111,9 @@ class Progress:
         self.stream.flush()
 
 
-def _loss_and_outputs(net: Network, model: Any, loss_fn: Any, x: Any, y: Any) -> tuple[Any, Any]:
-    """The loss of `model`'s outputs (`net`, or its graph in another precision) and its main output."""
+def loss_and_outputs(net: Network, model: Any, loss_fn: Any, x: Any, y: Any) -> tuple[Any, Any]:
+    """The loss of `model`'s outputs (`net`, or its graph in another precision; with auxiliary heads, theirs
+    weighted as the spec says) and its main output. The benchmarks' training steps use it too."""
     outputs = model(x)
     if not isinstance(outputs, (tuple, list)):
         return loss_fn(outputs, y), outputs
@@ -169,7 +170,7 @@ def _step(net: Network, model: Any, trainer: Any, loss_fn: Any, x: Any, labels: 
     xs = gluon.utils.split_and_load(x, contexts, even_split=False)
     ys = gluon.utils.split_and_load(np.array(labels, ctx=contexts[0]), contexts, even_split=False)
     with autograd.record():
-        results = [_loss_and_outputs(net, model, loss_fn, x, y) for x, y in zip(xs, ys)]
+        results = [loss_and_outputs(net, model, loss_fn, x, y) for x, y in zip(xs, ys)]
     for loss, _ in results:
         loss.backward()
     trainer.step(len(labels))
