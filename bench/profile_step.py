@@ -140,9 +140,10 @@ def parse_verbose(text: str) -> dict:
 
 
 def _convolution_macs(problem: str) -> int:
-    """`g32mb32_ic64oc192_ih24oh24kh3sh1dh0ph1_iw24ow24kw3sw1dw0pw1` (oneDNN's problem descriptor) -> MACs."""
-    m = re.match(r"(?:g(\d+))?mb(\d+)_ic(\d+)oc(\d+)_(?:id\d+od(\d+)kd(\d+)\w*?_)?ih\d+oh(\d+)kh(\d+)\w*?_iw\d+ow(\d+)kw(\d+)",
-                 problem)
+    """`g32mb32_ic64oc192_ih24oh24kh3sh1dh0ph1_iw24ow24kw3sw1dw0pw1` (oneDNN's problem descriptor) -> MACs.
+    Groups (`g32`: depthwise here) divide the input channels each output reads."""
+    m = re.match(r"(?:g(\d+))?mb(\d+)_ic(\d+)oc(\d+)_(?:id\d+od(\d+)kd(\d+)\w*?_)?(?:ih\d+oh(\d+)kh(\d+)\w*?_)?"
+                 r"iw\d+ow(\d+)kw(\d+)", problem)  # 3-D, 2-D or 1-D
     if not m:
         raise ValueError(f"not a convolution descriptor: {problem}")
     g, mb, ic, oc, od, kd, oh, kh, ow, kw = (int(v) if v else 1 for v in m.groups())

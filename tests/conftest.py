@@ -50,14 +50,15 @@ def pytest_fixture_post_finalizer(fixturedef, request):
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_teardown(item, nextitem):
+def pytest_runtest_protocol(item, nextitem):
     """Free the networks a test built when the test ends, not whenever Python next collects its oldest generation.
     A Gluon 1.x block and its name scope refer to each other, so only the cyclic collector frees a network, and
     MXNet computes asynchronously, freeing an array once the operations queued on it ran. Without the wait and the
     collection, the networks of a whole test file lived on together: 7 GB at the suite's peak. What survives is
     frozen, so that the next test's collection walks only the next test's objects (a module importing torch in a
     test adds 300,000: 0.1-0.8 s a collection). When a module's fixtures are gone (at the end of a module that has
-    some), all is walked: 0.2-0.8 s, so not at the end of every module.
+    some), all is walked: 0.2-0.8 s, so not at the end of every module. All this once the test is over, its
+    fixtures' values included (pytest lets go of them after the teardown hooks): else they would be frozen too.
     Last, the freed memory goes back to the system (glibc's malloc_trim): glibc keeps freed blocks below its mmap
     threshold, which rises to 32 MB once a large block is freed, in its heaps, so a large test's peak stayed the
     floor of every later test in the process."""

@@ -106,16 +106,18 @@ def test_the_residual_sums_benchmark_runs_on_a_tiny_batch(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_step_profile_counts_the_convolutions_multiply_accumulates_as_the_analyser_does():
-    """The convolutions' GFLOP/s in `profile_step.py primitives` come from oneDNN's own problem descriptors: on
-    GoogLeNet they must count what the static analysis counts, in forward and in both backward passes."""
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "profile_step.py"), "primitives", "--batch", "2",
-                           "--steps", "1"], capture_output=True, text=True, timeout=600, cwd=ROOT / "bench")
+@pytest.mark.parametrize("spec", ["googlenet", "mobilenetv2"])  # and depthwise convolutions: oneDNN's groups
+def test_the_step_profile_counts_the_convolutions_multiply_accumulates_as_the_analyser_does(spec):
+    """The convolutions' GFLOP/s in `profile_step.py primitives` come from oneDNN's own problem descriptors: they
+    must count what the static analysis counts, in forward and in both backward passes."""
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "profile_step.py"), "primitives", "--spec", spec,
+                           "--batch", "2", "--steps", "1"], capture_output=True, text=True, timeout=600,
+                          cwd=ROOT / "bench")
     assert done.returncode == 0, done.stderr[-3000:]
     r = json.loads(done.stdout.splitlines()[-1])
     from archspec import load_spec, summarize
 
-    rows = summarize(load_spec(ROOT / "specs" / "googlenet.yaml")).rows
+    rows = summarize(load_spec(ROOT / "specs" / f"{spec}.yaml")).rows
     macs = 2 * sum(row.macs for row in rows if row.kind == "conv")  # batch 2
     flops = {p["primitive"]: p["flops"] for p in r["primitives"] if "flops" in p}
     assert flops["convolution forward_training"] == flops["convolution backward_weights"] == 2 * macs

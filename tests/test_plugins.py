@@ -115,7 +115,6 @@ def test_an_installed_package_adds_kinds_through_its_entry_point(plugin):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.slow
 def test_a_spec_cannot_load_code(plugin, tmp_path):
     canary = tmp_path / "canary"
     (plugin / "evil.py").write_text(f"open({str(canary)!r}, 'w').write('ran')\n")

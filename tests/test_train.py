@@ -2,6 +2,7 @@
 checkpoints that survive SIGKILL, and MXNet's distributed kvstore under its own launcher."""
 import csv
 import json
+import shutil
 import os
 import signal
 import subprocess
@@ -106,6 +107,13 @@ def test_a_resumed_run_takes_its_weights_from_the_checkpoint_not_from_its_init_f
     err = capsys.readouterr().err
     assert f"resuming {tmp_path / 'run'} at epoch 2" in err and "transferred" not in err
     assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())) == 2
+    # a run's folder says first whether --resume's settings are its own, before any --init file is read
+    shutil.rmtree(tmp_path / "run" / "checkpoints")
+    assert main(train_args(digits, tmp_path / "run", "--epochs", "3", "--init", str(tmp_path / "nope"),
+                           "--resume")) == 1
+    err = capsys.readouterr().err
+    assert "--resume continues a run with the same settings" in err and "init:" in err
+    assert "no such parameters file" not in err and "transferred" not in err
 
 
 @pytest.mark.slow

@@ -371,24 +371,25 @@ def _setup(request: _Request) -> _Run:
     # which then leaves the frozen arrays alone
     freeze(net, config.freeze)
     lr_mult(net, factors(config.lr_mult))
-    # --init is read before the folder too (a missing, corrupt or unfitting file: nothing written), unless a
-    # checkpoint is to be resumed: it holds the weights, and --init's file is not read again (it may be gone)
-    resumable = resume and any((out / "checkpoints").glob("step-*.json"))
+    # --init is read before the folder too (a missing, corrupt or unfitting file: nothing written), unless a run
+    # is resumed: its folder exists already, and says first whether --resume's settings are the run's; its
+    # checkpoint, if it has one, holds the weights, and --init's file is not read again (it may be gone)
+    init, early = config.init, not (resume and out.exists())
 
     def start_from(init: str) -> None:
         net.transferred = transfer(net, init, config.strict)
         print(net.transferred.report(), file=stream)
 
-    if config.init is not None and not resumable:
-        start_from(config.init)
+    if init is not None and early:
+        start_from(init)
     folder = RunFolder(out, request.command)  # locked from here on: no other run writes here
     identity = {"network": network_identity(spec),
                 "data": {"train": train_split.fingerprint(), "test": test_split.fingerprint()}}
     meta = latest_checkpoint(out / "checkpoints") if resume else None
     folder.check(config, identity, resume, meta["epoch"] if meta else None, request.force)
 
-    if config.init is not None and resumable and not meta:  # its checkpoints went before the folder was locked
-        start_from(config.init)
+    if init is not None and not early and not meta:
+        start_from(init)
     if config.no_bias_decay:
         optimization.no_decay_on_biases_and_norms(net)
     schedule = optimization.scheduler(config, steps)
