@@ -152,6 +152,21 @@ def test_dist_sync_with_mxnets_launcher_two_workers_one_server(digits, tmp_path)
     assert any(not onp.array_equal(a[k], before[k]) for k in a)  # it did train
 
 
+@pytest.mark.slow
+def test_launch_fails_when_its_workers_fail(digits, tmp_path):
+    """Each worker refuses its --init file before writing anything; the launcher used to exit 0 all the same (the
+    tracker's threads raised, printing a traceback with the whole environment)."""
+    command = ARCHSPEC + ["launch", "-n", "2", "-s", "1", "--launcher", "local", "--",
+                          *ARCHSPEC, *train_args(digits, tmp_path / "dist", "--epochs", "1", "--kvstore", "dist_sync",
+                                                 "--init", str(tmp_path / "missing.params"))]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1
+    assert "missing.params: no such parameters file or run folder" in done.stderr
+    assert "archspec: launch: worker 0 exited with code 1, worker 1 exited with code 1" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "dist").exists()
+
+
 def params_of_initial(tmp_path):
     import mxnet as mx
 

@@ -5,9 +5,10 @@ the one module to read again.
 """
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from mxnet.gluon import HybridBlock, Trainer
 
@@ -86,16 +87,34 @@ def onnx_node_inputs(node: Any, kwargs: dict[str, Any]) -> tuple[str, list[str],
     return get_inputs(node, kwargs)
 
 
-def patch_launcher(local: bool) -> None:
+def patch_launcher(local: bool, failures: Optional[list[str]] = None,
+                   workers: Optional[list[threading.Thread]] = None) -> None:
     """MXNet's `tools/launch.py` (dmlc_tracker) on Python 3.9+: `Thread.isAlive` is gone (renamed
     `is_alive`), and a local job binds the tracker to the address it guesses for the host name, which a
-    machine without a resolvable name or outside network cannot reach: local jobs use 127.0.0.1."""
+    machine without a resolvable name or outside network cannot reach: local jobs use 127.0.0.1. A local
+    process that exits nonzero raised in the tracker's thread (a traceback printing the whole environment) and the
+    launcher still exited 0: its role, id and code go to `failures` instead. The threads that wait for the workers
+    go to `workers`: the tracker may end before they have seen their workers' exit codes."""
     if not hasattr(threading.Thread, "isAlive"):
         threading.Thread.isAlive = threading.Thread.is_alive  # type: ignore[attr-defined]
     if local:
+        from dmlc_tracker import local as local_jobs
         from dmlc_tracker import tracker
 
         tracker.get_host_ip = lambda host_ip=None: "127.0.0.1"
+        run = getattr(local_jobs.exec_cmd, "__wrapped__", local_jobs.exec_cmd)
+
+        @functools.wraps(run)
+        def exec_cmd(cmd: list[str], num_attempt: int, role: str, taskid: int, pass_env: dict[str, Any]) -> None:
+            if role == "worker" and workers is not None:
+                workers.append(threading.current_thread())
+            try:
+                run(cmd, num_attempt, role, taskid, pass_env)
+            except RuntimeError as e:  # 'Get nonzero return code=1 on [...] {...environment...}'
+                code = str(e).split("code=", 1)[-1].split(" ", 1)[0]
+                (failures if failures is not None else []).append(f"{role} {taskid} exited with code {code}")
+
+        local_jobs.exec_cmd = exec_cmd
 
 
 def use_global_stats(batchnorm: Any) -> None:
