@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import threading
 import warnings
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from mxnet.gluon import HybridBlock, Trainer
 
@@ -87,8 +87,7 @@ def onnx_node_inputs(node: Any, kwargs: dict[str, Any]) -> tuple[str, list[str],
     return get_inputs(node, kwargs)
 
 
-def patch_launcher(local: bool, failures: Optional[list[str]] = None,
-                   workers: Optional[list[threading.Thread]] = None) -> None:
+def patch_launcher(local: bool, failures: list[str], workers: list[threading.Thread]) -> None:
     """MXNet's `tools/launch.py` (dmlc_tracker) on Python 3.9+: `Thread.isAlive` is gone (renamed
     `is_alive`), and a local job binds the tracker to the address it guesses for the host name, which a
     machine without a resolvable name or outside network cannot reach: local jobs use 127.0.0.1. A local
@@ -106,13 +105,13 @@ def patch_launcher(local: bool, failures: Optional[list[str]] = None,
 
         @functools.wraps(run)
         def exec_cmd(cmd: list[str], num_attempt: int, role: str, taskid: int, pass_env: dict[str, Any]) -> None:
-            if role == "worker" and workers is not None:
+            if role == "worker":
                 workers.append(threading.current_thread())
             try:
                 run(cmd, num_attempt, role, taskid, pass_env)
             except RuntimeError as e:  # 'Get nonzero return code=1 on [...] {...environment...}'
                 code = str(e).split("code=", 1)[-1].split(" ", 1)[0]
-                (failures if failures is not None else []).append(f"{role} {taskid} exited with code {code}")
+                failures.append(f"{role} {taskid} exited with code {code}")
 
         local_jobs.exec_cmd = exec_cmd
 

@@ -376,8 +376,8 @@ def _setup(request: _Request) -> _Run:
     # checkpoint, if it has one, holds the weights, and --init's file is not read again (it may be gone)
     init, early = config.init, not (resume and out.exists())
 
-    def start_from(init: str) -> None:
-        net.transferred = transfer(net, init, config.strict)
+    def start_from(path: str) -> None:
+        net.transferred = transfer(net, path, config.strict)
         print(net.transferred.report(), file=stream)
 
     if init is not None and early:
